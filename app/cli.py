@@ -1,0 +1,303 @@
+"""The command line: `python app.py <verb>`; no verb serves the UI.
+
+Data goes to stdout (tables, or JSON with --json); progress and errors go to stderr.
+Errors are one line and a non-zero exit.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+
+VERBS = ("serve", "index", "search", "models", "libraries", "project", "classes", "delete")
+
+
+class CliError(Exception):
+    """A one-line error for the user."""
+
+
+ENV_VAR = "AUDIO_EXPLORER_DATA"  # same as index.DATA_ENV_VAR (not imported here: --help stays fast)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help=f"folder for Qdrant data, caches and weights (default: ${ENV_VAR} or ./data)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every verb."""
+    ap = argparse.ArgumentParser(
+        prog="python app.py",
+        description="Explore audio collections through deep audio embeddings (Gradio + Qdrant). "
+                    "With no verb, serves the web UI.")
+    sub = ap.add_subparsers(dest="verb", metavar="VERB")
+
+    p = sub.add_parser("serve", help="serve the web UI (the default)")
+    _common(p)
+    p.add_argument("--host", default=None, help="bind address (default: $GRADIO_SERVER_NAME or 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port (default: $GRADIO_SERVER_PORT or 7860)")
+    p.add_argument("--no-demo", action="store_true", help="do not build the demo library on first run")
+    p.add_argument("--share", action="store_true", help="ask Gradio for a public share link")
+
+    p = sub.add_parser("index", help="index a folder of audio into a library")
+    _common(p)
+    p.add_argument("folder", help="folder of audio; sub-folder names become labels")
+    p.add_argument("--library", required=True, help="library name (letters, digits, - and _)")
+    p.add_argument("--models", default="dsp", help="comma-separated model names (see `models`); default: dsp")
+    p.add_argument("--batch-size", type=int, default=16, help="files per embedding batch")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    p = sub.add_parser("search", help="query by example: clips most similar to a file, a clip id or a text")
+    _common(p)
+    p.add_argument("--library", required=True)
+    p.add_argument("--model", required=True)
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--file", help="audio file to search with")
+    g.add_argument("--id", help="id of a clip already in the library")
+    g.add_argument("--text", help="text description (CLAP models only)")
+    p.add_argument("-k", type=int, default=10, help="number of results (default 10)")
+    p.add_argument("--label", default=None, help="only clips with this label")
+    p.add_argument("--one-per-file", action="store_true", help="at most one result per file")
+    p.add_argument("--json", action="store_true", help="print a JSON list of {id, score, path, label}")
+
+    p = sub.add_parser("models", help="list every model and whether it can run here")
+    _common(p)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("libraries", help="list libraries with their models and point counts")
+    _common(p)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("project", help="2D/3D map of a library (PCA, LDA, UMAP, t-SNE) as JSON")
+    _common(p)
+    p.add_argument("--library", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--method", default="umap", choices=["pca", "lda", "umap", "tsne"])
+    p.add_argument("--dims", type=int, default=2, choices=[2, 3])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-neighbors", type=int, default=None, help="UMAP n_neighbors")
+    p.add_argument("--min-dist", type=float, default=None, help="UMAP min_dist")
+    p.add_argument("--metric", default=None, help="UMAP metric (default cosine)")
+    p.add_argument("--perplexity", type=float, default=None, help="t-SNE perplexity")
+    p.add_argument("--out", default=None, help="write JSON here instead of stdout")
+    p.add_argument("--quality", action="store_true", help="also compute trustworthiness and kNN agreement")
+
+    p = sub.add_parser("classes", help="label counts, centroid similarity and kNN label agreement")
+    _common(p)
+    p.add_argument("--library", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("-k", type=int, default=5, help="neighbours for agreement (default 5)")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("delete", help="delete a library (or one model's vectors in it)")
+    _common(p)
+    p.add_argument("--library", required=True)
+    p.add_argument("--model", default=None, help="only this model's collections")
+    return ap
+
+
+def _progress_bar(prefix: str):
+    """A stderr progress callback (done, total, message)."""
+    start = time.perf_counter()
+    tty = sys.stderr.isatty()
+
+    def cb(done: int, total: int, msg: str = "") -> None:
+        frac = done / total if total else 1.0
+        bar = "#" * int(frac * 30)
+        line = f"{prefix} [{bar:<30}] {done}/{total} {time.perf_counter() - start:5.1f}s {msg[-40:]}"
+        if tty:
+            sys.stderr.write("\r" + line.ljust(110))
+            if done >= total:
+                sys.stderr.write("\n")
+        elif done == total or done % 50 == 0:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    return cb
+
+
+def _table(rows: list[dict], cols: list[str]) -> str:
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) if rows else len(c) for c in cols}
+    out = ["  ".join(c.ljust(widths[c]) for c in cols)]
+    out += ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in cols) for r in rows]
+    return "\n".join(out)
+
+
+def _store(args):
+    import index
+
+    return index.open_store(index.data_dir(args.data_dir))
+
+
+def cmd_index(args) -> int:
+    import index
+
+    folder = Path(args.folder).expanduser()
+    if not folder.is_dir():
+        raise CliError(f"not a folder: {folder}")
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    store = _store(args)
+    report = index.index_folder(store, args.library, folder, models, data_dir=args.data_dir,
+                                progress=_progress_bar(f"indexing {args.library}"),
+                                batch_size=args.batch_size)
+    for rel, why in report.failed:
+        print(f"skipped {rel}: {why}", file=sys.stderr)
+    print(report.summary() + f" ({report.audio_s:.1f} s of audio in {report.wall_s:.1f} s)", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"library": report.library, "models": report.models, "files": report.files_seen,
+                          "added": report.added, "unchanged": report.unchanged,
+                          "skipped": [{"path": p, "reason": r} for p, r in report.failed],
+                          "audio_s": round(report.audio_s, 3), "wall_s": round(report.wall_s, 3)}))
+    if report.files_seen and report.added + report.unchanged == 0:
+        return 1
+    return 0
+
+
+def cmd_search(args) -> int:
+    import index
+
+    store = _store(args)
+    if args.file:
+        hits = index.search_file(store, args.library, args.model, args.file, k=args.k, label=args.label,
+                                 one_per_file=args.one_per_file, data_dir=args.data_dir)
+    elif args.id:
+        hits = index.search_id(store, args.library, args.model, args.id, k=args.k, label=args.label)
+    else:
+        hits = index.search_text(store, args.library, args.model, args.text, k=args.k, label=args.label,
+                                 data_dir=args.data_dir)
+    rows = [h.to_dict() for h in hits]
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        print(_table([{**r, "score": f"{r['score']:.4f}", "label": r["label"] or "-"} for r in rows],
+                     ["score", "label", "path", "id"]))
+    return 0
+
+
+def cmd_models(args) -> int:
+    import index
+
+    rows = [{"name": a.name, "family": a.family, "status": a.status, "dim": a.dim or "",
+             "reason": a.reason, "description": a.description} for a in index.available_models(args.data_dir)]
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        print(_table(rows, ["name", "family", "status", "dim", "reason"]))
+    return 0
+
+
+def cmd_libraries(args) -> int:
+    import index
+
+    store = _store(args)
+    rows = []
+    for lib in index.list_libraries(store):
+        counts = index.library_counts(store, lib.name)
+        rows.append({"name": lib.name, "root": lib.root, "models": lib.models, "counts": counts})
+    if args.json:
+        print(json.dumps(rows))
+    elif not rows:
+        print("no libraries yet: run `python app.py index FOLDER --library NAME`")
+    else:
+        print(_table([{"name": r["name"], "clips": max(r["counts"].values(), default=0),
+                       "models": ", ".join(f"{m} ({n})" for m, n in r["counts"].items()), "root": r["root"]}
+                      for r in rows], ["name", "clips", "models", "root"]))
+    return 0
+
+
+def cmd_project(args) -> int:
+    from app import services
+
+    params = {k: v for k, v in {"n_neighbors": args.n_neighbors, "min_dist": args.min_dist,
+                                "metric": args.metric, "perplexity": args.perplexity}.items() if v is not None}
+    svc = services.Services(args.data_dir)
+    doc = svc.map_document(args.library, args.model, args.method, args.dims, seed=args.seed,
+                           params=params, quality=args.quality)
+    text = json.dumps(doc)
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"wrote {len(doc['points'])} points to {args.out}", file=sys.stderr)
+    else:
+        print(text)
+    return 0
+
+
+def cmd_classes(args) -> int:
+    from app import services
+
+    svc = services.Services(args.data_dir)
+    stats = svc.class_stats(args.library, args.model, k=args.k)
+    if args.json:
+        print(json.dumps(stats))
+        return 0
+    print(f"overall agreement@{args.k}: {stats['overall_agreement']:.3f}  ({stats['n_labelled']} labelled clips)")
+    rows = [{"label": lb, "count": stats["counts"][lb], f"agreement@{args.k}": f"{stats['agreement'][lb]:.3f}"}
+            for lb in stats["labels"]]
+    print(_table(rows, ["label", "count", f"agreement@{args.k}"]))
+    labels = stats["labels"]
+    print("\ncentroid cosine similarity:")
+    print(_table([{"": a, **{b: f"{stats['centroid_similarity'][i][j]:.2f}" for j, b in enumerate(labels)}}
+                  for i, a in enumerate(labels)], [""] + labels))
+    return 0
+
+
+def cmd_delete(args) -> int:
+    import index
+    from index.libraries import delete_model
+
+    store = _store(args)
+    if args.model:
+        delete_model(store, args.library, args.model)
+        print(f"deleted model '{args.model}' from library '{args.library}'", file=sys.stderr)
+    else:
+        dropped = index.delete_library(store, args.library)
+        print(f"deleted library '{args.library}' ({len(dropped)} collections)", file=sys.stderr)
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from app import ui
+
+    return ui.serve(data_dir=args.data_dir, host=args.host, port=args.port, demo=not args.no_demo,
+                    share=args.share)
+
+
+COMMANDS = {"serve": cmd_serve, "index": cmd_index, "search": cmd_search, "models": cmd_models,
+            "libraries": cmd_libraries, "project": cmd_project, "classes": cmd_classes, "delete": cmd_delete}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+        argv = ["serve", *argv]
+    args = build_parser().parse_args(argv)
+    if args.verb is None:
+        args = build_parser().parse_args(["serve"])
+    if args.data_dir:
+        os.environ[ENV_VAR] = str(Path(args.data_dir).expanduser().resolve())
+    try:
+        return COMMANDS[args.verb](args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # every failure is one line on stderr
+        if os.environ.get("AUDIO_EXPLORER_DEBUG"):
+            raise
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return 1
+
+
+def one_line(exc: BaseException) -> str:
+    """A single readable line for an exception (no traceback)."""
+    known = ("LibraryError", "EmbedderError", "AudioError", "StoreError", "ProjectionError", "CliError",
+             "NameError_", "ServiceError")
+    lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
+    msg = lines[0] if lines else ""
+    if type(exc).__name__ in known or isinstance(exc, (ValueError, FileNotFoundError)):
+        return msg or type(exc).__name__
+    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__

@@ -1,0 +1,24 @@
+"""Qdrant is the database: collections per (library, model), ingest, and queries.
+
+This package is the only place that talks to Qdrant (through `index.store`).
+"""
+from __future__ import annotations
+
+from .ingest import IngestReport, index_files, index_folder, scan_folder
+from .libraries import (Library, LibraryError, delete_library, get_library, library_counts,
+                        list_libraries)
+from .naming import collection_name, frames_collection_name, point_id
+from .queries import (SearchHit, read_frames, read_vectors, search_file, search_id, search_text,
+                      search_vector)
+from .store import Store, StoreError, open_store
+from embedders import EmbedderError, available as available_models, check as check_model
+from embedders.audio import AudioError
+from embedders.paths import ENV_VAR as DATA_ENV_VAR, data_dir
+
+__all__ = [
+    "AudioError", "DATA_ENV_VAR", "EmbedderError", "available_models", "check_model", "data_dir",
+    "IngestReport", "Library", "LibraryError", "SearchHit", "Store", "StoreError",
+    "collection_name", "delete_library", "frames_collection_name", "get_library", "index_files",
+    "index_folder", "library_counts", "list_libraries", "open_store", "point_id", "read_frames",
+    "read_vectors", "scan_folder", "search_file", "search_id", "search_text", "search_vector",
+]

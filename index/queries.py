@@ -1,0 +1,136 @@
+"""Questions asked of a library, answered by Qdrant queries."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+import embedders
+from embedders.audio import decode, resample
+
+from .libraries import LibraryError, get_library
+from .naming import collection_name, frames_collection_name
+from .store import Hit, Store
+
+
+@dataclass
+class SearchHit:
+    """One search result."""
+
+    id: str
+    score: float
+    path: str
+    label: str | None
+    payload: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict: id, score, path, label, plus start/end and top tags when present."""
+        d = {"id": self.id, "score": round(float(self.score), 6), "path": self.path, "label": self.label}
+        for k in ("start_s", "end_s", "duration_s", "top_tags"):
+            if k in self.payload:
+                d[k] = self.payload[k]
+        return d
+
+
+def _collection(store: Store, library: str, model: str) -> str:
+    lib = get_library(store, library)
+    if model not in lib.models:
+        raise LibraryError(f"library '{library}' has no vectors for model '{model}' "
+                           f"(indexed: {', '.join(lib.models) or 'none'})")
+    coll = collection_name(library, model)
+    if not store.has_collection(coll):
+        raise LibraryError(f"library '{library}' has no collection for model '{model}'; index it first")
+    return coll
+
+
+def _hits(hits: list[Hit]) -> list[SearchHit]:
+    return [SearchHit(h.id, h.score, h.payload.get("path", ""), h.payload.get("label"), h.payload) for h in hits]
+
+
+def _flt(label: str | list[str] | None) -> dict | None:
+    return None if not label else {"label": label}
+
+
+def embed_query(model: str, wave: np.ndarray, sample_rate: int,
+                data_dir: str | os.PathLike | None = None) -> np.ndarray:
+    """The clip vector of a query wave under `model`."""
+    emb = embedders.load(model, data_dir)
+    return emb.embed_clip(resample(wave, sample_rate, emb.sample_rate))
+
+
+def search_vector(store: Store, library: str, model: str, vector: np.ndarray, k: int = 10,
+                  label: str | list[str] | None = None, one_per_file: bool = False) -> list[SearchHit]:
+    """Nearest clips to a vector; optionally filtered by label and grouped to one hit per file."""
+    coll = _collection(store, library, model)
+    if one_per_file:
+        groups = store.query_groups(coll, vector, group_by="path", groups=k, group_size=1, flt=_flt(label))
+        return _hits([g[0] for g in groups if g])
+    return _hits(store.query(coll, vector, k, flt=_flt(label)))
+
+
+def search_file(store: Store, library: str, model: str, path: str | os.PathLike, k: int = 10,
+                label: str | list[str] | None = None, one_per_file: bool = False,
+                data_dir: str | os.PathLike | None = None) -> list[SearchHit]:
+    """Query by example: the clips most similar to an audio file."""
+    _collection(store, library, model)
+    wave, sr = decode(path)
+    vec = embed_query(model, wave, sr, data_dir)
+    return search_vector(store, library, model, vec, k, label, one_per_file)
+
+
+def search_id(store: Store, library: str, model: str, point_id: str, k: int = 10,
+              label: str | list[str] | None = None) -> list[SearchHit]:
+    """The clips nearest a clip already in the library (itself first)."""
+    coll = _collection(store, library, model)
+    if not store.existing_ids(coll, [point_id]):
+        raise LibraryError(f"no clip with id {point_id} in library '{library}' for model '{model}'")
+    return _hits(store.query_by_id(coll, point_id, k, flt=_flt(label)))
+
+
+def search_text(store: Store, library: str, model: str, text: str, k: int = 10,
+                label: str | list[str] | None = None, data_dir: str | os.PathLike | None = None) -> list[SearchHit]:
+    """Search by a description, for models with a text tower (CLAP)."""
+    emb = embedders.load(model, data_dir)
+    if not getattr(emb, "supports_text", False):
+        raise LibraryError(f"model '{model}' has no text tower; text search needs a CLAP model")
+    vec = emb.embed_text([text])[0]
+    return search_vector(store, library, model, vec, k, label)
+
+
+def find_clip(store: Store, library: str, model: str, path: str) -> SearchHit | None:
+    """The clip stored under a relative path, if any."""
+    coll = _collection(store, library, model)
+    for rec in store.scroll(coll, flt={"path": path}):
+        return SearchHit(rec.id, 1.0, rec.payload.get("path", ""), rec.payload.get("label"), rec.payload)
+    return None
+
+
+def read_vectors(store: Store, library: str, model: str) -> tuple[list[str], np.ndarray, list[dict]]:
+    """Every clip of (library, model) in one pass: ids, vectors [n, dim], payloads (stable order)."""
+    coll = _collection(store, library, model)
+    ids, vecs, pays = [], [], []
+    for rec in store.scroll(coll, with_vectors=True):
+        ids.append(rec.id)
+        vecs.append(rec.vector)
+        pays.append(rec.payload)
+    dim = store.collection_dim(coll)
+    return ids, (np.stack(vecs).astype(np.float32) if vecs else np.zeros((0, dim), np.float32)), pays
+
+
+def read_frames(store: Store, library: str, model: str, clip_id: str) -> tuple[np.ndarray, np.ndarray]:
+    """A clip's trajectory: times_s [T] and frame vectors [T, dim], in time order."""
+    _collection(store, library, model)
+    coll = frames_collection_name(library, model)
+    recs = list(store.scroll(coll, flt={"clip_id": clip_id}, with_vectors=True))
+    if not recs:
+        raise LibraryError(f"no frames stored for clip {clip_id}")
+    recs.sort(key=lambda r: r.payload.get("time_s", 0.0))
+    return (np.array([r.payload["time_s"] for r in recs], np.float64),
+            np.stack([r.vector for r in recs]).astype(np.float32))
+
+
+def clip_audio_path(store: Store, library: str, rel_path: str) -> Path:
+    """Absolute path of a clip's audio, refused when outside the library root."""
+    return get_library(store, library).resolve(rel_path)
