@@ -279,6 +279,9 @@ def index_folder(store: Store, library: str, folder: str | os.PathLike, models: 
                  data_dir: str | os.PathLike | None = None, progress: Progress | None = None,
                  batch_size: int = 16) -> IngestReport:
     """Index every audio file under `folder` (labels from sub-folders) into `library`."""
+    check_library_name(library)
+    for m in models:
+        embedders.get_spec(m, data_dir)
     files, skipped = scan_folder(folder)
     if not files and not skipped:
         raise LibraryError(f"no audio files found in {folder}")

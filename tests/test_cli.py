@@ -1,0 +1,78 @@
+"""The command line as a user runs it: `python app.py <verb>` in a subprocess."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*args, data_dir, check=True, env=None):
+    e = {**os.environ, **(env or {})}
+    e.pop("AUDIO_EXPLORER_DATA", None)
+    res = subprocess.run([sys.executable, "app.py", *args, "--data-dir", str(data_dir)], cwd=ROOT,
+                         capture_output=True, text=True, env=e, timeout=600)
+    if check:
+        assert res.returncode == 0, res.stderr
+    return res
+
+
+def test_help_lists_verbs():
+    res = subprocess.run([sys.executable, "app.py", "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0
+    for verb in ("serve", "index", "search", "models", "libraries", "project", "classes", "delete"):
+        assert verb in res.stdout
+    for verb in ("index", "search", "models", "libraries", "project", "classes", "delete", "serve"):
+        r = subprocess.run([sys.executable, "app.py", verb, "--help"], cwd=ROOT, capture_output=True, text=True)
+        assert r.returncode == 0 and "--data-dir" in r.stdout
+
+
+def test_index_search_libraries_models(tmp_path, demo_folder):
+    d = tmp_path / "data"
+    res = run("index", str(demo_folder), "--library", "demo", "--models", "dsp", data_dir=d)
+    assert res.stdout == ""  # data to stdout only when asked; progress goes to stderr
+    assert "18 added" in res.stderr
+    res = run("index", str(demo_folder), "--library", "demo", "--models", "dsp", "--json", data_dir=d)
+    rep = json.loads(res.stdout)
+    assert rep["added"] == 0 and rep["unchanged"] == 18
+
+    q = demo_folder / "voice" / "voice_02.wav"
+    hits = json.loads(run("search", "--library", "demo", "--model", "dsp", "--file", str(q), "-k", "5", "--json",
+                          data_dir=d).stdout)
+    assert len(hits) == 5 and set(hits[0]) >= {"id", "score", "path", "label"}
+    assert hits[0]["path"] == "voice/voice_02.wav" and hits[0]["label"] == "voice"
+    by_id = json.loads(run("search", "--library", "demo", "--model", "dsp", "--id", hits[0]["id"], "--json",
+                           data_dir=d).stdout)
+    assert by_id[0]["id"] == hits[0]["id"]
+
+    libs = json.loads(run("libraries", "--json", data_dir=d).stdout)
+    assert libs[0]["name"] == "demo" and libs[0]["counts"] == {"dsp": 18}
+    models = {m["name"]: m for m in json.loads(run("models", "--json", data_dir=d).stdout)}
+    assert models["dsp"]["status"] == "ready"
+    table = run("models", data_dir=d).stdout
+    assert "dsp" in table and "status" in table
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["search", "--library", "nope", "--model", "dsp", "--id", "x"], "unknown library 'nope'"),
+    (["index", "/definitely/not/here", "--library", "x"], "not a folder"),
+    (["index", ".", "--library", "bad name"], "bad library name"),
+    (["index", "tests", "--library", "x", "--models", "nope"], "unknown model 'nope'"),
+])
+def test_errors_are_one_line_and_nonzero(tmp_path, args, needle):
+    res = run(*args, data_dir=tmp_path / "d", check=False)
+    assert res.returncode == 1
+    err = res.stderr.strip()
+    assert err.startswith("error: ") and needle in err and "\n" not in err and "Traceback" not in err
+
+
+def test_data_dir_env_var(tmp_path, demo_folder):
+    d = tmp_path / "via-env"
+    env = {**os.environ, "AUDIO_EXPLORER_DATA": str(d)}
+    res = subprocess.run([sys.executable, "app.py", "index", str(demo_folder / "kick"), "--library", "k"],
+                         cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert (d / "qdrant").is_dir()
