@@ -11,9 +11,10 @@ Input pipeline (as `musicnn.extractor.batch_data`): 16 kHz mono, librosa mel spe
 (n_fft 512, hop 256, centred frames with zero padding, periodic Hann window, 96 Slaney
 mels, power 2), `log10(10000 * mel + 1)`, cut into patches of 187 frames (2.992 s).
 The front end here runs in torch with librosa's mel filterbank (stored with the weights);
-it computes in float32, whereas the original casts the mel spectrogram to float16 first
-(which rounds, and overflows to inf, i.e. NaN outputs, above mel power 6.55, which loud
-tonal audio reaches); `log_mel(..., float16_compat=True)` reproduces that rounding.
+it computes in float32, whereas the original casts the mel spectrogram to float16 first,
+which rounds it (outputs move by up to ~1e-3) and overflows to inf where
+`10000 * mel` exceeds 65504 (mel power above ~6.55, which loud tonal audio such as a
+-6 dBFS sine reaches); `log_mel(..., float16_compat=True)` reproduces that rounding.
 
 Patching rule (one `Frames` row per patch): patch i covers mel frames
 [i * hop, i * hop + 187) with hop = 187 frames by default (non-overlapping, like the
@@ -39,7 +40,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 import tempfile
 import threading
 import zipfile
@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from .base import Availability, Embedder, Frames, ModelSpec
+from .base import Availability, Embedder, EmbedderError, Frames, ModelSpec
 from .paths import weights_dir
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -159,11 +159,6 @@ def _source_available(data_dir: Path) -> str:
     return ""
 
 
-def _bn(reader, prefix: str) -> dict[str, np.ndarray]:
-    return {f"{prefix}.{k}": reader.get_tensor(f"{prefix}/{k}")
-            for k in ("gamma", "beta", "moving_mean", "moving_variance")}
-
-
 def _tf_to_torch_state(reader, arch: str) -> dict[str, np.ndarray]:
     """Map checkpoint tensors (TF layouts) onto the torch modules below (torch layouts)."""
     sd: dict[str, np.ndarray] = {}
@@ -180,9 +175,9 @@ def _tf_to_torch_state(reader, arch: str) -> dict[str, np.ndarray]:
         sd[f"{dst}.weight"] = reader.get_tensor(f"{src}/kernel").T
         sd[f"{dst}.bias"] = reader.get_tensor(f"{src}/bias")
 
-    def bn(dst: str, src: str) -> None:
-        for k, v in _bn(reader, src).items():
-            sd[dst + k[len(src):]] = v
+    def bn(dst: str, src: str) -> None:  # same names and shapes
+        for k in ("gamma", "beta", "moving_mean", "moving_variance"):
+            sd[f"{dst}.{k}"] = reader.get_tensor(f"{src}/{k}")
 
     bn("bn_input", "batch_normalization")
     if arch == "musicnn":
@@ -227,11 +222,9 @@ def convert(checkpoint: str, data_dir: Path, force: bool = False) -> Path:
         return dst
     reason = _source_available(data_dir)
     if reason:
-        from .base import EmbedderError
-
         raise EmbedderError(reason)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf  # noqa: F401  (heavy; only for reading the checkpoint)
+    import tensorflow as tf  # heavy: imported only here, to read the checkpoint
     import torch
 
     with tempfile.TemporaryDirectory(prefix="musicnn-") as tmp:
@@ -248,19 +241,31 @@ def convert(checkpoint: str, data_dir: Path, force: bool = False) -> Path:
         # The `checkpoint` index file names the author's absolute path; read the prefix directly.
         reader = tf.compat.v1.train.NewCheckpointReader(str(src) + "/")
         state = _tf_to_torch_state(reader, checkpoint.split("_", 1)[1])
+    return save_converted(checkpoint, {k: torch.from_numpy(v) for k, v in state.items()}, data_dir)
+
+
+def save_converted(checkpoint: str, state_dict: dict, data_dir: Path) -> Path:
+    """Write a torch state dict (+ the mel filterbank) as the cached weights of `checkpoint`.
+
+    Atomic (temporary file + rename): an interrupted run leaves no half-written weights.
+    """
+    import torch
+
+    dst = converted_path(Path(data_dir), checkpoint)
     payload = {
         "format": FORMAT_VERSION,
         "checkpoint": checkpoint,
         "source": f"{WHEEL}:{checkpoint}",
         "bn_eps": BN_EPS,
         "mel_fb": torch.from_numpy(_mel_filterbank()),
-        "state_dict": {k: torch.from_numpy(v) for k, v in state.items()},
+        "state_dict": dict(state_dict),
     }
     fd, tmp_name = tempfile.mkstemp(prefix=f".{checkpoint}-", suffix=".pt", dir=dst.parent)
     os.close(fd)
     try:
         torch.save(payload, tmp_name)
-        os.replace(tmp_name, dst)  # atomic: no half-written weights
+        os.chmod(tmp_name, 0o644)  # mkstemp makes it private; weights are ordinary files
+        os.replace(tmp_name, dst)
     finally:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
@@ -288,14 +293,25 @@ def _nets():
             for k in ("gamma", "beta", "moving_mean", "moving_variance"):
                 self.register_buffer(k, torch.ones(n) if k in ("gamma", "moving_variance") else torch.zeros(n))
 
-        def forward(self, x):
+        def affine(self):
+            """(scale, shift) with bn(x) = x * scale + shift."""
             scale = self.gamma * torch.rsqrt(self.moving_variance + BN_EPS)
-            shift = self.beta - self.moving_mean * scale
+            return scale, self.beta - self.moving_mean * scale
+
+        def forward(self, x):
+            scale, shift = self.affine()
             shape = (1, -1) + (1,) * (x.dim() - 2)
             return x * scale.view(shape) + shift.view(shape)
 
     class ConvBN(nn.Module):
-        """conv -> relu -> batch norm (the original's order)."""
+        """conv -> relu -> batch norm (the original's order), optionally followed by a max pool.
+
+        `pooled(x, pool)` computes pool(bn(relu(conv(x)))) for any max-type `pool` without
+        running relu and batch norm at full resolution: bn and relu are monotone per channel,
+        so the max of bn(relu(z)) is bn(relu(max z)) where the bn scale is >= 0 and
+        bn(relu(min z)) where it is negative; min z is taken as -max(-z) by negating those
+        channels' conv weights (exact in floating point). Same values, a fraction of the work.
+        """
 
         def __init__(self, conv: nn.Module, n: int):
             super().__init__()
@@ -304,6 +320,23 @@ def _nets():
 
         def forward(self, x):
             return self.bn(F.relu(self.conv(x)))
+
+        def pooled(self, x, pool, conv=None):
+            scale, shift = self.bn.affine()
+            sign = torch.where(scale < 0, -1.0, 1.0)
+            w = self.conv.weight * sign.view((-1,) + (1,) * (self.conv.weight.dim() - 1))
+            z = (conv or self._conv)(x, w, self.conv.bias * sign)
+            m = pool(z)
+            shape = (1, -1) + (1,) * (m.dim() - 2)
+            return F.relu(m * sign.view(shape)) * scale.view(shape) + shift.view(shape)
+
+        def _conv(self, x, w, b):
+            if isinstance(self.conv, nn.Conv1d):
+                return F.conv1d(x, w, b, padding=self.conv.padding)
+            return F.conv2d(x, w, b, padding=self.conv.padding)
+
+    def freq_max(z):  # [B, C, T, F] -> [B, C, T]
+        return z.amax(dim=3)
 
     class MusicnnNet(nn.Module):
         """models.build_musicnn (num_filt_frontend 1.6, mid end 64, back end 200)."""
@@ -328,12 +361,21 @@ def _nets():
 
         def forward(self, x) -> dict:
             """x [B, 187, 96] log-mel patches -> dict of layers (see module docstring)."""
+            b, t, f = x.shape
             h = self.bn_input(x.unsqueeze(1))  # [B, 1, T, F]
-            timbral_in = F.pad(h, (0, 0, 3, 3))  # pad time only; valid conv over frequency
-            front = [self.timbral74(timbral_in).amax(dim=3), self.timbral77(timbral_in).amax(dim=3)]
+            # timbral: pad time only ('same' in time), 'valid' over frequency, max over frequency
+            timbral_in = F.pad(h, (0, 0, 3, 3))
+            front = [self.timbral74.pooled(timbral_in, freq_max),
+                     self.timbral77.pooled(timbral_in, freq_max)]
+            # temporal: [k, 1] kernels run as 1-d convs over time with frequency folded into
+            # the batch; TF 'same' padding puts (k - 1) // 2 frames before, k // 2 after
+            per_freq = h[:, 0].transpose(1, 2).reshape(b * f, 1, t)
             for k, block in ((128, self.temporal128), (64, self.temporal64), (32, self.temporal32)):
-                # TF 'same' padding: (k - 1) // 2 frames before, k // 2 after
-                front.append(block(F.pad(h, (0, 0, (k - 1) // 2, k // 2))).amax(dim=3))
+                front.append(block.pooled(
+                    F.pad(per_freq, ((k - 1) // 2, k // 2)),
+                    lambda z: z.view(b, f, z.shape[1], t).amax(dim=1).unsqueeze(-1),
+                    conv=lambda xx, w, bias: F.conv1d(xx, w[..., 0], bias),
+                ).squeeze(-1))
             front_t = torch.cat(front, dim=1)  # [B, 561, T]
             m1 = self.mid1(F.pad(front_t, (3, 3)))
             m2 = self.mid2(F.pad(m1, (3, 3))) + m1
@@ -359,15 +401,22 @@ def _nets():
             for i in range(1, 6):
                 cin = 1 if i == 1 else n_filters
                 setattr(self, f"block{i}", ConvBN(nn.Conv2d(cin, n_filters, 3, padding=1), n_filters))
-            self.pools = [nn.MaxPool2d((4, 1), (2, 2)), nn.MaxPool2d(2, 2), nn.MaxPool2d(2, 2),
-                          nn.MaxPool2d(2, 2), nn.MaxPool2d(4, 4)]
+            # TF max_pooling2d, 'valid' padding: (pool size, strides) after each block
+            self.pools = [((4, 1), (2, 2)), ((2, 2), (2, 2)), ((2, 2), (2, 2)), ((2, 2), (2, 2)),
+                          ((4, 4), (4, 4))]
             self.out = nn.Linear(2 * 1 * n_filters, n_classes)
 
         def forward(self, x) -> dict:
             """x [B, 187, 96] log-mel patches -> dict of layers (see module docstring)."""
             h = self.bn_input(x.unsqueeze(1))
-            for i, pool in enumerate(self.pools, start=1):
-                h = pool(getattr(self, f"block{i}")(h))
+            # pool1 is [4, 1] with strides [2, 2]: it keeps only even frequency columns, so
+            # conv1 is evaluated there only (frequency stride 2), then pooled over time
+            h = self.block1.pooled(
+                h, lambda z: F.max_pool2d(z, (4, 1), (2, 1)),
+                conv=lambda xx, w, bias: F.conv2d(xx, w, bias, padding=1, stride=(1, 2)))
+            for i, (size, stride) in enumerate(self.pools[1:], start=2):
+                h = getattr(self, f"block{i}").pooled(
+                    h, lambda z, size=size, stride=stride: F.max_pool2d(z, size, stride))
             pool5 = h.permute(0, 2, 3, 1)  # [B, 2, 1, 128], TF NHWC layout
             logits = self.out(pool5.flatten(1))
             return {"pool5_map": pool5, "pool5": pool5.mean(dim=(1, 2)),
@@ -384,6 +433,12 @@ def build_net(arch: str):
 
 _net_cache: dict[str, tuple] = {}
 _net_lock = threading.Lock()
+
+
+def clear_cache() -> None:
+    """Forget the loaded networks (the next load reads the converted weights again)."""
+    with _net_lock:
+        _net_cache.clear()
 
 
 def load_net(checkpoint: str, data_dir: Path):

@@ -39,6 +39,7 @@ exactness costs nothing noticeable. Above it, queries ask HNSW with a high
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import shutil
@@ -174,7 +175,9 @@ class Store(ABC):
         return self.query(name, found[0].vector, k, flt)
 
     @abstractmethod
-    def query_batch(self, name: str, vectors: np.ndarray, k: int, flt: Filter | None = None) -> list[list[Hit]]:
+    def query_batch(
+        self, name: str, vectors: np.ndarray, k: int, flt: Filter | None = None
+    ) -> list[list[Hit]]:
         """``query`` for each row of ``vectors`` [m, dim], in one batched call."""
 
     @abstractmethod
@@ -190,11 +193,26 @@ class Store(ABC):
         ``mean(pos)`` (or ``2*mean(pos) - mean(neg)`` with negatives), the example
         points themselves excluded (as Qdrant does). A class centroid query."""
 
+    def _facet_index_kind(self, name: str, key: str) -> str:
+        """The payload index type a facet on ``key`` needs, judged from one stored value."""
+        for record in self.scroll(name, {"__not__": {key: None}}, batch=1):
+            value: Any = record.payload
+            for part in key.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            value = value[0] if isinstance(value, list) and value else value
+            if type(value) is bool:
+                return "bool"
+            if type(value) is int:
+                return "integer"
+            break
+        return "keyword"
+
     @abstractmethod
     def facet(self, name: str, key: str, limit: int = 1000, flt: Filter | None = None) -> dict[Any, int]:
         """Exact counts of the values of payload field ``key`` (points counted once per
-        distinct value), sorted by count descending then value. Needs a keyword/integer
-        payload index on Qdrant: one (keyword) is created on first use when missing."""
+        distinct value), sorted by count descending then value. Only str, int and bool
+        values are counted. Qdrant facets read a payload index: a keyword (or integer /
+        bool, after the stored values) index is created on first use when missing."""
 
     @abstractmethod
     def query_groups(
@@ -211,7 +229,9 @@ class Store(ABC):
         the point in each group; points without the field are skipped). Best group first."""
 
     @abstractmethod
-    def knn_graph(self, name: str, k: int, flt: Filter | None = None) -> tuple[list[str], np.ndarray, np.ndarray]:
+    def knn_graph(
+        self, name: str, k: int, flt: Filter | None = None
+    ) -> tuple[list[str], np.ndarray, np.ndarray]:
         """The exact k-nearest-neighbour graph of the points matching the filter (Qdrant's
         search matrix): ``ids`` [n] sorted by point id, ``neighbours`` int64 [n, k] row
         indices into ``ids`` (self excluded, best first), ``scores`` float32 [n, k].
@@ -347,7 +367,9 @@ def _group_values(payload: dict, key: str) -> list | None:
     return list(dict.fromkeys(values))
 
 
-def _assemble_groups(hits: Sequence[Hit], group_by: str, groups: int, group_size: int) -> tuple[list[list[Hit]], bool]:
+def _assemble_groups(
+    hits: Sequence[Hit], group_by: str, groups: int, group_size: int
+) -> tuple[list[list[Hit]], bool]:
     """Qdrant's grouping over hits in score order; also says whether every group is full."""
     out: dict[Any, list[Hit]] = {}
     for hit in hits:
@@ -363,7 +385,9 @@ def _assemble_groups(hits: Sequence[Hit], group_by: str, groups: int, group_size
     return result, complete
 
 
-def _graph_from_rows(ids: list[str], rows: Sequence[Sequence[tuple[str, float]]], k: int) -> tuple[np.ndarray, np.ndarray]:
+def _graph_from_rows(
+    ids: list[str], rows: Sequence[Sequence[tuple[str, float]]], k: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Neighbour index and score matrices from per-point (id, score) lists (self dropped)."""
     index = {pid: i for i, pid in enumerate(ids)}
     neighbours = np.full((len(ids), k), -1, dtype=np.int64)
@@ -529,8 +553,6 @@ class EdgeStore(Store):
 
     @staticmethod
     def _read_dim(path: Path) -> int:
-        import json
-
         config = json.loads((path / _EDGE_CONFIG_FILE).read_text())
         return int(config["vectors"][VECTOR_NAME]["size"])
 
@@ -551,7 +573,13 @@ class EdgeStore(Store):
         return self._qe.SearchParams(hnsw_ef=HNSW_EF)
 
     def _request(
-        self, entry: _Shard, vector: np.ndarray, limit: int, flt: Any, with_vectors: bool = False, with_payload: bool = True
+        self,
+        entry: _Shard,
+        vector: np.ndarray,
+        limit: int,
+        flt: Any,
+        with_vectors: bool = False,
+        with_payload: bool = True,
     ) -> Any:
         qe = self._qe
         return qe.QueryRequest(
@@ -591,7 +619,9 @@ class EdgeStore(Store):
     # -- collections -----------------------------------------------------------------------
     def list_collections(self) -> list[str]:
         return sorted(
-            p.name for p in self.root.iterdir() if _NAME_RE.match(p.name) and (p / _EDGE_CONFIG_FILE).is_file()
+            p.name
+            for p in self.root.iterdir()
+            if _NAME_RE.match(p.name) and (p / _EDGE_CONFIG_FILE).is_file()
         )
 
     def has_collection(self, name: str) -> bool:
@@ -612,7 +642,9 @@ class EdgeStore(Store):
                 try:
                     shard = qe.EdgeShard.create(
                         str(tmp),
-                        qe.EdgeConfig(vectors={VECTOR_NAME: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)}),
+                        qe.EdgeConfig(
+                            vectors={VECTOR_NAME: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)}
+                        ),
                     )
                     shard.flush()
                     shard.close()
@@ -634,12 +666,14 @@ class EdgeStore(Store):
     def delete_collection(self, name: str) -> None:
         path = self._dir(name)
         with self._lock:
+            if not path.exists():
+                return
+            if (path / _EDGE_CONFIG_FILE).is_file():
+                self._get(name)  # a StoreError if another process has it open
             entry = self._shards.pop(name, None)
             if entry is not None:
                 with entry.lock:
                     entry.shard.close()
-            if not path.exists():
-                return
             # Renamed away first: the collection disappears at once even if removal is slow.
             trash = self.root / f".deleting-{name}-{uuid.uuid4().hex[:8]}"
             os.replace(path, trash)
@@ -690,7 +724,9 @@ class EdgeStore(Store):
                 [str(i) for i in ids], with_payload=True, with_vector=[VECTOR_NAME] if with_vectors else False
             )
         by_id = {
-            _norm_id(r.id): Record(_norm_id(r.id), dict(r.payload or {}), _vector_of(r.vector) if with_vectors else None)
+            _norm_id(r.id): Record(
+                _norm_id(r.id), dict(r.payload or {}), _vector_of(r.vector) if with_vectors else None
+            )
             for r in found
         }
         return [by_id[str(i)] for i in dict.fromkeys(ids) if str(i) in by_id]
@@ -712,7 +748,9 @@ class EdgeStore(Store):
                     )
                 )
             for r in records:
-                yield Record(_norm_id(r.id), dict(r.payload or {}), _vector_of(r.vector) if with_vectors else None)
+                yield Record(
+                    _norm_id(r.id), dict(r.payload or {}), _vector_of(r.vector) if with_vectors else None
+                )
             if offset is None:
                 return
 
@@ -725,11 +763,18 @@ class EdgeStore(Store):
             points = entry.shard.query(self._request(entry, vector, _check_k(k), translated, with_vectors))
         return [self._hit(p, with_vectors) for p in points]
 
-    def query_batch(self, name: str, vectors: np.ndarray, k: int, flt: Filter | None = None) -> list[list[Hit]]:
+    def query_batch(
+        self, name: str, vectors: np.ndarray, k: int, flt: Filter | None = None
+    ) -> list[list[Hit]]:
         matrix = _as_matrix(vectors)
-        return [[self._hit(p) for p in row] for row in self._batch(name, matrix, _check_k(k), _translate_filter(flt, self._f))]
+        return [
+            [self._hit(p) for p in row]
+            for row in self._batch(name, matrix, _check_k(k), _translate_filter(flt, self._f))
+        ]
 
-    def _batch(self, name: str, matrix: np.ndarray, limit: int, translated: Any, with_payload: bool = True) -> list:
+    def _batch(
+        self, name: str, matrix: np.ndarray, limit: int, translated: Any, with_payload: bool = True
+    ) -> list:
         qe = self._qe
         rows: list = []
         for start in range(0, len(matrix), QUERY_BATCH_CHUNK):
@@ -768,9 +813,11 @@ class EdgeStore(Store):
         with self._use(name) as entry:
             if key not in entry.shard.info().payload_schema:
                 # Qdrant facets read a payload index; make one as the server would need.
-                entry.shard.update(qe.UpdateOperation.create_field_index(key, qe.PayloadSchemaType.Keyword))
+                self._create_indexes(entry, {key: self._facet_index_kind(name, key)})
                 entry.shard.flush()
-            response = entry.shard.facet(qe.FacetRequest(key=key, limit=int(limit), exact=True, filter=translated))
+            response = entry.shard.facet(
+                qe.FacetRequest(key=key, limit=int(limit), exact=True, filter=translated)
+            )
         return _sorted_facet([(h.value, int(h.count)) for h in response.hits], int(limit))
 
     def query_groups(
@@ -796,7 +843,9 @@ class EdgeStore(Store):
                 return result
             limit *= 4
 
-    def knn_graph(self, name: str, k: int, flt: Filter | None = None) -> tuple[list[str], np.ndarray, np.ndarray]:
+    def knn_graph(
+        self, name: str, k: int, flt: Filter | None = None
+    ) -> tuple[list[str], np.ndarray, np.ndarray]:
         # Edge has no search-matrix call: every point's vector is queried against the same
         # filtered set with Edge's batched query (k + 1 hits, the point itself dropped).
         k = _check_k(k)
@@ -807,7 +856,9 @@ class EdgeStore(Store):
         k = min(k, len(ids) - 1)
         matrix = np.stack([r.vector for r in records])
         rows = self._batch(name, matrix, k + 1, _translate_filter(flt, self._f), with_payload=False)
-        neighbours, scores = _graph_from_rows(ids, [[(_norm_id(p.id), p.score) for p in row] for row in rows], k)
+        neighbours, scores = _graph_from_rows(
+            ids, [[(_norm_id(p.id), p.score) for p in row] for row in rows], k
+        )
         return ids, neighbours, scores
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -938,8 +989,14 @@ class ClientStore(Store):
             return StoreError(f"cannot reach Qdrant at {self.where}: {reason}")
         if isinstance(exc, UnexpectedResponse):
             if exc.status_code in (401, 403):
-                return StoreError(f"Qdrant at {self.where} refused access (check QDRANT_API_KEY): {exc.reason_phrase}")
+                return StoreError(
+                    f"Qdrant at {self.where} refused access (check QDRANT_API_KEY): {exc.reason_phrase}"
+                )
             detail = exc.content.decode("utf-8", "replace") if exc.content else exc.reason_phrase
+            try:  # Qdrant answers {"status": {"error": "..."}}
+                detail = json.loads(detail)["status"]["error"]
+            except Exception:
+                pass
             return StoreError(f"Qdrant at {self.where} answered {exc.status_code}: {detail}")
         if isinstance(exc, (ConnectionError, TimeoutError, OSError)):
             return StoreError(f"cannot reach Qdrant at {self.where}: {exc}")
@@ -1014,7 +1071,9 @@ class ClientStore(Store):
     def _create_index(self, name: str, field: str, kind: str) -> None:
         with warnings.catch_warnings():  # local mode warns that indexes have no effect there
             warnings.simplefilter("ignore")
-            self._client.create_payload_index(name, field, field_schema=self._m.PayloadSchemaType(kind), wait=True)
+            self._client.create_payload_index(
+                name, field, field_schema=self._m.PayloadSchemaType(kind), wait=True
+            )
 
     def _dim(self, name: str) -> int:
         vectors = self._client.get_collection(name).config.params.vectors
@@ -1043,7 +1102,11 @@ class ClientStore(Store):
         for start in range(0, len(ids), UPSERT_CHUNK):
             stop = min(len(ids), start + UPSERT_CHUNK)
             points = [
-                self._m.PointStruct(id=str(ids[i]), vector={VECTOR_NAME: matrix[i].tolist()}, payload=_jsonable(payloads[i] or {}))
+                self._m.PointStruct(
+                    id=str(ids[i]),
+                    vector={VECTOR_NAME: matrix[i].tolist()},
+                    payload=_jsonable(payloads[i] or {}),
+                )
                 for i in range(start, stop)
             ]
             self._client.upsert(name, points=points, wait=True)
@@ -1053,7 +1116,9 @@ class ClientStore(Store):
         self._require(name)
         if ids:
             self._counts.pop(name, None)
-            self._client.delete(name, points_selector=self._m.PointIdsList(points=[str(i) for i in ids]), wait=True)
+            self._client.delete(
+                name, points_selector=self._m.PointIdsList(points=[str(i) for i in ids]), wait=True
+            )
 
     @_client_call
     def delete_by_filter(self, name: str, flt: Filter) -> None:
@@ -1067,7 +1132,11 @@ class ClientStore(Store):
     # -- reads -----------------------------------------------------------------------------
     @_client_call
     def count(self, name: str, flt: Filter | None = None) -> int:
-        return int(self._client.count(_check_name(name), count_filter=_translate_filter(flt, self._f), exact=True).count)
+        return int(
+            self._client.count(
+                _check_name(name), count_filter=_translate_filter(flt, self._f), exact=True
+            ).count
+        )
 
     @_client_call
     def retrieve(self, name: str, ids: list[str], with_vectors: bool = False) -> list[Record]:
@@ -1075,10 +1144,15 @@ class ClientStore(Store):
             _check_name(name)
             return []
         found = self._client.retrieve(
-            _check_name(name), [str(i) for i in ids], with_payload=True, with_vectors=[VECTOR_NAME] if with_vectors else False
+            _check_name(name),
+            [str(i) for i in ids],
+            with_payload=True,
+            with_vectors=[VECTOR_NAME] if with_vectors else False,
         )
         by_id = {
-            _norm_id(r.id): Record(_norm_id(r.id), dict(r.payload or {}), _vector_of(r.vector) if with_vectors else None)
+            _norm_id(r.id): Record(
+                _norm_id(r.id), dict(r.payload or {}), _vector_of(r.vector) if with_vectors else None
+            )
             for r in found
         }
         return [by_id[str(i)] for i in dict.fromkeys(ids) if str(i) in by_id]
@@ -1091,7 +1165,9 @@ class ClientStore(Store):
         while True:
             records, offset = self._scroll_page(name, translated, with_vectors, max(1, int(batch)), offset)
             for r in records:
-                yield Record(_norm_id(r.id), dict(r.payload or {}), _vector_of(r.vector) if with_vectors else None)
+                yield Record(
+                    _norm_id(r.id), dict(r.payload or {}), _vector_of(r.vector) if with_vectors else None
+                )
             if offset is None:
                 return
 
@@ -1124,19 +1200,30 @@ class ClientStore(Store):
         return [self._hit(p, with_vectors) for p in response.points]
 
     @_client_call
-    def query_batch(self, name: str, vectors: np.ndarray, k: int, flt: Filter | None = None) -> list[list[Hit]]:
+    def query_batch(
+        self, name: str, vectors: np.ndarray, k: int, flt: Filter | None = None
+    ) -> list[list[Hit]]:
         return [
             [self._hit(p) for p in row]
-            for row in self._batch(_check_name(name), _as_matrix(vectors), _check_k(k), _translate_filter(flt, self._f))
+            for row in self._batch(
+                _check_name(name), _as_matrix(vectors), _check_k(k), _translate_filter(flt, self._f)
+            )
         ]
 
-    def _batch(self, name: str, matrix: np.ndarray, limit: int, translated: Any, with_payload: bool = True) -> list:
+    def _batch(
+        self, name: str, matrix: np.ndarray, limit: int, translated: Any, with_payload: bool = True
+    ) -> list:
         params = self._params(name)
         rows: list = []
         for start in range(0, len(matrix), QUERY_BATCH_CHUNK):
             requests = [
                 self._m.QueryRequest(
-                    query=v.tolist(), using=VECTOR_NAME, filter=translated, params=params, limit=limit, with_payload=with_payload
+                    query=v.tolist(),
+                    using=VECTOR_NAME,
+                    filter=translated,
+                    params=params,
+                    limit=limit,
+                    with_payload=with_payload,
                 )
                 for v in matrix[start : start + QUERY_BATCH_CHUNK]
             ]
@@ -1167,7 +1254,9 @@ class ClientStore(Store):
             name,
             query=m.RecommendQuery(
                 recommend=m.RecommendInput(
-                    positive=positive_ids, negative=negative_ids or None, strategy=m.RecommendStrategy.AVERAGE_VECTOR
+                    positive=positive_ids,
+                    negative=negative_ids or None,
+                    strategy=m.RecommendStrategy.AVERAGE_VECTOR,
                 )
             ),
             using=VECTOR_NAME,
@@ -1191,10 +1280,10 @@ class ClientStore(Store):
         try:
             response = ask()
         except UnexpectedResponse as exc:
-            # A server facets only indexed fields: make the keyword index and ask again.
+            # A server facets only indexed fields: make the index and ask again.
             if exc.status_code != 400 or b"index" not in (exc.content or b""):
                 raise
-            self._create_index(name, key, "keyword")
+            self._create_index(name, key, self._facet_index_kind(name, key))
             response = ask()
         return _sorted_facet([(h.value, int(h.count)) for h in response.hits], int(limit))
 
@@ -1222,7 +1311,9 @@ class ClientStore(Store):
         return [[self._hit(p) for p in g.hits] for g in response.groups]
 
     @_client_call
-    def knn_graph(self, name: str, k: int, flt: Filter | None = None) -> tuple[list[str], np.ndarray, np.ndarray]:
+    def knn_graph(
+        self, name: str, k: int, flt: Filter | None = None
+    ) -> tuple[list[str], np.ndarray, np.ndarray]:
         k = _check_k(k)
         self._require(name)
         translated = _translate_filter(flt, self._f)
@@ -1256,7 +1347,9 @@ class ClientStore(Store):
         ids = [r.id for r in records]
         matrix = np.stack([r.vector for r in records])
         found = self._batch(name, matrix, k + 1, translated, with_payload=False)
-        neighbours, scores = _graph_from_rows(ids, [[(_norm_id(p.id), p.score) for p in row] for row in found], k)
+        neighbours, scores = _graph_from_rows(
+            ids, [[(_norm_id(p.id), p.score) for p in row] for row in found], k
+        )
         return ids, neighbours, scores
 
     # -- lifecycle -------------------------------------------------------------------------

@@ -45,6 +45,7 @@ def _make_data(n: int = N, dim: int = DIM, seed: int = 0):
             "duration_s": float(rng.uniform(0.1, 3.0)),
             "start_s": np.float32(i % 4),  # numpy scalar: stored as a plain float
             "path": f"sub/{i}.wav",
+            "bucket": np.int64(i % 3),  # an int field without an index
         }
         if i % 15 == 7:
             p["label"] = None  # explicit null
@@ -76,8 +77,12 @@ def _matches(payload: dict, spec: dict) -> bool:
         elif isinstance(want, dict):
             if have is None:
                 return False
-            ops = {"gt": have > want.get("gt", -np.inf), "gte": have >= want.get("gte", -np.inf),
-                   "lt": have < want.get("lt", np.inf), "lte": have <= want.get("lte", np.inf)}
+            ops = {
+                "gt": have > want.get("gt", -np.inf),
+                "gte": have >= want.get("gte", -np.inf),
+                "lt": have < want.get("lt", np.inf),
+                "lte": have <= want.get("lte", np.inf),
+            }
             if not all(ops[op] for op in want):
                 return False
         elif isinstance(want, list):
@@ -106,9 +111,7 @@ def _same_payload(a: dict, b: dict) -> bool:
     """Equal payloads; floats within 1e-12 (Qdrant Edge may change a float's last bit)."""
     if a.keys() != b.keys():
         return False
-    return all(
-        abs(a[k] - b[k]) <= 1e-12 * abs(b[k]) if isinstance(b[k], float) else a[k] == b[k] for k in a
-    )
+    return all(abs(a[k] - b[k]) <= 1e-12 * abs(b[k]) if isinstance(b[k], float) else a[k] == b[k] for k in a)
 
 
 def _assert_same(a: list[Hit], b: list[Hit]) -> None:
@@ -216,8 +219,10 @@ def test_count_and_facet(pair):
     want = Counter(p["label"] for p in PAYLOADS if p.get("label") and _matches(p, spec))
     assert edge.facet(COLL, "label", flt=spec) == memory.facet(COLL, "label", flt=spec) == dict(want)
     assert len(edge.facet(COLL, "label", limit=2)) == 2
-    # a field without a payload index: Edge makes the index on first use
+    # fields without a payload index: Edge makes one on first use, of the values' type
     assert edge.facet(COLL, "path", limit=3) == memory.facet(COLL, "path", limit=3)
+    want = Counter(int(i % 3) for i in range(N))
+    assert edge.facet(COLL, "bucket") == memory.facet(COLL, "bucket") == dict(want)
 
 
 @pytest.mark.parametrize("with_negatives", [False, True])
@@ -328,8 +333,11 @@ def test_collections_lifecycle(store):
     store.delete_collection("b_col")
     store.delete_collection("b_col")  # absent: no error
     assert store.list_collections() == ["a.col-1"]
-    for call in (lambda: store.count("nope"), lambda: store.query("nope", np.ones(8), 1),
-                 lambda: store.upsert("nope", [], np.zeros((0, 8)), [])):
+    for call in (
+        lambda: store.count("nope"),
+        lambda: store.query("nope", np.ones(8), 1),
+        lambda: store.upsert("nope", [], np.zeros((0, 8)), []),
+    ):
         with pytest.raises(StoreError):
             call()
 
@@ -411,7 +419,10 @@ def test_edge_collection_open_elsewhere(tmp_path):
         b = EdgeStore(tmp_path / "qdrant")
         with pytest.raises(StoreError, match="another process"):
             b.count("c")
+        with pytest.raises(StoreError, match="another process"):
+            b.delete_collection("c")
         b.close()
+        assert a.count("c") == 0
 
 
 def test_edge_threads(tmp_path):
@@ -422,7 +433,7 @@ def test_edge_threads(tmp_path):
         def work(seed: int) -> None:
             try:
                 rng = np.random.default_rng(seed)
-                for _ in range(20):
+                for _ in range(8):
                     s.query(COLL, rng.standard_normal(DIM), 5, flt={"label": "kick"})
                     i = int(rng.integers(N))
                     s.upsert(COLL, [IDS[i]], VECS[i : i + 1], [PAYLOADS[i]])
@@ -437,6 +448,7 @@ def test_edge_threads(tmp_path):
         assert not errors and s.count(COLL) == N
 
 
+@pytest.mark.filterwarnings("ignore:Api key is used with an insecure connection")
 def test_open_store_factory(tmp_path, monkeypatch):
     monkeypatch.delenv("QDRANT_URL", raising=False)
     mem = open_store(tmp_path, url=":memory:")
