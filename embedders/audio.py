@@ -11,6 +11,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -157,3 +158,99 @@ def write_wav(path: str | os.PathLike, wave: np.ndarray, sample_rate: int) -> Pa
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(str(path), np.clip(wave, -1, 1), sample_rate, subtype="PCM_16")
     return path
+
+
+def stream_blocks(path: str | os.PathLike, block_s: float = 30.0,
+                  sample_rate: int | None = None) -> Iterator[tuple[np.ndarray, int]]:
+    """Mono float32 blocks of about `block_s` seconds, never decoding the whole file at once.
+
+    Yields (block, rate); the rate is the file's own unless `sample_rate` is given (ffmpeg path)."""
+    path = Path(path)
+    _check_file(path)
+    import soundfile as sf
+
+    try:
+        meta = sf.info(str(path))
+        ok = meta.frames > 0
+    except Exception:
+        ok = False
+    if ok:
+        n = max(1, int(block_s * meta.samplerate))
+        any_block = False
+        for block in sf.blocks(str(path), blocksize=n, dtype="float32", always_2d=True):
+            any_block = True
+            out = _sanitise(block.mean(axis=1), path.name)
+            if sample_rate and sample_rate != meta.samplerate:
+                out = resample(out, meta.samplerate, sample_rate)
+            yield out, (sample_rate or meta.samplerate)
+        if not any_block:
+            raise AudioError(f"{path.name}: no audio samples (empty stream)")
+        return
+    exe = shutil.which("ffmpeg")
+    if exe is None:
+        raise AudioError(f"{path.name}: cannot decode this format without ffmpeg (install ffmpeg)")
+    sr = sample_rate or info(path).sample_rate
+    cmd = [exe, "-nostdin", "-v", "error", "-i", str(path), "-vn", "-ac", "1", "-ar", str(sr),
+           "-f", "f32le", "-acodec", "pcm_f32le", "pipe:1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    n_bytes = max(4, int(block_s * sr) * 4)
+    got = False
+    try:
+        while True:
+            buf = proc.stdout.read(n_bytes)
+            if not buf:
+                break
+            buf = buf[: len(buf) // 4 * 4]
+            got = True
+            yield _sanitise(np.frombuffer(buf, np.float32).copy(), path.name), sr
+    finally:
+        proc.stdout.close()
+        err = proc.stderr.read().decode("utf-8", "replace")
+        proc.stderr.close()
+        proc.wait()
+    if not got:
+        raise AudioError(f"{path.name}: cannot decode ({_one_line(err) or 'not an audio file or unsupported format'})")
+
+
+def stream_segments(path: str | os.PathLike, segment_s: float, hop_s: float, block_s: float = 30.0
+                    ) -> Iterator[tuple[float, float, np.ndarray, int]]:
+    """Fixed-length segments (start_s, end_s, wave, rate) of a file, streamed block by block.
+
+    Memory holds one block plus one segment. The last segment may be shorter than `segment_s`."""
+    if segment_s <= 0 or hop_s <= 0:
+        raise ValueError("segment and hop lengths must be positive")
+    buf = np.zeros(0, np.float32)
+    offset = 0  # sample index of buf[0]
+    next_start = 0
+    sr = None
+    for block, sr in stream_blocks(path, block_s=max(block_s, segment_s * 2)):
+        buf = np.concatenate([buf, block])
+        seg, hop = int(round(segment_s * sr)), max(1, int(round(hop_s * sr)))
+        while next_start + seg <= offset + len(buf):
+            a = next_start - offset
+            yield next_start / sr, (next_start + seg) / sr, buf[a:a + seg].copy(), sr
+            next_start += hop
+        drop = max(0, next_start - offset)
+        buf = buf[drop:]
+        offset += drop
+    if sr is not None and len(buf) > 0 and (next_start == 0 or next_start - offset < len(buf)):
+        a = next_start - offset
+        tail = buf[a:]
+        if tail.size >= int(0.1 * sr) or next_start == 0:
+            yield next_start / sr, (next_start + tail.size) / sr, tail.copy(), sr
+
+
+def trim_to_peak(wave: np.ndarray, sr: int, window_s: float) -> np.ndarray:
+    """A `window_s` window of the wave centred on its peak amplitude (zero-padded when shorter,
+    the peak still centred as far as the clip allows)."""
+    n = int(round(window_s * sr))
+    if n <= 0:
+        return wave
+    peak = int(np.argmax(np.abs(wave))) if wave.size else 0
+    if wave.size >= n:
+        start = int(np.clip(peak - n // 2, 0, wave.size - n))
+        return wave[start:start + n].copy()
+    out = np.zeros(n, np.float32)
+    start = int(np.clip(n // 2 - peak, 0, n - wave.size))
+    out[start:start + wave.size] = wave
+    return out

@@ -60,6 +60,7 @@ class Embedder(abc.ABC):
     sample_rate: int
     dim: int
     frame_hop_s: float
+    window_s: float | None = None  # native input window (used to trim one-shots around their peak)
     tag_names: list[str] | None = None
 
     @abc.abstractmethod

@@ -61,6 +61,7 @@ class DspEmbedder(Embedder):
     sample_rate = SAMPLE_RATE
     dim = DIM
     frame_hop_s = HOP_S
+    window_s = WINDOW_S
     tag_names = None
 
     def embed_frames(self, wave: np.ndarray) -> Frames:

@@ -50,7 +50,8 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from .base import Availability, Embedder, EmbedderError, Frames, ModelSpec, frame_times, l2_normalise
+from .base import (Availability, Embedder, EmbedderError, Frames, ModelSpec, frame_times,
+                   l2_normalise)
 
 FAMILY = "hf"
 MODEL_PATHS_ENV = "AUDIO_EXPLORER_MODEL_PATHS"
@@ -155,7 +156,7 @@ def _spec(d: _Def, layer: int | None) -> ModelSpec:
 
 
 def configured_model_paths() -> dict[str, str]:
-    """`AUDIO_EXPLORER_MODEL_PATHS` parsed into {name or hub id: folder} (shared by hf and tfhub)."""
+    """`AUDIO_EXPLORER_MODEL_PATHS` parsed into {name or hub id: folder} (hf, tfhub, crepe)."""
     raw = os.environ.get(MODEL_PATHS_ENV, "")
     out: dict[str, str] = {}
     for entry in re.split(r"[;\n]", raw):
@@ -270,8 +271,8 @@ def check_spec(spec: ModelSpec, data_dir: Path | None = None) -> Availability:
         return avail("ready")
     size = _DEFS[x["base"]].size_mb
     if hub_offline():
-        why = ("HF_HUB_OFFLINE is set" if _env_flag("HF_HUB_OFFLINE") or _env_flag("TRANSFORMERS_OFFLINE")
-               else "the Hugging Face Hub is unreachable")
+        flagged = _env_flag("HF_HUB_OFFLINE") or _env_flag("TRANSFORMERS_OFFLINE")
+        why = "HF_HUB_OFFLINE is set" if flagged else "the Hugging Face Hub is unreachable"
         return avail("unavailable", f"weights not downloaded (~{size} MB) and {why}: run "
                                     f"`hf download {x['repo']}` with internet, or "
                                     f"set {MODEL_PATHS_ENV}='{x['base']}=/path/to/folder'")
@@ -431,7 +432,8 @@ class HFEmbedder(Embedder):
             cost = 0.0
             for j in idx + [-1]:
                 if j == -1 or (batch and cost + self._cost_s(windows[j]) > self.batch_s):
-                    segs = [prepared[windows[k].wave][windows[k].start:windows[k].stop] for k in batch]
+                    segs = [prepared[windows[k].wave][windows[k].start:windows[k].stop]
+                            for k in batch]
                     for k, out in zip(batch, self._forward(segs)):
                         outputs[k] = out
                     batch, cost = [], 0.0
@@ -529,7 +531,8 @@ class WhisperEmbedder(HFEmbedder):
 
     min_tail_s = float("inf")  # the model always sees 30 s: a right-aligned tail costs nothing
 
-    def __init__(self, encoder: Any, feature_extractor: Any, *, layer: int | None, **kw: Any) -> None:
+    def __init__(self, encoder: Any, feature_extractor: Any, *, layer: int | None,
+                 **kw: Any) -> None:
         cfg = encoder.config
         super().__init__(dim=cfg.d_model, sample_rate=feature_extractor.sampling_rate, **kw)
         self.window_s = min(self.window_s, feature_extractor.n_samples / self.sample_rate)
@@ -693,7 +696,8 @@ def _load_mert_native(source: str, raw: dict[str, Any], kw: dict[str, Any]) -> A
     if raw.get("feature_extractor_cqt") or raw.get("deepnorm"):
         return None  # needs the remote code
     config = tr.HubertConfig(**{k: v for k, v in raw.items() if k not in _MERT_ONLY_KEYS})
-    model, info = tr.HubertModel.from_pretrained(source, config=config, output_loading_info=True, **kw)
+    model, info = tr.HubertModel.from_pretrained(source, config=config, output_loading_info=True,
+                                                 **kw)
     missing = [k for k in info.get("missing_keys", []) if "masked_spec_embed" not in k]
     if missing:
         return None  # not the layout we know: let the model's own code load it
@@ -728,7 +732,8 @@ def build_embedder(spec: ModelSpec, data_dir: Path | None = None) -> HFEmbedder:
         kind = x["kind"]
         if kind == "ssl":
             model, fe = _load_ssl(source, kw)
-            emb: HFEmbedder = SSLEmbedder(_ready(model, device, dtype), fe, layer=x["layer"], **common)
+            emb: HFEmbedder = SSLEmbedder(_ready(model, device, dtype), fe, layer=x["layer"],
+                                          **common)
         elif kind == "whisper":
             fe = tr.AutoFeatureExtractor.from_pretrained(source, **kw)
             full = tr.WhisperModel.from_pretrained(source, **kw)
@@ -748,8 +753,8 @@ def build_embedder(spec: ModelSpec, data_dir: Path | None = None) -> HFEmbedder:
     except EmbedderError as exc:
         raise EmbedderError(str(exc)) from None
     except Exception as exc:  # download / format / code errors: one line for the UI and CLI
-        where = "local folder" if is_local else ("the HF cache (offline)" if kw.get("local_files_only")
-                                                 else "the Hugging Face Hub")
+        where = ("local folder" if is_local else "the HF cache (offline)"
+                 if kw.get("local_files_only") else "the Hugging Face Hub")
         raise EmbedderError(f"could not load '{spec.name}' ({source}) from {where}: "
                             f"{_one_line(exc)}") from None
     return emb
@@ -766,7 +771,8 @@ def embedder_from_model(kind: str, name: str, model: Any, processor: Any, *,
     """Wrap an in-memory model (e.g. random-init from a config, for benchmarks) in the embedder
     code the registry uses. `processor`: the feature extractor (CLAP: the processor)."""
     torch = _torch()
-    defaults = {"ssl": (10.0, 0.5), "whisper": (30.0, 0.5), "ast": (10.0, 10.0), "clap": (10.0, 10.0)}
+    defaults = {"ssl": (10.0, 0.5), "whisper": (30.0, 0.5), "ast": (10.0, 10.0),
+                "clap": (10.0, 10.0)}
     w, h = defaults[kind]
     common = dict(name=name, description=f"{name} (in-memory)", frame_hop_s=frame_hop_s or h,
                   window_s=window_s or w, device=device, dtype=torch.float32, source="<memory>")

@@ -3,8 +3,8 @@
 The `musicnn==0.1.0` wheel ships four TensorFlow 1 checkpoints (MusiCNN and VGG, each
 trained on the Million Song Dataset (MSD) and on MagnaTagATune (MTT), 50 tags each).
 `convert()` reads a checkpoint once (TensorFlow is imported only there) and caches a
-PyTorch state dict under `<data>/weights/musicnn/<checkpoint>.pt`; every later load needs
-only torch. The port reproduces the original graph (`musicnn/models.py`, inference mode:
+PyTorch state dict as `paths.weights_dir(data, "musicnn")/<checkpoint>.pt`; every later
+load needs only torch. The port reproduces the original graph (`musicnn/models.py`, inference mode:
 batch norms use their moving statistics with TF's epsilon 1e-3, dropout off).
 
 Input pipeline (as `musicnn.extractor.batch_data`): 16 kHz mono, librosa mel spectrogram
@@ -13,8 +13,8 @@ mels, power 2), `log10(10000 * mel + 1)`, cut into patches of 187 frames (2.992 
 The front end here runs in torch with librosa's mel filterbank (stored with the weights);
 it computes in float32, whereas the original casts the mel spectrogram to float16 first,
 which rounds it (outputs move by up to ~1e-3) and overflows to inf where
-`10000 * mel` exceeds 65504 (mel power above ~6.55, which loud tonal audio such as a
--6 dBFS sine reaches); `log_mel(..., float16_compat=True)` reproduces that rounding.
+`10000 * mel` exceeds 65504 (mel power above ~6.55: a 440 Hz sine at -14 dBFS already
+gets there); `log_mel(..., float16_compat=True)` reproduces that rounding.
 
 Patching rule (one `Frames` row per patch): patch i covers mel frames
 [i * hop, i * hop + 187) with hop = 187 frames by default (non-overlapping, like the
@@ -455,11 +455,15 @@ def load_net(checkpoint: str, data_dir: Path):
             convert(checkpoint, Path(data_dir))
         import torch
 
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-        if payload.get("format") != FORMAT_VERSION or payload.get("checkpoint") != checkpoint:
-            raise RuntimeError(f"{path} is not a converted {checkpoint} model; delete it to re-convert")
-        net = build_net(checkpoint.split("_", 1)[1])
-        net.load_state_dict(payload["state_dict"], strict=True)
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+            if payload.get("format") != FORMAT_VERSION or payload.get("checkpoint") != checkpoint:
+                raise ValueError("not a converted model of this checkpoint")
+            net = build_net(checkpoint.split("_", 1)[1])
+            net.load_state_dict(payload["state_dict"], strict=True)
+        except Exception as exc:  # corrupt or foreign file: say which and how to fix
+            raise EmbedderError(f"cannot read converted weights {path} ({exc.__class__.__name__}); "
+                                "delete the file to convert again") from exc
         net.eval()
         device = "cuda" if torch.cuda.is_available() else "cpu"
         net.to(device)
@@ -522,7 +526,13 @@ def make_patches(mel: "torch.Tensor", hop_frames: int = PATCH_FRAMES) -> "torch.
 # ---------------------------------------------------------------- the embedder
 
 class MusicnnEmbedder(Embedder):
-    """A musicnn checkpoint (MusiCNN or VGG) exposing one of its layers as vectors."""
+    """A musicnn checkpoint (MusiCNN or VGG) exposing one of its layers as vectors.
+
+    Runs on CUDA when available, else on CPU with torch's default intra-op threads (one per
+    physical core; this module does not change process-wide torch settings). Patches of all
+    waves given to `embed_frames_batch` share forward passes of up to MAX_BATCH_PATCHES.
+    `hop_frames` < 187 gives overlapping patches (frame_hop_s = hop_frames * 256 / 16000).
+    """
 
     family = FAMILY
     sample_rate = SAMPLE_RATE

@@ -1,8 +1,10 @@
 """Ingest: files -> embedders -> Qdrant, idempotent and resumable.
 
-Per clip and model, the frame points are written first and the clip point last: a clip
-point present means that clip is complete for that model. A re-run recomputes only clips
-whose clip point is missing (frames get the same ids, so nothing is duplicated).
+A point is a whole clip, or a segment of a long recording (one point per segment, with
+start/end and the parent file's id in its payload). Per point and model, the frame points
+are written first and the point itself last: a point present means it is complete for that
+model. A re-run recomputes only points that are missing (frames get the same ids, so
+nothing is duplicated). Long files are streamed block by block, never decoded whole.
 """
 from __future__ import annotations
 
@@ -18,20 +20,38 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 import embedders
-from embedders.audio import AudioError, decode, is_audio_path, resample
+from embedders.audio import AudioError, decode, info, is_audio_path, resample, stream_segments, trim_to_peak
 from embedders.base import Embedder, l2_normalise
+from embedders.descriptors import describe, write_thumbnail
 from embedders.paths import data_dir as resolve_data_dir
 
+from .labels import Labeler, make_labeler
 from .libraries import Library, LibraryError, get_library, save_library
 from .naming import (check_library_name, collection_name, content_hash, frame_point_id,
-                     frames_collection_name, point_id, relative_label)
+                     frames_collection_name, point_id)
 from .store import Store
 
 Progress = Callable[[int, int, str], None]
 CLIP_INDEXES = {"label": "keyword", "path": "keyword", "folder": "keyword", "top_tags": "keyword",
-                "duration_s": "float"}
-FRAME_INDEXES = {"clip_id": "keyword", "label": "keyword", "time_s": "float"}
+                "file_id": "keyword", "duration_s": "float", "start_s": "float", "loudness_dbfs": "float",
+                "spectral_centroid_hz": "float"}
+FRAME_INDEXES = {"file_id": "keyword", "label": "keyword", "time_s": "float"}
 TOP_TAGS = 5
+LONG_FILE_S = 30.0  # in "auto" mode, files longer than this are split into segments
+SEGMENT_BATCH = 64
+
+
+@dataclass
+class IngestOptions:
+    """How files become points."""
+
+    segment: str = "auto"  # "auto" (files > 30 s) | "always" | "never"
+    segment_s: float = 1.0
+    hop_s: float = 1.0
+    trim: bool = False  # trim clips to the model's window around their peak
+    labels: str | None = None  # label source: folder (default), esc50, urbansound8k, pattern:..., sidecar:...
+    descriptors: bool = True
+    thumbnails: bool = True
 
 
 @dataclass
@@ -41,10 +61,10 @@ class IngestReport:
     library: str
     models: list[str]
     files_seen: int = 0
-    added: int = 0  # clips newly written (for at least one model)
-    unchanged: int = 0  # clips already complete in every model
+    added: int = 0  # points newly written (for at least one model)
+    unchanged: int = 0  # points already complete in every model
     failed: list[tuple[str, str]] = field(default_factory=list)  # (relative path, one-line reason)
-    audio_s: float = 0.0  # seconds of audio decoded
+    audio_s: float = 0.0  # seconds of audio embedded
     wall_s: float = 0.0
 
     def summary(self) -> str:
@@ -55,12 +75,19 @@ class IngestReport:
 
 @dataclass
 class _Item:
+    """One point to write: a whole file or a segment of one."""
+
     path: Path
     rel: str
     label: str | None
-    clip_id: str = ""
+    extra: dict = field(default_factory=dict)
     sha1: str = ""
-    missing: list[str] = field(default_factory=list)  # models lacking this clip
+    file_id: str = ""
+    id: str = ""
+    start_s: float = 0.0
+    end_s: float | None = None
+    segment: int | None = None
+    missing: list[str] = field(default_factory=list)  # models lacking this point
     wave: np.ndarray | None = None
     sr: int = 0
     error: str = ""
@@ -126,14 +153,24 @@ def ensure_collections(store: Store, library: str, emb: Embedder) -> None:
                                f"'{emb.name}' gives {emb.dim}-d; delete the model from the library first")
 
 
+def thumbnail_path(data_dir: Path, library: str, point: str) -> Path:
+    """Where a point's spectrogram thumbnail lives."""
+    return data_dir / "thumbs" / library / f"{point}.png"
+
+
 def _overrides_clip(emb: Embedder) -> bool:
     return type(emb).embed_clip is not Embedder.embed_clip
 
 
-def _clip_payload(item: _Item, emb: Embedder, duration_s: float, tags: np.ndarray | None) -> dict:
+def _payload(item: _Item, emb: Embedder, tags: np.ndarray | None) -> dict:
+    duration_s = len(item.wave) / item.sr if item.wave is not None else 0.0
+    end_s = item.end_s if item.end_s is not None else item.start_s + duration_s
     p = {"path": item.rel, "label": item.label, "folder": str(Path(item.rel).parent.as_posix()),
          "duration_s": round(duration_s, 4), "sample_rate": item.sr, "content_hash": item.sha1,
-         "clip_id": item.clip_id, "start_s": 0.0, "end_s": round(duration_s, 4)}
+         "file_id": item.file_id, "start_s": round(item.start_s, 4), "end_s": round(end_s, 4)}
+    if item.segment is not None:
+        p["segment"] = item.segment
+    p.update(item.extra)
     if tags is not None and emb.tag_names:
         top = np.argsort(-tags)[:TOP_TAGS]
         p["top_tags"] = [emb.tag_names[i] for i in top]
@@ -141,49 +178,173 @@ def _clip_payload(item: _Item, emb: Embedder, duration_s: float, tags: np.ndarra
     return p
 
 
-def _embed_and_write(store: Store, library: str, emb: Embedder, items: list[_Item]) -> None:
-    """Embed the items' waves with one model and write frames, then clip points."""
+def _embed_and_write(store: Store, library: str, emb: Embedder, items: list[_Item], trim: bool) -> None:
+    """Embed the items' waves with one model and write frames, then the points."""
     waves = [resample(it.wave, it.sr, emb.sample_rate) for it in items]
+    if trim:
+        waves = [trim_to_peak(w, emb.sample_rate, emb.window_s or 1.0) for w in waves]
     frames_list = emb.embed_frames_batch(waves)
-    clip_vecs = (emb.embed_clip_batch(waves) if _overrides_clip(emb)
-                 else np.stack([l2_normalise(f.vectors.mean(axis=0)) for f in frames_list]))
+    vecs = (emb.embed_clip_batch(waves) if _overrides_clip(emb)
+            else np.stack([l2_normalise(f.vectors.mean(axis=0)) for f in frames_list]))
     f_coll, c_coll = frames_collection_name(library, emb.name), collection_name(library, emb.name)
-    f_ids, f_vecs, f_pay = [], [], []
-    c_pay = []
-    for it, fr, wave in zip(items, frames_list, waves):
-        vecs = l2_normalise(fr.vectors)
-        for j, (t, v) in enumerate(zip(fr.times_s, vecs)):
-            f_ids.append(frame_point_id(it.clip_id, j))
+    f_ids, f_vecs, f_pay, pays = [], [], [], []
+    for it, fr in zip(items, frames_list):
+        fv = l2_normalise(fr.vectors)
+        for j, (t, v) in enumerate(zip(fr.times_s, fv)):
+            # frames of a segment belong to its parent file's trajectory, at file time
+            f_ids.append(frame_point_id(it.id, j))
             f_vecs.append(v)
-            f_pay.append({"clip_id": it.clip_id, "frame": j, "time_s": round(float(t), 4),
-                          "path": it.rel, "label": it.label})
-        duration_s = len(wave) / emb.sample_rate
-        c_pay.append(_clip_payload(it, emb, duration_s, emb.clip_tags(fr)))
+            f_pay.append({"file_id": it.file_id, "point_id": it.id, "frame": j,
+                          "time_s": round(float(t) + it.start_s, 4), "path": it.rel, "label": it.label})
+        pays.append(_payload(it, emb, emb.clip_tags(fr)))
     if f_ids:
         store.upsert(f_coll, f_ids, np.stack(f_vecs).astype(np.float32), f_pay)
-    store.upsert(c_coll, [it.clip_id for it in items], np.asarray(clip_vecs, np.float32), c_pay)
+    store.upsert(c_coll, [it.id for it in items], np.asarray(vecs, np.float32), pays)
 
 
-def _decode(item: _Item) -> _Item:
-    try:
-        item.wave, item.sr = decode(item.path)
-    except Exception as exc:  # one bad file never stops a batch
-        item.error = _one_line(exc)
-    return item
+class _Run:
+    """State of one indexing run."""
+
+    def __init__(self, store: Store, library: str, root: Path, embs: list[Embedder], ddir: Path,
+                 opts: IngestOptions, labeler: Labeler, report: IngestReport):
+        self.store, self.library, self.root, self.embs = store, library, root, embs
+        self.ddir, self.opts, self.labeler, self.report = ddir, opts, labeler, report
+
+    def _new_item(self, p: Path) -> _Item:
+        rel = p.relative_to(self.root).as_posix()
+        label, extra = self.labeler(rel)
+        return _Item(path=p, rel=rel, label=label, extra=dict(extra))
+
+    def _mark_missing(self, items: list[_Item]) -> None:
+        for emb in self.embs:
+            have = self.store.existing_ids(collection_name(self.library, emb.name), [it.id for it in items])
+            for it in items:
+                if it.id not in have:
+                    it.missing.append(emb.name)
+
+    def is_long(self, p: Path) -> bool:
+        """Whether a file is indexed as segments."""
+        if self.opts.segment == "always":
+            return True
+        if self.opts.segment == "never":
+            return False
+        try:
+            return info(p).duration_s > LONG_FILE_S
+        except AudioError:
+            return False
+
+    def prepare(self, paths: list[Path]) -> list[_Item]:
+        """Hash, look up what is missing, and decode whole clips (runs in a worker thread)."""
+        items = []
+        for p in paths:
+            it = self._new_item(p)
+            try:
+                it.sha1 = content_hash(p)
+                it.id = it.file_id = point_id(it.sha1)
+            except OSError as exc:
+                it.error = f"cannot read file: {exc.strerror or exc}"
+            items.append(it)
+        ok = [it for it in items if not it.error]
+        self._mark_missing(ok)
+        for it in ok:
+            if it.missing:
+                try:
+                    it.wave, it.sr = decode(it.path)
+                except Exception as exc:  # one bad file never stops a batch
+                    it.error = _one_line(exc)
+        return items
+
+    def process(self, items: list[_Item]) -> None:
+        """Embed and write the items that are missing for some model."""
+        rep = self.report
+        for it in items:
+            if it.error:
+                rep.failed.append((it.rel, it.error))
+            elif not it.missing:
+                rep.unchanged += 1
+        todo = [it for it in items if not it.error and it.missing]
+        if not todo:
+            return
+        if self.opts.descriptors:
+            for it in todo:
+                try:
+                    it.extra.update({k: v for k, v in describe(it.wave, it.sr).items() if k != "duration_s"})
+                except Exception:  # descriptors are a bonus; never fail a clip for them
+                    pass
+        written: set[str] = set()
+        for emb in self.embs:
+            need = [it for it in todo if emb.name in it.missing]
+            if not need:
+                continue
+            try:
+                _embed_and_write(self.store, self.library, emb, need, self.opts.trim)
+                written.update(it.id for it in need)
+            except Exception:
+                # the batch failed: retry one by one so one bad clip cannot sink the others
+                for it in need:
+                    try:
+                        _embed_and_write(self.store, self.library, emb, [it], self.opts.trim)
+                        written.add(it.id)
+                    except Exception as exc:
+                        rep.failed.append((it.rel if it.segment is None else f"{it.rel}@{it.start_s:.2f}s",
+                                           f"{emb.name}: {_one_line(exc)}"))
+        for it in todo:
+            if it.id in written:
+                rep.added += 1
+                rep.audio_s += len(it.wave) / it.sr
+                if self.opts.thumbnails and it.segment is None:
+                    try:
+                        write_thumbnail(it.wave, it.sr, thumbnail_path(self.ddir, self.library, it.id))
+                    except Exception:
+                        pass
+            it.wave = None
+
+    def index_long(self, p: Path) -> None:
+        """Stream a long file as segments, batch by batch."""
+        base = self._new_item(p)
+        try:
+            base.sha1 = content_hash(p)
+        except OSError as exc:
+            self.report.failed.append((base.rel, f"cannot read file: {exc.strerror or exc}"))
+            return
+        base.file_id = point_id(base.sha1)
+        batch: list[_Item] = []
+        try:
+            for i, (start, end, wave, sr) in enumerate(stream_segments(p, self.opts.segment_s, self.opts.hop_s)):
+                it = _Item(path=p, rel=base.rel, label=base.label, extra=dict(base.extra), sha1=base.sha1,
+                           file_id=base.file_id, id=point_id(base.sha1, f"seg:{start:.3f}-{end:.3f}"),
+                           start_s=start, end_s=end, segment=i, wave=wave, sr=sr)
+                batch.append(it)
+                if len(batch) >= SEGMENT_BATCH:
+                    self._flush_segments(batch)
+                    batch = []
+            self._flush_segments(batch)
+        except AudioError as exc:
+            self.report.failed.append((base.rel, str(exc)))
+
+    def _flush_segments(self, batch: list[_Item]) -> None:
+        if not batch:
+            return
+        self._mark_missing(batch)
+        self.process(batch)
 
 
 def index_files(store: Store, library: str, root: str | os.PathLike, files: Sequence[Path],
                 models: Sequence[str], data_dir: str | os.PathLike | None = None,
                 progress: Progress | None = None, batch_size: int = 16, kind: str = "folder",
-                pre_skipped: Sequence[tuple[str, str]] = ()) -> IngestReport:
+                pre_skipped: Sequence[tuple[str, str]] = (), options: IngestOptions | None = None) -> IngestReport:
     """Index `files` (under `root`) into `library` with `models`; resumable and idempotent."""
     t0 = time.perf_counter()
     check_library_name(library)
+    opts = options or IngestOptions()
+    if opts.segment not in ("auto", "always", "never"):
+        raise LibraryError(f"segment mode must be auto, always or never (got '{opts.segment}')")
     root = Path(root).resolve()
     ddir = resolve_data_dir(data_dir)
     models = list(dict.fromkeys(models))
     if not models:
         raise LibraryError("no models chosen")
+    labeler = make_labeler(opts.labels, root)
     embs = [embedders.load(m, ddir) for m in models]
     report = IngestReport(library=library, models=models, failed=list(pre_skipped))
     with library_lock(ddir, library):
@@ -201,84 +362,38 @@ def index_files(store: Store, library: str, root: str | os.PathLike, files: Sequ
         lib.models = list(dict.fromkeys(lib.models + [e.name for e in embs]))
         save_library(store, lib)
 
+        run = _Run(store, library, root, embs, ddir, opts, labeler, report)
         total = len(files)
         report.files_seen = total
+        long_files = [p for p in files if run.is_long(p)]
+        long_set = set(long_files)
+        short_files = [p for p in files if p not in long_set]
         done = 0
-        batches = [list(files[i:i + batch_size]) for i in range(0, total, batch_size)]
+        batches = [short_files[i:i + batch_size] for i in range(0, len(short_files), batch_size)]
         with ThreadPoolExecutor(max_workers=1) as pool:
-            pending = pool.submit(_prepare, store, library, root, batches[0], embs) if batches else None
+            pending = pool.submit(run.prepare, batches[0]) if batches else None
             for bi in range(len(batches)):
                 items = pending.result()
-                pending = (pool.submit(_prepare, store, library, root, batches[bi + 1], embs)
-                           if bi + 1 < len(batches) else None)
-                _process(store, library, embs, items, report)
+                pending = pool.submit(run.prepare, batches[bi + 1]) if bi + 1 < len(batches) else None
+                run.process(items)
                 done += len(items)
                 if progress:
                     progress(done, total, items[-1].rel if items else "")
+        for p in long_files:
+            run.index_long(p)
+            done += 1
+            if progress:
+                progress(done, total, p.name)
         store.flush()
     report.wall_s = time.perf_counter() - t0
     return report
 
 
-def _prepare(store: Store, library: str, root: Path, paths: list[Path], embs: list[Embedder]) -> list[_Item]:
-    """Hash, look up what is missing, and decode (runs in a worker, overlapping embedding)."""
-    items = []
-    for p in paths:
-        rel, label = relative_label(root, p)
-        it = _Item(path=p, rel=rel, label=label)
-        try:
-            it.sha1 = content_hash(p)
-            it.clip_id = point_id(it.sha1)
-        except OSError as exc:
-            it.error = f"cannot read file: {exc.strerror or exc}"
-        items.append(it)
-    ok = [it for it in items if not it.error]
-    for emb in embs:
-        have = store.existing_ids(collection_name(library, emb.name), [it.clip_id for it in ok])
-        for it in ok:
-            if it.clip_id not in have:
-                it.missing.append(emb.name)
-    for it in ok:
-        if it.missing:
-            _decode(it)
-    return items
-
-
-def _process(store: Store, library: str, embs: list[Embedder], items: list[_Item], report: IngestReport) -> None:
-    for it in items:
-        if it.error:
-            report.failed.append((it.rel, it.error))
-        elif not it.missing:
-            report.unchanged += 1
-    todo = [it for it in items if not it.error and it.missing]
-    written: set[str] = set()
-    for emb in embs:
-        need = [it for it in todo if emb.name in it.missing]
-        if not need:
-            continue
-        try:
-            _embed_and_write(store, library, emb, need)
-            written.update(it.clip_id for it in need)
-        except Exception:
-            # The batch failed: retry one by one so one bad clip cannot sink the others.
-            for it in need:
-                try:
-                    _embed_and_write(store, library, emb, [it])
-                    written.add(it.clip_id)
-                except Exception as exc:
-                    it.error = f"{emb.name}: {_one_line(exc)}"
-                    report.failed.append((it.rel, it.error))
-    for it in todo:
-        if it.clip_id in written:
-            report.added += 1
-            report.audio_s += len(it.wave) / it.sr
-        it.wave = None
-
-
 def index_folder(store: Store, library: str, folder: str | os.PathLike, models: Sequence[str],
                  data_dir: str | os.PathLike | None = None, progress: Progress | None = None,
-                 batch_size: int = 16) -> IngestReport:
-    """Index every audio file under `folder` (labels from sub-folders) into `library`."""
+                 batch_size: int = 16, options: IngestOptions | None = None) -> IngestReport:
+    """Index every audio file under `folder` into `library` (labels from sub-folders unless
+    `options.labels` says otherwise)."""
     check_library_name(library)
     for m in models:
         embedders.get_spec(m, data_dir)
@@ -286,4 +401,16 @@ def index_folder(store: Store, library: str, folder: str | os.PathLike, models: 
     if not files and not skipped:
         raise LibraryError(f"no audio files found in {folder}")
     return index_files(store, library, folder, files, models, data_dir=data_dir, progress=progress,
-                       batch_size=batch_size, pre_skipped=skipped)
+                       batch_size=batch_size, pre_skipped=skipped, options=options)
+
+
+def index_recording(store: Store, library: str, path: str | os.PathLike, models: Sequence[str],
+                    data_dir: str | os.PathLike | None = None, progress: Progress | None = None,
+                    segment_s: float = 1.0, hop_s: float = 1.0) -> IngestReport:
+    """Index one long recording as fixed-length segments (the library is rooted at its folder)."""
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise LibraryError(f"not a file: {path}")
+    opts = IngestOptions(segment="always", segment_s=segment_s, hop_s=hop_s, thumbnails=False)
+    return index_files(store, library, path.parent, [path], models, data_dir=data_dir, progress=progress,
+                       kind="recording", options=opts)

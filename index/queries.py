@@ -119,13 +119,13 @@ def read_vectors(store: Store, library: str, model: str) -> tuple[list[str], np.
     return ids, (np.stack(vecs).astype(np.float32) if vecs else np.zeros((0, dim), np.float32)), pays
 
 
-def read_frames(store: Store, library: str, model: str, clip_id: str) -> tuple[np.ndarray, np.ndarray]:
-    """A clip's trajectory: times_s [T] and frame vectors [T, dim], in time order."""
+def read_frames(store: Store, library: str, model: str, file_id: str) -> tuple[np.ndarray, np.ndarray]:
+    """A file's trajectory: times_s [T] (seconds into the file) and frame vectors [T, dim], in time order."""
     _collection(store, library, model)
     coll = frames_collection_name(library, model)
-    recs = list(store.scroll(coll, flt={"clip_id": clip_id}, with_vectors=True))
+    recs = list(store.scroll(coll, flt={"file_id": file_id}, with_vectors=True))
     if not recs:
-        raise LibraryError(f"no frames stored for clip {clip_id}")
+        raise LibraryError(f"no frames stored for file {file_id}")
     recs.sort(key=lambda r: r.payload.get("time_s", 0.0))
     return (np.array([r.payload["time_s"] for r in recs], np.float64),
             np.stack([r.vector for r in recs]).astype(np.float32))

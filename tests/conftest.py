@@ -33,8 +33,18 @@ def pytest_configure(config):
     import tempfile
 
     base = Path(tempfile.mkdtemp(prefix="ae-tests-"))
+    config._ae_tmp = base
     os.environ.setdefault("AUDIO_EXPLORER_WEIGHTS", str(base / "weights"))
     os.environ["AUDIO_EXPLORER_DATA"] = str(base / "data")
     os.environ.setdefault("GRADIO_TEMP_DIR", str(base / "gradio"))
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+def pytest_unconfigure(config):
+    """Remove the session's temporary data folder."""
+    import shutil
+
+    base = getattr(config, "_ae_tmp", None)
+    if base is not None:
+        shutil.rmtree(base, ignore_errors=True)

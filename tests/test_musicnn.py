@@ -183,7 +183,7 @@ def test_log_mel_matches_librosa(random_dir):
     import librosa
 
     _, fb = M.load_net("MSD_vgg", random_dir)
-    for y in (chord(4.0), chord(0.3, seed=1), np.zeros(100, np.float32)):
+    for y in (chord(4.0), chord(0.3, seed=1), np.zeros(600, np.float32)):
         ref = librosa.feature.melspectrogram(y=y, sr=SR, hop_length=M.HOP_LENGTH, n_fft=M.N_FFT,
                                              n_mels=M.N_MELS).T
         ref = np.log10(10000 * ref + 1)
@@ -207,7 +207,7 @@ def test_fused_pooling_equals_plain_order(random_dir):
     assert torch.allclose(plain, fused, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["musicnn-msd", "musicnn-mtt-penultimate", "vgg-msd", "vgg-mtt-taggram"])
+@pytest.mark.parametrize("name", ["musicnn-msd-penultimate", "vgg-mtt-taggram"])
 def test_short_clip_gives_one_frame(random_dir, name):
     emb = M.MusicnnEmbedder(M.VARIANTS[name], random_dir)
     for wave in (chord(0.3), np.zeros(0, np.float32)):
@@ -225,9 +225,9 @@ def test_batch_equals_one_by_one(random_dir, name):
     emb = M.MusicnnEmbedder(M.VARIANTS[name], random_dir)
     assert emb.family == "musicnn" and emb.sample_rate == 16000
     assert emb.frame_hop_s == pytest.approx(187 * 256 / 16000)
-    waves = [chord(0.3, 1), chord(5.0, 2), chord(2.0, 3), chord(9.5, 4)]
+    waves = [chord(0.3, 1), chord(5.0, 2), chord(2.0, 3), chord(6.5, 4)]
     batch = emb.embed_frames_batch(waves)
-    assert [len(f.times_s) for f in batch] == [1, 2, 1, 3]
+    assert [len(f.times_s) for f in batch] == [1, 2, 1, 2]
     for wave, got in zip(waves, batch):
         one = emb.embed_frames(wave)
         np.testing.assert_allclose(got.vectors, one.vectors, atol=1e-5, rtol=1e-5)
