@@ -42,7 +42,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=None, help="bind address (default: $GRADIO_SERVER_NAME or 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="port (default: $GRADIO_SERVER_PORT or 7860)")
     p.add_argument("--no-demo", action="store_true", help="do not build the demo library on first run")
-    p.add_argument("--share", action="store_true", help="ask Gradio for a public share link")
 
     p = sub.add_parser("index", help="index a folder of audio into a library")
     _common(p)
@@ -260,10 +259,9 @@ def cmd_delete(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from app import ui
+    from app import server
 
-    return ui.serve(data_dir=args.data_dir, host=args.host, port=args.port, demo=not args.no_demo,
-                    share=args.share)
+    return server.serve(data_dir=args.data_dir, host=args.host, port=args.port, demo=not args.no_demo)
 
 
 COMMANDS = {"serve": cmd_serve, "index": cmd_index, "search": cmd_search, "models": cmd_models,

@@ -14,6 +14,10 @@ from index.libraries import Library
 
 DEMO_LIBRARY = "demo"
 DEMO_MODELS = ("dsp", "vgg-msd", "musicnn-msd")
+METHOD_LABELS = {"pca": "PCA", "lda": "LDA", "umap": "UMAP", "tsne": "t-SNE"}
+MAX_3D_POINTS = 30000  # 3D overview maps above this are decimated (and say so)
+DESCRIPTORS = ("loudness_dbfs", "spectral_centroid_hz", "spectral_bandwidth_hz", "zero_crossing_rate",
+               "onset_rate_hz", "tempo_bpm", "pitch_salience", "duration_s")
 
 
 class ServiceError(ValueError):
@@ -28,7 +32,8 @@ class Services:
         self._store = store
         self._lock = threading.Lock()
         self.maps = projections.MapCache(self.data_dir / "maps")
-        self._fitted: dict[str, object] = {}
+        self._fitted: dict[tuple, object] = {}
+        self._vectors: dict[tuple, tuple] = {}
 
     @property
     def store(self) -> index.Store:
@@ -109,7 +114,249 @@ class Services:
         """Label counts, agreement@k, centroid similarity and nearest clips per class."""
         return class_queries.class_stats(self.store, library, model, k=k)
 
+    def labels(self, library: str, model: str) -> list[str]:
+        """Labels present in (library, model), by name."""
+        return sorted(class_queries.label_counts(self.store, library, model))
+
+    def files_of(self, library: str, model: str) -> list[str]:
+        """Relative paths of the files in (library, model), sorted."""
+        _ids, _vecs, pays = self.read_vectors(library, model)
+        return sorted({p.get("path", "") for p in pays})
+
+    def thumbnail(self, library: str, point_id: str) -> Path | None:
+        """The thumbnail PNG of a point, if one was made at ingest."""
+        from index.ingest import thumbnail_path
+
+        p = thumbnail_path(self.data_dir, library, point_id)
+        return p if p.is_file() else None
+
+    def index(self, library: str, folder: str | None = None, uploads: list[str] | None = None,
+              models: list[str] | None = None, progress=None, labels: str = "folder", segment: str = "auto",
+              segment_s: float = 1.0, trim: bool = False):
+        """Index a server-side folder, or uploaded files (copied into the data folder), into a library."""
+        import shutil
+
+        from index.ingest import IngestOptions
+
+        opts = IngestOptions(segment=segment, segment_s=segment_s, hop_s=segment_s, trim=trim,
+                             labels=None if labels in ("", "folder") else labels)
+        models = list(models or ["dsp"])
+        index.naming.check_library_name(library)
+        if folder and uploads:
+            raise ServiceError("give a folder or uploads, not both")
+        if uploads:
+            dest = self.data_dir / "uploads" / library
+            dest.mkdir(parents=True, exist_ok=True)
+            for f in uploads:
+                src = Path(f)
+                shutil.copy2(src, dest / src.name)
+            folder = str(dest)
+        if not folder:
+            raise ServiceError("give a server-side folder or upload files")
+        path = Path(folder).expanduser()
+        if not path.is_dir():
+            raise ServiceError(f"not a folder on the server: {folder}")
+        rep = index.index_folder(self.store, library, path, models, data_dir=self.data_dir, progress=progress,
+                                 options=opts)
+        self._vectors.clear()
+        return rep
+
     # ---- maps ---------------------------------------------------------------------------
     def read_vectors(self, library: str, model: str):
-        """ids, vectors [n, dim], payloads of a (library, model) collection."""
-        return index.read_vectors(self.store, library, model)
+        """ids, vectors [n, dim], payloads of a (library, model) collection (memoised until it changes)."""
+        coll = index.collection_name(library, model)
+        n = self.store.count(coll) if self.store.has_collection(coll) else 0
+        key = (library, model)
+        hit = self._vectors.get(key)
+        if hit is not None and hit[0] == n:
+            return hit[1]
+        got = index.read_vectors(self.store, library, model)
+        self._vectors[key] = (len(got[0]), got)
+        return got
+
+    def _projection(self, library: str, model: str, method: str, dims: int, seed: int = 0,
+                    params: dict | None = None):
+        """(ids, X, payloads, cache key, Projection with quality, cached?) of a map; fitted once, cached on disk."""
+        ids, X, pays = self.read_vectors(library, model)
+        if len(ids) == 0:
+            raise ServiceError(f"library '{library}' has no clips for model '{model}'")
+        labels = [p.get("label") for p in pays]
+        key = projections.MapKey.build(library, model, method, dims, ids, params={"seed": seed, **(params or {})},
+                                       labels=labels)
+        proj = self.maps.get(key)
+        hit = proj is not None
+        if proj is None:
+            proj = self.maps.get_or_fit(key, X, labels, quality_k=min(10, max(1, len(ids) - 1)))
+        return ids, X, pays, key, proj, hit
+
+    def _placer(self, key, X):
+        """A fitted projector that places new points into the map `key` (the map does not move)."""
+        placer = self.maps.projector(key, X)
+        if placer is None:
+            raise ServiceError("this map cannot place new points; redraw it")
+        return placer
+
+    def map_document(self, library: str, model: str, method: str = "umap", dims: int = 2, seed: int = 0,
+                     params: dict | None = None, quality: bool = False) -> dict:
+        """Coordinates plus payload (path, label, tags, descriptors) of every clip, JSON-ready."""
+        ids, X, pays, key, proj, hit = self._projection(library, model, method, dims, seed, params)
+        coords = proj.coords
+        keep = ("path", "label", "top_tags", "start_s", "end_s", "file_id") + DESCRIPTORS
+        pts = []
+        for i, (pid, p) in enumerate(zip(ids, pays)):
+            row = {"id": pid, "x": float(coords[i, 0]), "y": float(coords[i, 1])}
+            if dims == 3:
+                row["z"] = float(coords[i, 2])
+            row.update({k: p[k] for k in keep if k in p})
+            pts.append(row)
+        doc = {"library": library, "model": model, "method": method, "dims": dims, "params": proj.params,
+               "n": len(pts), "cached": hit, "points": pts}
+        if quality:
+            doc["quality"] = proj.quality
+        return doc
+
+    def map_quality(self, library: str, model: str, method: str, dims: int, seed: int = 0,
+                    params: dict | None = None) -> dict:
+        """Trustworthiness and kNN label agreement of a map (map vs full space)."""
+        return self._projection(library, model, method, dims, seed, params)[4].quality or {}
+
+    def color_options(self, library: str, model: str) -> list[str]:
+        """What a map can be coloured by: label, descriptors present, and tags."""
+        _ids, _X, pays = self.read_vectors(library, model)
+        opts = ["label"]
+        opts += [d for d in DESCRIPTORS if any(p.get(d) is not None for p in pays[:200])]
+        tags: dict[str, int] = {}
+        for p in pays:
+            for t in p.get("top_tags", [])[:1]:
+                tags[t] = tags.get(t, 0) + 1
+        opts += [f"tag: {t}" for t in sorted(tags, key=lambda t: -tags[t])[:30]]
+        return opts
+
+    def _color(self, pays: list[dict], color_by: str) -> dict | None:
+        if not color_by or color_by == "label":
+            return None
+        if color_by.startswith("tag: "):
+            tag = color_by[5:]
+            vals = []
+            for p in pays:
+                tags, scores = p.get("top_tags", []), p.get("tag_scores", [])
+                vals.append(float(scores[tags.index(tag)]) if tag in tags and len(scores) > tags.index(tag) else 0.0)
+            return {"mode": "continuous", "name": tag, "values": vals}
+        if color_by in DESCRIPTORS:
+            vals = [p.get(color_by) for p in pays]
+            vals = [float(v) if v is not None else None for v in vals]
+            return {"mode": "continuous", "name": color_by, "values": vals}
+        raise ServiceError(f"cannot colour by '{color_by}'")
+
+    def map_value(self, library: str, model: str, method: str, dims: int, color_by: str = "label",
+                  seed: int = 0, params: dict | None = None, highlight_ids: list[str] | None = None,
+                  quality: bool = True) -> tuple[dict, str]:
+        """(value for the map component, one-line status with quality numbers)."""
+        ids, X, pays, key, proj, hit = self._projection(library, model, method, dims, seed, params)
+        value = self._points_value(library, model, method, dims, ids, pays, proj.coords)
+        value["color"] = self._color(pays, color_by)
+        value["highlight_ids"] = list(highlight_ids or [])
+        status = f"{len(ids)} clips, {METHOD_LABELS[method]} {dims}D of {model}" + (" (cached)" if hit else "")
+        q = proj.quality or {}
+        if quality and q.get("trustworthiness") is not None:
+            status += f" · trustworthiness@{q['k']} {q['trustworthiness']:.3f}"
+            if q.get("agreement_full") is not None:
+                status += (f" · kNN label agreement {q['agreement_full']:.3f} in the full space, "
+                           f"{q['agreement_map']:.3f} in the map")
+        return value, status
+
+    def _points_value(self, library, model, method, dims, ids, pays, coords) -> dict:
+        n = len(ids)
+        idx = np.arange(n)
+        note = ""
+        if dims == 3 and n > MAX_3D_POINTS:
+            idx = np.sort(np.random.default_rng(0).choice(n, MAX_3D_POINTS, replace=False))
+            note = f"showing {MAX_3D_POINTS:,} of {n:,} points (decimated for 3D; 2D shows all)"
+        c = np.round(coords[idx].astype(np.float64), 5)
+        pts = {"id": [ids[i] for i in idx], "x": c[:, 0].tolist(), "y": c[:, 1].tolist(),
+               "path": [pays[i].get("path", "") for i in idx], "label": [pays[i].get("label") for i in idx],
+               "start_s": [pays[i].get("start_s", 0.0) if pays[i].get("segment") is not None else 0.0 for i in idx],
+               "text": [_hover(pays[i]) for i in idx]}
+        if dims == 3:
+            pts["z"] = c[:, 2].tolist()
+        return {"library": library, "model": model, "dims": dims, "points": pts, "note": note,
+                "title": f"{library} · {model} · {METHOD_LABELS[method]} {dims}D",
+                "key": f"{library}/{model}/{method}/{dims}"}
+
+    def trajectory(self, library: str, model: str, method: str, dims: int, path: str,
+                   seed: int = 0, params: dict | None = None) -> dict:
+        """A file's frames placed into an existing map (the map does not move): times and coords."""
+        ids, X, pays, key, proj, _ = self._projection(library, model, method, dims, seed, params)
+        own = [(i, p) for i, p in enumerate(pays) if p.get("path") == path]
+        if not own:
+            raise ServiceError(f"no clip '{path}' in library '{library}' for model '{model}'")
+        file_id = own[0][1].get("file_id") or ids[own[0][0]]
+        times, frames = index.read_frames(self.store, library, model, file_id)
+        placed = self._placer(key, X).transform(frames)
+        out = {"t": np.round(times, 4).tolist(), "x": np.round(placed[:, 0], 5).tolist(),
+               "y": np.round(placed[:, 1], 5).tolist(), "file_id": file_id, "own_ids": [ids[i] for i, _ in own]}
+        if dims == 3:
+            out["z"] = np.round(placed[:, 2], 5).tolist()
+        return out
+
+    def playback_value(self, library: str, model: str, method: str, dims: int, path: str,
+                       trail_s: float = 0.0, rotate: bool = False, seed: int = 0) -> tuple[dict, str]:
+        """Map value in playback mode: own points green, others grey, trajectory, audio, waveform, spectrogram."""
+        ids, X, pays, key, proj, _ = self._projection(library, model, method, dims, seed, None)
+        value = self._points_value(library, model, method, dims, ids, pays, proj.coords)
+        tr = self.trajectory(library, model, method, dims, path, seed)
+        value["trajectory"] = {k: tr[k] for k in ("t", "x", "y", "z") if k in tr}
+        value["own_ids"] = tr["own_ids"]
+        value["trail_s"] = float(trail_s)
+        value["rotate"] = bool(rotate)
+        value["autoplay"] = True
+        from urllib.parse import quote
+
+        value["audio_url"] = f"/audio/{quote(library)}/{quote(path)}"
+        value["audio_label"] = path
+        value.update(self.waveform(library, path))
+        value["key"] = value["key"] + "/play"
+        note = (f"{len(tr['t'])} frame{'s' if len(tr['t']) != 1 else ''} of {path} placed into the {METHOD_LABELS[method]} map with `transform` "
+                f"(the map does not move)")
+        return value, note
+
+    def waveform(self, library: str, rel_path: str, columns: int = 800) -> dict:
+        """Waveform envelope (min/max per column) and a log-mel spectrogram image (data URL) of a clip."""
+        import base64
+
+        ov = index.clip_overview(self.store, library, rel_path, columns)
+        return {"waveform": {"min": ov["min"], "max": ov["max"]},
+                "spectrogram_url": "data:image/png;base64," + base64.b64encode(ov["spectrogram_png"]).decode()}
+
+    def taggram(self, library: str, model: str, rel_path: str) -> dict:
+        """Tag scores over time for a clip (models with a taggram)."""
+        return index.taggram(self.store, library, model, rel_path, data_dir=self.data_dir)
+
+    def compare(self, library: str, models: list[str], method: str, dims: int,
+                highlight_path: str | None = None) -> tuple[list[dict], list[dict]]:
+        """The same library in several models (same method), the same clip highlighted in all."""
+        values, rows = [], []
+        for m in models:
+            ids, X, pays, key, proj, _ = self._projection(library, m, method, dims)
+            hl = [ids[i] for i, p in enumerate(pays) if highlight_path and p.get("path") == highlight_path]
+            v = self._points_value(library, m, method, dims, ids, pays, proj.coords)
+            v["highlight_ids"] = hl
+            v["height"] = 420
+            q = proj.quality or {"trustworthiness": 0.0}
+            v["title"] = f"{m}: trust {q['trustworthiness'] or 0:.2f}" + (
+                f", agreement {q['agreement_full']:.2f}" if q.get("agreement_full") is not None else "")
+            values.append(v)
+            rows.append({"model": m, "trustworthiness": q.get("trustworthiness") or 0.0,
+                         "agreement_full": q.get("agreement_full") or 0.0, "agreement_map": q.get("agreement_map") or 0.0})
+        return values, rows
+
+
+def _hover(p: dict) -> str:
+    parts = [p.get("path", "")]
+    if p.get("segment") is not None:
+        parts[0] += f" @ {p.get('start_s', 0):.1f} s"
+    if p.get("label"):
+        parts.append(f"label: {p['label']}")
+    if p.get("top_tags"):
+        parts.append("tags: " + ", ".join(p["top_tags"][:3]))
+    return "<br>".join(parts)

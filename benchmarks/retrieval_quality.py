@@ -47,9 +47,10 @@ Labels (15 classes):
     instrument (loudest, then a middle one).
   * Sonic Pi: from the file-name prefix (`SONIC_PI_LABELS`): bd_ -> kick, sn_ -> snare,
     drum_cymbal_closed/pedal/open -> hihat, tabla_ -> hand_drum, guit_ -> guitar, ...
-  * Soundfont drum kits: General MIDI percussion notes (`GM_DRUM_NOTES`, velocities 127
-    and 90) on the drum channel; the AVL kits (preset 0) by their own key map
-    (`AVL_DRUM_NOTES`, from avldrums.lv2's midnam).
+  * Soundfont drum kits: General MIDI percussion notes (`GM_DRUM_NOTES`, velocity 110)
+    on the drum channel; the AVL kits (preset 0) by their own key map
+    (`AVL_DRUM_NOTES`, from avldrums.lv2's midnam), velocities 127 and 70 (two of its
+    five sampled layers).
   * Soundfont instruments: GM programs (`GM_PROGRAMS`): piano (0, 1), guitar (24, 25),
     strings (40 violin, 42 cello, 48 ensemble), brass (56 trumpet, 57 trombone, 60 horn),
     organ (19 church organ); several pitches each, 2 s notes, 3 s clips.
@@ -65,7 +66,8 @@ are both Allison Smith (`asterisk:Allison`); every espeak-ng voice is `espeak-ng
 flite voice `flite`. MuseScore General and the csound GM bank are NOT used: they share
 samples with FluidR3 and TimGM6mb (waveform correlation ~1.0 on several programs).
 Every clip is mixed to mono, trimmed of trailing silence, cut to 5 s, peak-normalised to
-0.9 (level is not a cue), written as 16-bit wav; exact duplicates are dropped; at most
+0.9 (level is not a cue), written as 16-bit wav; exact duplicates and near-duplicates
+within a (label, source) (correlation > 0.98 over the first second) are dropped; at most
 `PER_SOURCE_CAP[label]` clips per (label, source), picked for variety (one per instrument
 before second layers).
 
@@ -118,7 +120,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-DATASET_VERSION = 1
+DATASET_VERSION = 2
 DEFAULT_CACHE = Path("~/.cache/audio-explorer-bench").expanduser()
 STORE_MAX_S = 5.0
 PEAK = 0.9
@@ -184,7 +186,9 @@ AVL_DRUM_NOTES = {
     "kick": [36], "snare": [38, 40], "clap": [39], "tom": [41, 45, 43, 47],
     "hihat": [42, 46, 44, 48], "cymbal": [49, 51, 57, 53, 55, 59, 60], "shaker": [54, 61],
 }
-DRUM_VELOCITIES = [127, 90]
+# GM soundfonts have one sample per drum (velocity only changes the level, which peak
+# normalisation removes), the AVL kits five velocity layers: two of them are used.
+DRUM_VELOCITIES = {"gm": [110], "avl": [127, 70]}
 # label -> [(program, [MIDI notes])]
 GM_PROGRAMS = {
     "piano": [(0, [36, 48, 60, 72, 84]), (1, [43, 55, 67, 79, 91])],
@@ -479,7 +483,7 @@ def soundfont_clips(tmp: Path):
         avl = name in AVL_SOUNDFONTS
         specs = []  # (label, item, rank, (ch, prog, note, vel, hold))
         for label, notes in (AVL_DRUM_NOTES if avl else GM_DRUM_NOTES).items():
-            for vi, vel in enumerate(DRUM_VELOCITIES):
+            for vi, vel in enumerate(DRUM_VELOCITIES["avl" if avl else "gm"]):
                 for ni, note in enumerate(notes):
                     ch = 0 if avl else 9  # AVL kits are preset 0 on a melodic channel
                     specs.append((label, f"drum{note}_v{vel}", vi * 1000 + ni, (ch, 0, note, vel, 0.5)))
@@ -587,6 +591,16 @@ def music_clips():
             yield Clip("music", source, f"{name}_{j}", mix[start: start + seg], sr, j)
 
 
+def _near_duplicate(a: Clip, b: Clip, threshold: float = 0.98) -> bool:
+    """True when two clips are (nearly) the same waveform: correlation of their first second."""
+    if a.sr != b.sr:
+        return False
+    n = min(len(a.wave), len(b.wave), a.sr)
+    x, y = a.wave[:n].astype(np.float64), b.wave[:n].astype(np.float64)
+    denom = np.linalg.norm(x) * np.linalg.norm(y)
+    return bool(denom > 0 and float(x @ y) / denom > threshold)
+
+
 def build_dataset(cache: Path, install: bool = True) -> Path:
     """Assemble the labelled set under cache/dataset; returns the manifest path."""
     import soundfile as sf
@@ -601,6 +615,7 @@ def build_dataset(cache: Path, install: bool = True) -> Path:
     print(f"building the labelled set in {ds} ...", flush=True)
     if ds.exists():
         shutil.rmtree(ds)
+    shutil.rmtree(cache / "embeddings", ignore_errors=True)  # keyed by the old manifest
     (ds / "clips").mkdir(parents=True)
     chosen: dict[tuple[str, str], list[Clip]] = defaultdict(list)
     with tempfile.TemporaryDirectory(prefix="rq-") as tmp_s:
@@ -618,13 +633,13 @@ def build_dataset(cache: Path, install: bool = True) -> Path:
                 print(f"! {getattr(gen, '__name__', gen)}: {type(exc).__name__}: {exc}")
     rows, seen = [], set()
     for (label, source), clips in sorted(chosen.items()):
-        kept = 0
+        kept: list[Clip] = []
         for clip in sorted(clips, key=lambda c: c.rank):
-            if kept >= PER_SOURCE_CAP[label]:
+            if len(kept) >= PER_SOURCE_CAP[label]:
                 break
             pcm = (np.clip(clip.wave, -1, 1) * 32767).astype(np.int16)
             digest = hashlib.sha1(pcm.tobytes()).hexdigest()
-            if digest in seen:
+            if digest in seen or any(_near_duplicate(clip, k) for k in kept):
                 continue
             seen.add(digest)
             rel = Path("clips") / label / f"{_slug(source)}__{_slug(clip.item)}.wav"
@@ -633,7 +648,7 @@ def build_dataset(cache: Path, install: bool = True) -> Path:
             (ds / rel).parent.mkdir(parents=True, exist_ok=True)
             sf.write(str(ds / rel), pcm, clip.sr, subtype="PCM_16")
             rows.append((rel.as_posix(), label, source))
-            kept += 1
+            kept.append(clip)
     with manifest.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["path", "label", "source"])
@@ -670,9 +685,17 @@ def dataset_table(labels: list[str], sources: list[str]) -> str:
 
 # ----------------------------------------------------------------------------- embedding
 
+class TooSlow(RuntimeError):
+    """A model whose estimated embedding time is over the per-model budget."""
+
+
 def embed_all(model: str, paths: list[Path], manifest_hash: str, cache: Path, max_s: float,
-              waves_by_rate: dict) -> dict:
-    """Clip vectors of every path for one model (cached), with timing."""
+              waves_by_rate: dict, max_model_s: float = 0.0) -> dict:
+    """Clip vectors of every path for one model (cached), with timing.
+
+    Raises TooSlow (before embedding anything) when the time measured on a 2 s probe,
+    scaled to the whole set, exceeds `max_model_s` (0: no limit).
+    """
     import embedders
 
     key = f"{_slug(model)}__{manifest_hash[:16]}__{max_s:g}s.npz"
@@ -690,13 +713,23 @@ def embed_all(model: str, paths: list[Path], manifest_hash: str, cache: Path, ma
         waves_by_rate[sr] = [decode(p, sr)[0][: int(max_s * sr)] for p in paths]
         print(f"  decoded {len(paths)} clips at {sr} Hz in {time.perf_counter() - t:.1f} s", flush=True)
     waves = waves_by_rate[sr]
-    emb.embed_clip(np.zeros(sr, np.float32))  # warm-up: lazy weight loading is not timed
-    vecs = np.zeros((len(waves), emb.dim), np.float32)
+    audio_s = float(sum(len(w) for w in waves) / sr)
+    emb.embed_clip(np.zeros(sr // 2, np.float32))  # warm-up: lazy weight loading is not timed
+    probe = (0.1 * np.random.default_rng(0).standard_normal(2 * sr)).astype(np.float32)
     t = time.perf_counter()
+    emb.embed_clip(probe)
+    estimate_s = (time.perf_counter() - t) / 2.0 * audio_s
+    if max_model_s and estimate_s > max_model_s:
+        raise TooSlow(f"estimated {estimate_s / 60:.0f} min for {audio_s:.0f} s of audio on this machine "
+                      f"(over --max-model-minutes {max_model_s / 60:g}; 0 lifts the limit)")
+    vecs = np.zeros((len(waves), emb.dim), np.float32)
+    t = last = time.perf_counter()
     for i, w in enumerate(waves):
         vecs[i] = emb.embed_clip(w)
+        if time.perf_counter() - last > 60:
+            last = time.perf_counter()
+            print(f"  {i + 1}/{len(waves)} clips, {last - t:.0f} s", flush=True)
     embed_s = time.perf_counter() - t
-    audio_s = float(sum(len(w) for w in waves) / sr)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp.npz")
     np.savez(tmp, vectors=vecs, embed_s=embed_s, audio_s=audio_s)
@@ -717,6 +750,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help=f"cache folder (default {DEFAULT_CACHE})")
     ap.add_argument("--k", type=int, default=5, help="neighbours per query (default 5)")
     ap.add_argument("--max-seconds", type=float, default=5.0, help="embed the first N s of each clip (default 5)")
+    ap.add_argument("--max-model-minutes", type=float, default=30.0,
+                    help="skip a model whose estimated embedding time is longer (default 30; 0: no limit)")
     ap.add_argument("--json", type=Path, help="also write the results as JSON here")
     ap.add_argument("--no-install", action="store_true", help="never run apt-get")
     ap.add_argument("--rebuild", action="store_true", help="rebuild the labelled set and its embeddings")
@@ -744,13 +779,15 @@ def main(argv: list[str] | None = None) -> int:
 
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else ready_models()
     waves_by_rate: dict = {}
-    results = []
+    results, skipped = [], []
     for model in models:
         print(f"embedding with {model} ...", flush=True)
         try:
-            got = embed_all(model, paths, manifest_hash, cache, args.max_seconds, waves_by_rate)
-        except embedders.EmbedderError as exc:
-            print(f"! {model}: {exc}")
+            got = embed_all(model, paths, manifest_hash, cache, args.max_seconds, waves_by_rate,
+                            args.max_model_minutes * 60)
+        except (embedders.EmbedderError, TooSlow) as exc:
+            print(f"! skipped {model}: {exc}")
+            skipped.append({"model": model, "reason": str(exc)})
             continue
         except Exception as exc:  # a broken model is reported, the others still run
             print(f"! {model}: {type(exc).__name__}: {exc}")
@@ -778,6 +815,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{chance['chance_p_at_k_cross_source']:>9.3f} {'-':>8} {'-':>7}")
     print(f"({n_labels} classes, {n_sources} sources; xsrc over {chance['n_cross_source']} clips whose class "
           f"has another source; embed time excludes decoding and model loading)")
+    for sk in skipped:
+        print(f"skipped {sk['model']}: {sk['reason']}")
     if args.per_class and results:
         labs = sorted(set(labels))
         print()
@@ -802,6 +841,7 @@ def main(argv: list[str] | None = None) -> int:
             "chance": {"p_at_k": chance["chance_p_at_k"],
                        "p_at_k_cross_source": chance["chance_p_at_k_cross_source"]},
             "results": results,
+            "skipped": skipped,
             "run_time_s": total_s,
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -118,3 +118,25 @@ def _colormap(gray: np.ndarray) -> np.ndarray:
     i = np.clip(pos.astype(int), 0, len(stops) - 2)
     f = (pos - i)[..., None]
     return (stops[i] * (1 - f) + stops[i + 1] * f).astype(np.uint8)
+
+
+def waveform_envelope(wave: np.ndarray, columns: int = 800) -> tuple[np.ndarray, np.ndarray]:
+    """(min, max) of the wave in `columns` equal time slices."""
+    wave = np.asarray(wave, np.float32)
+    if wave.size < columns:
+        wave = np.pad(wave, (0, columns - wave.size))
+    edges = np.linspace(0, wave.size, columns + 1).astype(int)
+    mins = np.minimum.reduceat(wave, edges[:-1])
+    maxs = np.maximum.reduceat(wave, edges[:-1])
+    return mins, maxs
+
+
+def spectrogram_png(wave: np.ndarray, sr: int, size: tuple[int, int] = (800, 96)) -> bytes:
+    """A log-mel spectrogram as PNG bytes of `size` (width, height)."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(_colormap(log_mel_image(wave, sr, max_frames=size[0]))).resize(size, Image.BILINEAR).save(buf, format="PNG")
+    return buf.getvalue()

@@ -12,8 +12,8 @@ N_FFT = 2048
 HOP = 512
 N_MELS = 64
 N_MFCC = 20
-WINDOW_S = 1.0
-HOP_S = 0.5
+WINDOW_S = 0.5
+HOP_S = 0.25
 DIM = 2 * (N_MFCC - 1) + (N_MFCC - 1) + N_MELS + 2  # 123
 
 
@@ -53,7 +53,7 @@ def _stats(log_mel: np.ndarray, mfcc: np.ndarray) -> np.ndarray:
 
 
 class DspEmbedder(Embedder):
-    """MFCC + log-mel statistics over 1 s windows (0.5 s hop); clip vector from the whole clip."""
+    """MFCC + log-mel statistics over 0.5 s windows (0.25 s hop); clip vector from the whole clip."""
 
     name = "dsp"
     family = "dsp"

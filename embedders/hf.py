@@ -31,6 +31,13 @@ Where weights come from (first match wins):
 4. the Hugging Face Hub id (its local cache first; `HF_HUB_OFFLINE=1` is respected).
 A local folder is anything `save_pretrained` / `hf download --local-dir` wrote.
 
+Batching: windows of all waves in a call are batched up to `batch_s` seconds of audio per
+forward pass (40 s on CPU, 480 s on CUDA). Whisper, AST and CLAP pad every window to a fixed
+size, so any windows batch together. wav2vec2-base / HuBERT-base / MERT were trained without
+attention masks (zero padding would change their output), so only windows of equal length
+share a pass: full 10 s windows batch across files, shorter clips run one by one. On CUDA the
+weights run in float16; outputs are always float32.
+
 No torch / transformers import happens at module import or in `specs()` / `check()`.
 """
 from __future__ import annotations
@@ -76,6 +83,7 @@ class _Def:
     frame_hop_s: float  # hop of the frames returned by embed_frames
     size_mb: int  # approximate download size
     fp16: bool = True  # half precision is safe on GPU
+    remote_code: bool = False  # the repo may need its own modelling code (trust_remote_code)
 
 
 _DEFS: dict[str, _Def] = {
@@ -89,10 +97,10 @@ _DEFS: dict[str, _Def] = {
              16000, 768, 12, 10.0, 0.5, 380),
         _Def("mert-95m", "ssl", "m-a-p/MERT-v1-95M",
              "MERT v1 95M (self-supervised music), 24 kHz, pooled to 0.5 s",
-             24000, 768, 12, 10.0, 0.5, 380),
+             24000, 768, 12, 10.0, 0.5, 380, remote_code=True),
         _Def("mert-330m", "ssl", "m-a-p/MERT-v1-330M",
              "MERT v1 330M (self-supervised music), 24 kHz, pooled to 0.5 s",
-             24000, 1024, 24, 10.0, 0.5, 1270),
+             24000, 1024, 24, 10.0, 0.5, 1270, remote_code=True),
         _Def("whisper-tiny", "whisper", "openai/whisper-tiny",
              "Whisper tiny encoder (speech recognition), padding trimmed, pooled to 0.5 s",
              16000, 384, 4, 30.0, 0.5, 150),
@@ -111,7 +119,7 @@ _DEFS: dict[str, _Def] = {
     ]
 }
 
-_LAYER_RE = re.compile(r"^(?P<base>.+)-l(?P<layer>\d+)$")
+_LAYER_RE = re.compile(r"^(?P<base>.+)-l(?P<layer>0|[1-9][0-9]*)$")
 
 
 def specs(data_dir: Path) -> list[ModelSpec]:
@@ -383,6 +391,7 @@ class HFEmbedder(Embedder):
     supports_text = False
     min_wave_s = 0.1  # shorter waves are zero-padded to this (the conv front-ends need ~25 ms)
     min_tail_s = 0.0  # see plan_windows; per model
+    one_vector_per_window = False  # AST / CLAP: the window's vector stands for its new part
 
     def __init__(self, name: str, description: str, sample_rate: int, dim: int,
                  frame_hop_s: float, window_s: float, device: str, dtype: Any,
@@ -450,7 +459,7 @@ class HFEmbedder(Embedder):
                 v, t = outputs[j]
                 s = w.start / self.sample_rate + np.arange(len(v)) * hop
                 keep = s >= w.keep_from_s - 1e-9
-                if len(v) == 1:  # one vector per window: it stands for the window's new part
+                if self.one_vector_per_window:
                     s, keep = np.array([w.keep_from_s]), np.array([True])
                 starts.append(s[keep])
                 vecs.append(v[keep])
@@ -573,6 +582,7 @@ class ASTEmbedder(HFEmbedder):
     """AST: pooled output (mean of CLS and distillation tokens) + sigmoid AudioSet taggram."""
 
     min_tail_s = float("inf")  # AST pads every input to 10.24 s anyway
+    one_vector_per_window = True
 
     def __init__(self, model: Any, feature_extractor: Any, **kw: Any) -> None:
         cfg = model.config
@@ -611,6 +621,7 @@ class ClapEmbedder(HFEmbedder):
 
     supports_text = True
     min_tail_s = float("inf")  # CLAP repeat-pads short inputs to 10 s: use real context instead
+    one_vector_per_window = True
 
     def __init__(self, model: Any, processor: Any, **kw: Any) -> None:
         fe = processor.feature_extractor
@@ -667,13 +678,16 @@ def _hub_kwargs(source: str, is_local: bool) -> dict[str, Any]:
     return {"cache_dir": str(hf_cache_dir()), "local_files_only": hub_offline()}
 
 
-def _load_ssl(source: str, kw: dict[str, Any]) -> tuple[Any, Any]:
+def _load_ssl(source: str, kw: dict[str, Any], allow_remote_code: bool) -> tuple[Any, Any]:
     tr = _transformers()
     fe = tr.AutoFeatureExtractor.from_pretrained(source, **kw)
     raw = json.loads(Path(tr.utils.cached_file(source, "config.json", **kw)).read_text("utf-8"))
     model = _load_mert_native(source, raw, kw)
     if model is None:
         remote = raw.get("model_type") not in tr.models.auto.configuration_auto.CONFIG_MAPPING
+        if remote and not allow_remote_code:
+            raise EmbedderError(f"{source}: model type {raw.get('model_type')!r} is not built into "
+                                "transformers and this registry entry runs no remote code")
         model = tr.AutoModel.from_pretrained(source, trust_remote_code=remote, **kw)
         model._native_hf = not remote
     return model, fe
@@ -731,7 +745,7 @@ def build_embedder(spec: ModelSpec, data_dir: Path | None = None) -> HFEmbedder:
         tr = _transformers()
         kind = x["kind"]
         if kind == "ssl":
-            model, fe = _load_ssl(source, kw)
+            model, fe = _load_ssl(source, kw, _DEFS[x["base"]].remote_code)
             emb: HFEmbedder = SSLEmbedder(_ready(model, device, dtype), fe, layer=x["layer"],
                                           **common)
         elif kind == "whisper":

@@ -8,8 +8,9 @@ from .ingest import IngestReport, index_files, index_folder, scan_folder
 from .libraries import (Library, LibraryError, delete_library, get_library, library_counts,
                         list_libraries)
 from .naming import collection_name, frames_collection_name, point_id
-from .queries import (SearchHit, read_frames, read_vectors, search_file, search_id, search_text,
-                      search_vector)
+from . import naming
+from .queries import (SearchHit, clip_overview, read_frames, read_vectors, search_file, search_id, search_text,
+                      search_vector, taggram)
 from .store import Store, StoreError, open_store
 from embedders import EmbedderError, available as available_models, check as check_model
 from embedders.audio import AudioError
@@ -20,5 +21,5 @@ __all__ = [
     "IngestReport", "Library", "LibraryError", "SearchHit", "Store", "StoreError",
     "collection_name", "delete_library", "frames_collection_name", "get_library", "index_files",
     "index_folder", "library_counts", "list_libraries", "open_store", "point_id", "read_frames",
-    "read_vectors", "scan_folder", "search_file", "search_id", "search_text", "search_vector",
+    "read_vectors", "scan_folder", "clip_overview", "taggram", "naming", "search_file", "search_id", "search_text", "search_vector",
 ]

@@ -84,7 +84,9 @@ def agreement(store: Store, library: str, model: str, k: int = 5) -> dict:
 
 
 def class_stats(store: Store, library: str, model: str, k: int = 5, nearest: int = 5) -> dict:
-    """Label counts, agreement@k (overall and per class), centroid cosine matrix and nearest clips."""
+    """Label counts, agreement@k (overall and per class), centroid cosine matrix, the most typical
+    members of each class (nearest its centroid) and the nearest clips from outside the class
+    (Qdrant recommend, average-vector strategy, which leaves the class's own clips out)."""
     coll = _collection(store, library, model)
     counts = label_counts(store, library, model)
     if len(counts) < 1:
@@ -94,8 +96,9 @@ def class_stats(store: Store, library: str, model: str, k: int = 5, nearest: int
     cents = np.stack([centroid(store, coll, lb) for lb in labels])
     unit = cents / np.maximum(np.linalg.norm(cents, axis=1, keepdims=True), 1e-12)
     sim = unit @ unit.T
+    typical = {lb: nearest_to_centroid(store, library, model, lb, k=nearest, same_label_only=True) for lb in labels}
     near = {lb: nearest_to_centroid(store, library, model, lb, k=nearest) for lb in labels}
     return {"library": library, "model": model, "k": k, "labels": labels, "counts": counts,
             "n_labelled": agr["n"], "overall_agreement": agr["overall"],
             "agreement": {lb: agr["per_label"].get(lb, 0.0) for lb in labels},
-            "centroid_similarity": np.round(sim, 6).tolist(), "nearest": near}
+            "centroid_similarity": np.round(sim, 6).tolist(), "typical": typical, "nearest": near}

@@ -134,3 +134,26 @@ def read_frames(store: Store, library: str, model: str, file_id: str) -> tuple[n
 def clip_audio_path(store: Store, library: str, rel_path: str) -> Path:
     """Absolute path of a clip's audio, refused when outside the library root."""
     return get_library(store, library).resolve(rel_path)
+
+
+def clip_overview(store: Store, library: str, rel_path: str, columns: int = 800) -> dict:
+    """Waveform envelope and a log-mel spectrogram PNG of a clip of the library."""
+    from embedders.descriptors import spectrogram_png, waveform_envelope
+
+    wave, sr = decode(clip_audio_path(store, library, rel_path))
+    mins, maxs = waveform_envelope(wave, columns)
+    return {"duration_s": len(wave) / sr, "min": np.round(mins, 3).tolist(), "max": np.round(maxs, 3).tolist(),
+            "spectrogram_png": spectrogram_png(wave, sr, (columns, 96))}
+
+
+def taggram(store: Store, library: str, model: str, rel_path: str,
+            data_dir: str | os.PathLike | None = None) -> dict:
+    """Tag scores over time of a clip: {times_s, tags, scores [T, n_tags]} (models with a taggram)."""
+    _collection(store, library, model)
+    emb = embedders.load(model, data_dir)
+    if not emb.tag_names:
+        raise LibraryError(f"model '{model}' has no taggram")
+    wave, _ = decode(clip_audio_path(store, library, rel_path), emb.sample_rate)
+    fr = emb.embed_frames(wave)
+    return {"path": rel_path, "model": model, "times_s": np.round(fr.times_s, 4).tolist(),
+            "tags": list(emb.tag_names), "scores": np.round(fr.tags, 5).tolist()}

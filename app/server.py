@@ -1,0 +1,99 @@
+"""The web server: Gradio mounted on FastAPI, plus three read-only routes.
+
+- `/audio/{library}/{path}`: a clip's audio, only from inside that library's root (or its
+  uploads); anything else (`..`, absolute paths, links leaving the root, other files) is 403.
+- `/thumb/{library}/{point_id}.png`: spectrogram thumbnails made at ingest.
+- `/static/plotly.min.js`: the plotly.js that the `plotly` package ships (the map draws with it).
+"""
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+from app.services import Services
+
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+AUDIO_TYPES = {".wav": "audio/wav", ".wave": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg",
+               ".oga": "audio/ogg", ".opus": "audio/ogg", ".mp3": "audio/mpeg", ".m4a": "audio/mp4",
+               ".mp4": "audio/mp4", ".aac": "audio/aac", ".aif": "audio/aiff", ".aiff": "audio/aiff"}
+
+
+def plotly_js_path() -> Path:
+    """plotly.min.js from the installed plotly package."""
+    import plotly
+
+    return Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
+
+
+def create_app(svc: Services):
+    """FastAPI app with the audio/thumbnail/static routes and the Gradio UI mounted at /."""
+    import gradio as gr
+    from fastapi import FastAPI, HTTPException
+    from fastapi.responses import FileResponse
+
+    from app import mapview, ui
+
+    api = FastAPI(title="Audio embedding explorer")
+
+    @api.get("/audio/{library}/{rel_path:path}")
+    def audio(library: str, rel_path: str):
+        try:
+            lib = svc.library(library)
+            target = lib.resolve(rel_path)
+        except Exception:
+            raise HTTPException(status_code=403, detail="refused: not a clip of an indexed library") from None
+        if target.suffix.lower() not in AUDIO_TYPES:
+            raise HTTPException(status_code=403, detail="refused: not an audio file")
+        if not target.is_file():
+            raise HTTPException(status_code=404, detail="clip not found")
+        return FileResponse(target, media_type=AUDIO_TYPES[target.suffix.lower()])
+
+    @api.get("/thumb/{library}/{name}")
+    def thumb(library: str, name: str):
+        stem = name[:-4] if name.endswith(".png") else name
+        if not UUID_RE.match(stem):
+            raise HTTPException(status_code=403, detail="refused")
+        try:
+            svc.library(library)
+        except Exception:
+            raise HTTPException(status_code=404, detail="unknown library") from None
+        p = svc.thumbnail(library, stem)
+        if p is None:
+            raise HTTPException(status_code=404, detail="no thumbnail")
+        return FileResponse(p, media_type="image/png")
+
+    @api.get("/static/plotly.min.js")
+    def plotly_js():
+        return FileResponse(plotly_js_path(), media_type="application/javascript",
+                            headers={"Cache-Control": "public, max-age=86400"})
+
+    demo = ui.build_app(svc)
+    demo.queue(default_concurrency_limit=4)
+    return gr.mount_gradio_app(api, demo, path="", head=mapview.HEAD, css=ui.CSS, show_error=True,
+                               max_file_size=ui.MAX_UPLOAD)
+
+
+def serve(data_dir=None, host: str | None = None, port: int | None = None, demo: bool = True,
+          share: bool = False) -> int:
+    """Build the demo library if needed and serve until interrupted."""
+    import uvicorn
+
+    svc = Services(data_dir)
+    try:
+        libs = svc.libraries()
+    except Exception as exc:
+        from app.cli import one_line
+
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return 1
+    if demo and not libs:
+        print("building the demo library (first run; a minute or two)...", file=sys.stderr)
+        svc.ensure_demo(progress=None)
+    app = create_app(svc)
+    host = host or os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
+    port = port or int(os.environ.get("GRADIO_SERVER_PORT", "7860"))
+    print(f"serving on http://{host}:{port} (data: {svc.data_dir})", file=sys.stderr)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+    return 0

@@ -1,0 +1,273 @@
+// Map view: a Plotly scatter (WebGL) inside gr.HTML. Click a point to hear it; in playback
+// mode a red marker follows the playing file's trajectory, driven by the <audio> element's
+// currentTime in the browser (no server round-trips). Runs as gr.HTML's js_on_load:
+// Function('element', 'trigger', 'props', 'server', 'upload', 'watch', code).
+(function () {
+  const root = element;
+  const box = root.querySelector('.ae-map');
+  const plotDiv = root.querySelector('.ae-plot');
+  const audio = root.querySelector('.ae-audio');
+  const note = root.querySelector('.ae-note');
+  const title = root.querySelector('.ae-title');
+  const nowPlaying = root.querySelector('.ae-now');
+  const timeline = root.querySelector('.ae-timeline');
+  const wave = root.querySelector('.ae-wave');
+  const spec = root.querySelector('.ae-spec');
+  const cursor = root.querySelector('.ae-cursor');
+  const overlay = root.querySelector('.ae-marker');
+  const GREY = '#c8c8c8';
+  const PALETTE = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#17becf',
+    '#bcbd22', '#7f7f7f', '#393b79', '#637939', '#8c6d31', '#843c39', '#7b4173', '#3182bd', '#e6550d',
+    '#31a354', '#756bb1', '#636363'];
+  const state = { v: null, traj: null, markerTrace: -1, trailTrace: -1, last3d: 0, lastKey: '', rot: 0,
+                  playingIdx: -1 };
+  box.__aeState = state;
+
+  function plotly() { return window.__AE_PLOTLY || window.Plotly; }
+
+  function whenPlotly(cb, tries) {
+    if (plotly()) { cb(); return; }
+    if ((tries || 0) > 400) { note.textContent = 'Plotly did not load'; return; }
+    setTimeout(() => whenPlotly(cb, (tries || 0) + 1), 25);
+  }
+
+  function audioUrl(v, i) {
+    const p = v.points;
+    if (p.url) return p.url[i];
+    return '/audio/' + encodeURIComponent(v.library) + '/' + p.path[i].split('/').map(encodeURIComponent).join('/');
+  }
+
+  function baseTraces(v) {
+    const p = v.points, is3d = v.dims === 3, n = p.x.length;
+    const type = is3d ? 'scatter3d' : 'scattergl';
+    const size = is3d ? (n > 5000 ? 2 : 3.5) : (n > 20000 ? 3 : n > 3000 ? 5 : 8);
+    const traces = [];
+    const playback = !!v.trajectory;
+    const own = new Set(v.own_ids || []);
+    const hl = new Set(v.highlight_ids || []);
+    const mk = (idx, name, color, extra) => {
+      const t = {
+        type, mode: 'markers', name, x: idx.map(i => p.x[i]), y: idx.map(i => p.y[i]),
+        customdata: idx, text: idx.map(i => p.text[i]), hovertemplate: '%{text}<extra></extra>',
+        marker: Object.assign({ size, color, opacity: is3d ? 0.85 : 0.8 }, extra || {}),
+      };
+      if (is3d) t.z = idx.map(i => p.z[i]);
+      return t;
+    };
+    const all = [...Array(n).keys()];
+    if (playback) {
+      const others = all.filter(i => !own.has(p.id[i]));
+      const mine = all.filter(i => own.has(p.id[i]));
+      traces.push(mk(others, 'other clips', GREY));
+      if (mine.length) traces.push(mk(mine, 'this file', '#2ca02c', { size: size * 1.8 }));
+    } else if (v.color && v.color.mode === 'continuous') {
+      traces.push(mk(all, v.color.name, v.color.values, {
+        colorscale: 'Viridis', showscale: true, colorbar: { title: { text: v.color.name }, thickness: 12 } }));
+    } else {
+      const cats = (v.color && v.color.values) || p.label.map(l => l == null ? '(no label)' : l);
+      const names = [...new Set(cats)].sort((a, b) => a === '(no label)' ? 1 : b === '(no label)' ? -1 : (a < b ? -1 : 1));
+      names.forEach((c, k) => {
+        const idx = all.filter(i => cats[i] === c);
+        traces.push(mk(idx, c + ' (' + idx.length + ')', c === '(no label)' ? GREY : PALETTE[k % PALETTE.length]));
+      });
+    }
+    if (hl.size) {
+      const idx = all.filter(i => hl.has(p.id[i]));
+      traces.push(mk(idx, 'selected', '#d62728', { size: size * 2.6, symbol: is3d ? 'diamond' : 'star',
+        line: { color: '#000', width: 1 } }));
+    }
+    return traces;
+  }
+
+  function render() {
+    const v = props.value;
+    state.v = v;
+    if (!v || !v.points || !v.points.x || v.points.x.length === 0) {
+      const P = plotly();
+      if (P) P.purge(plotDiv);
+      plotDiv.__aeBound = false;
+      plotDiv.innerHTML = '<div class="ae-empty">' + ((v && v.message) || 'Nothing to show yet.') + '</div>';
+      title.textContent = ''; note.textContent = '';
+      timeline.style.display = 'none';
+      return;
+    }
+    whenPlotly(() => draw(v));
+  }
+
+  function draw(v) {
+    const P = plotly();
+    const is3d = v.dims === 3;
+    title.textContent = v.title || '';
+    note.textContent = v.note || '';
+    const traces = baseTraces(v);
+    state.traj = null; state.markerTrace = -1; state.trailTrace = -1;
+    if (v.trajectory && v.trajectory.t && v.trajectory.t.length) {
+      const tr = v.trajectory;
+      state.traj = tr;
+      const path = { type: is3d ? 'scatter3d' : 'scattergl', mode: 'lines', name: 'trajectory',
+        x: tr.x, y: tr.y, line: { color: 'rgba(44,160,44,0.55)', width: is3d ? 3 : 2 }, hoverinfo: 'skip' };
+      if (is3d) path.z = tr.z;
+      if (!(v.trail_s > 0)) traces.push(path);
+      if (v.trail_s > 0) {
+        const trail = { type: is3d ? 'scatter3d' : 'scattergl', mode: 'lines', name: 'trail', x: [], y: [],
+          line: { color: '#2ca02c', width: 5 }, hoverinfo: 'skip' };
+        if (is3d) trail.z = [];
+        traces.push(trail);
+        state.trailTrace = traces.length - 1;
+      }
+      const marker = { type: is3d ? 'scatter3d' : 'scattergl', mode: 'markers', name: 'now playing',
+        x: [tr.x[0]], y: [tr.y[0]], marker: { color: '#e00000', size: is3d ? 9 : 16,
+        line: { color: '#fff', width: 2 } }, hoverinfo: 'skip' };
+      if (is3d) marker.z = [tr.z[0]];
+      traces.push(marker);
+      state.markerTrace = traces.length - 1;
+    }
+    const layout = {
+      margin: { l: 10, r: 10, t: 10, b: 10 }, height: v.height || 560, showlegend: true,
+      legend: { itemsizing: 'constant', orientation: 'v' }, uirevision: v.key || 'map',
+      hovermode: 'closest', dragmode: is3d ? 'orbit' : 'pan', paper_bgcolor: 'rgba(0,0,0,0)',
+    };
+    if (is3d) {
+      layout.scene = { xaxis: { title: { text: '' }, showticklabels: false }, yaxis: { title: { text: '' }, showticklabels: false },
+        zaxis: { title: { text: '' }, showticklabels: false }, camera: { eye: { x: 1.5, y: 1.5, z: 1.0 } } };
+    } else {
+      layout.xaxis = { showticklabels: false, zeroline: false, showgrid: false };
+      layout.yaxis = { showticklabels: false, zeroline: false, showgrid: false, scaleanchor: 'x' };
+    }
+    if (!plotDiv.classList.contains('js-plotly-plot')) { plotDiv.innerHTML = ''; plotDiv.__aeBound = false; }
+    const t0 = performance.now();
+    P.react(plotDiv, traces, layout, { responsive: true, displaylogo: false, scrollZoom: true }).then(() => {
+      box.dataset.drawMs = String(Math.round(performance.now() - t0));
+      box.dataset.nPoints = String(v.points.x.length);
+      box.dataset.rendered = String(Date.now());
+      if (!plotDiv.__aeBound) {
+        plotDiv.__aeBound = true;
+        plotDiv.on('plotly_click', (ev) => {
+          const pt = ev.points && ev.points[0];
+          if (!pt || pt.customdata === undefined || pt.customdata === null) return;
+          const i = pt.customdata;
+          const vv = state.v;
+          if (!vv.trajectory) play(vv, i);
+          trigger('point_click', { id: vv.points.id[i], index: i, clip: vv.points.path[i] });
+        });
+      }
+    });
+    setupTimeline(v);
+    if (v.audio_url) {
+      if (audio.getAttribute('src') !== v.audio_url) { audio.src = v.audio_url; audio.load(); }
+      nowPlaying.textContent = v.audio_label || '';
+      if (v.autoplay) audio.play().catch(() => {});
+    }
+  }
+
+  function play(v, i) {
+    const url = audioUrl(v, i);
+    const start = v.points.start_s ? v.points.start_s[i] || 0 : 0;
+    state.playingIdx = i;
+    nowPlaying.textContent = '▶ ' + v.points.path[i] + (start ? ' @ ' + start.toFixed(1) + ' s' : '') +
+      (v.points.label[i] ? '  [' + v.points.label[i] + ']' : '');
+    if (audio.getAttribute('src') !== url) { audio.src = url; }
+    const go = () => { try { audio.currentTime = start; } catch (e) {} audio.play().catch(() => {}); };
+    if (audio.readyState >= 1) go(); else audio.addEventListener('loadedmetadata', go, { once: true });
+    box.dataset.playing = v.points.path[i];
+  }
+
+  function setupTimeline(v) {
+    if (!v.waveform && !v.spectrogram_url) { timeline.style.display = 'none'; return; }
+    timeline.style.display = 'block';
+    if (v.spectrogram_url) { spec.src = v.spectrogram_url; spec.style.display = 'block'; } else spec.style.display = 'none';
+    if (v.waveform) {
+      const w = wave.clientWidth || 800, h = 60;
+      wave.width = w; wave.height = h;
+      const ctx = wave.getContext('2d');
+      ctx.clearRect(0, 0, w, h);
+      ctx.fillStyle = '#4a7bd0';
+      const mn = v.waveform.min, mx = v.waveform.max, n = mn.length;
+      for (let x = 0; x < w; x++) {
+        const k = Math.floor(x / w * n);
+        const y0 = (1 - mx[k]) * h / 2, y1 = (1 - mn[k]) * h / 2;
+        ctx.fillRect(x, y0, 1, Math.max(1, y1 - y0));
+      }
+    }
+  }
+
+  function interp(tr, t) {
+    const T = tr.t, n = T.length;
+    if (t <= T[0]) return [tr.x[0], tr.y[0], tr.z ? tr.z[0] : 0, 0];
+    if (t >= T[n - 1]) return [tr.x[n - 1], tr.y[n - 1], tr.z ? tr.z[n - 1] : 0, n - 1];
+    let lo = 0, hi = n - 1;
+    while (hi - lo > 1) { const m = (lo + hi) >> 1; if (T[m] <= t) lo = m; else hi = m; }
+    const f = (t - T[lo]) / (T[hi] - T[lo] || 1);
+    const L = (a) => a[lo] + f * (a[hi] - a[lo]);
+    return [L(tr.x), L(tr.y), tr.z ? L(tr.z) : 0, lo];
+  }
+
+  function tick() {
+    requestAnimationFrame(tick);
+    const v = state.v, tr = state.traj;
+    const dur = audio.duration;
+    if (isFinite(dur) && dur > 0 && timeline.style.display !== 'none') {
+      cursor.style.left = (100 * audio.currentTime / dur) + '%';
+    }
+    if (!v || !tr || state.markerTrace < 0) { overlay.style.display = 'none'; return; }
+    const P = plotly();
+    const t = audio.currentTime || 0;
+    const [x, y, z, k] = interp(tr, t);
+    box.dataset.markerX = x.toFixed(5); box.dataset.markerY = y.toFixed(5);
+    box.dataset.markerZ = z.toFixed(5); box.dataset.markerT = t.toFixed(3);
+    const key = x.toFixed(5) + ',' + y.toFixed(5) + ',' + z.toFixed(5);
+    const fl = plotDiv._fullLayout;
+    if (!fl || !P) return;
+    if (v.dims === 2 && fl.xaxis && fl.xaxis.l2p) {
+      // 2D: move a DOM marker over the plot: no WebGL redraw per frame
+      const px = fl._size.l + fl.xaxis.l2p(x), py = fl._size.t + fl.yaxis.l2p(y);
+      overlay.style.display = 'block';
+      overlay.style.left = (plotDiv.offsetLeft + px) + 'px';
+      overlay.style.top = (plotDiv.offsetTop + py) + 'px';
+      if (state.trailTrace >= 0 && key !== state.lastKey && performance.now() - state.last3d > 60) {
+        state.last3d = performance.now();
+        const a = trailWindow(tr, t, v.trail_s);
+        P.restyle(plotDiv, { x: [a.x], y: [a.y] }, [state.trailTrace]);
+      }
+      state.lastKey = key;
+      return;
+    }
+    overlay.style.display = 'none';
+    const now = performance.now();
+    if (now - state.last3d < 50) return;  // 3D: restyle at most 20 times a second
+    state.last3d = now;
+    const upd = { x: [[x]], y: [[y]], z: [[z]] };
+    const idx = [state.markerTrace];
+    let layoutUpd = {};
+    if (v.rotate && !audio.paused) {
+      state.rot += 0.01;
+      layoutUpd = { 'scene.camera.eye': { x: 2.0 * Math.cos(state.rot), y: 2.0 * Math.sin(state.rot), z: 0.9 } };
+    }
+    if (key === state.lastKey && !Object.keys(layoutUpd).length) return;
+    state.lastKey = key;
+    if (state.trailTrace >= 0) {
+      const a = trailWindow(tr, t, v.trail_s);
+      P.update(plotDiv, { x: [[x], a.x], y: [[y], a.y], z: [[z], a.z] }, layoutUpd, [state.markerTrace, state.trailTrace]);
+    } else {
+      P.update(plotDiv, upd, layoutUpd, idx);
+    }
+  }
+
+  function trailWindow(tr, t, trail) {
+    const out = { x: [], y: [], z: [] };
+    for (let i = 0; i < tr.t.length; i++) {
+      if (tr.t[i] > t) break;
+      if (tr.t[i] >= t - trail) { out.x.push(tr.x[i]); out.y.push(tr.y[i]); if (tr.z) out.z.push(tr.z[i]); }
+    }
+    return out;
+  }
+
+  timeline.addEventListener('click', (ev) => {
+    const r = timeline.getBoundingClientRect();
+    if (isFinite(audio.duration)) audio.currentTime = (ev.clientX - r.left) / r.width * audio.duration;
+  });
+  audio.addEventListener('ended', () => { box.dataset.ended = String(Date.now()); });
+  watch('value', render);
+  render();
+  requestAnimationFrame(tick);
+})();

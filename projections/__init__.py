@@ -1,0 +1,45 @@
+"""projections: vectors -> 2D/3D coordinates (PCA, LDA, UMAP, t-SNE), cached.
+
+Arrays in, arrays out: nothing here imports Qdrant, Gradio or the other rooms.
+
+    >>> from projections import make
+    >>> proj = make("umap", 2, n_neighbors=15, seed=0)
+    >>> coords = proj.fit_transform(X)          # [n, 2] float32, proj.embedding_
+    >>> frames_xy = proj.transform(frames)      # place a trajectory; the map does not move
+
+LDA is fitted on labelled points only (labels: None / "" = unlabelled); the
+other methods ignore labels. Errors a user can cause raise ProjectionError
+with a one-line message. See cache.MapCache for caching and quality for the
+quality numbers.
+"""
+
+from .base import Projection, ProjectionError, Projector
+from .cache import CacheStats, MapCache, MapKey, ids_hash, labels_hash
+from .linear import LDAProjector, PCAProjector
+from .methods import METHODS, canonical_params, make, normalize_method
+from .quality import LabelAgreement, knn_label_agreement, map_quality, trustworthiness
+from .tsne_projector import TSNEProjector
+from .umap_projector import UMAPProjector
+
+__all__ = [
+    "METHODS",
+    "CacheStats",
+    "LDAProjector",
+    "LabelAgreement",
+    "MapCache",
+    "MapKey",
+    "PCAProjector",
+    "Projection",
+    "ProjectionError",
+    "Projector",
+    "TSNEProjector",
+    "UMAPProjector",
+    "canonical_params",
+    "ids_hash",
+    "knn_label_agreement",
+    "labels_hash",
+    "make",
+    "map_quality",
+    "normalize_method",
+    "trustworthiness",
+]

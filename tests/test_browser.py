@@ -1,0 +1,172 @@
+"""The UI in a real browser: Debian's Chromium driven by Playwright against the served app.
+
+Screenshots of each tab are saved under the test's temp dir (and under $AE_SCREENSHOTS if set)."""
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required"]
+
+
+@pytest.fixture(scope="module")
+def page(served_app, tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Chromium is not installed: apt-get install chromium (scripts/setup.sh --test does it)")
+    from playwright.sync_api import sync_playwright
+
+    url, _, _ = served_app
+    shots = tmp_path_factory.mktemp("screenshots")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors = []
+        pg.on("pageerror", lambda e: errors.append(str(e)))
+        pg.goto(url + "/")
+        pg.wait_for_selector("#ae-map-main .ae-map[data-rendered]", timeout=120000)
+        pg.wait_for_timeout(2500)  # let the load chain (selectors, colour options) settle
+        pg.shots, pg.js_errors = shots, errors
+        yield pg
+        browser.close()
+    keep = os.environ.get("AE_SCREENSHOTS")
+    if keep:
+        shutil.copytree(shots, keep, dirs_exist_ok=True)
+
+
+def shot(page, name):
+    page.screenshot(path=str(page.shots / f"{name}.png"), full_page=True)
+
+
+def tab(page, name):
+    page.get_by_role("tab", name=name).click()
+    page.wait_for_timeout(500)
+
+
+def dataset(page, sel):
+    return page.evaluate(f"() => ({{...document.querySelector('{sel} .ae-map').dataset}})")
+
+
+def test_map_renders_points(page):
+    ds = dataset(page, "#ae-map-main")
+    assert int(ds["nPoints"]) == 19
+    n_drawn = page.evaluate("() => document.querySelector('#ae-map-main .ae-plot')._fullData"
+                            ".filter(t => t.mode === 'markers').reduce((a, t) => a + t.x.length, 0)")
+    assert n_drawn == 19
+    legend = page.evaluate("() => [...document.querySelectorAll('#ae-map-main .legendtext')].map(e => e.textContent)")
+    assert any(t.startswith("kick") for t in legend) and any("no label" in t for t in legend)
+    shot(page, "1-map")
+
+
+def test_clicking_a_point_plays_it_and_lists_neighbours(page):
+    page.locator("#ae-map-main .ae-plot").scroll_into_view_if_needed()
+    # the point nearest the centre of the plot area (pixel coordinates inside the plot div)
+    xy = page.evaluate("""() => { const gd = document.querySelector('#ae-map-main .ae-plot'); const fl = gd._fullLayout;
+        const cx = fl._size.l + fl._size.w / 2, cy = fl._size.t + fl._size.h / 2; let best = null;
+        gd._fullData.forEach(t => t.x.forEach((x, i) => { const px = fl._size.l + fl.xaxis.l2p(x),
+          py = fl._size.t + fl.yaxis.l2p(t.y[i]), d = (px - cx) ** 2 + (py - cy) ** 2;
+          if (!best || d < best[2]) best = [px, py, d]; })); return best; }""")
+    box = page.locator("#ae-map-main .ae-plot").bounding_box()
+    x, y = box["x"] + xy[0], box["y"] + xy[1]
+    for attempt in range(4):  # WebGL picking needs the pointer to settle on the point first
+        page.mouse.move(x - 3, y - 3)
+        page.mouse.move(x, y, steps=4)
+        page.wait_for_timeout(600)
+        page.mouse.click(x, y)
+        try:
+            page.wait_for_function("() => document.querySelector('#ae-map-main .ae-map').dataset.playing",
+                                   timeout=4000)
+            break
+        except Exception:
+            if attempt == 3:
+                raise
+    playing = dataset(page, "#ae-map-main")["playing"]
+    try:
+        page.wait_for_function("() => { const a = document.querySelector('#ae-map-main audio');"
+                               " return a.currentTime > 0 || a.ended; }", timeout=10000)
+    except Exception:
+        state = page.evaluate("() => { const a = document.querySelector('#ae-map-main audio'); return {t: a.currentTime,"
+                              " ended: a.ended, paused: a.paused, err: a.error && a.error.code, rs: a.readyState,"
+                              " src: a.src}; }")
+        raise AssertionError(f"audio did not play: {state}")
+    src = page.evaluate("() => document.querySelector('#ae-map-main audio').src")
+    assert src.endswith("/audio/demo/" + playing)
+    page.wait_for_selector(".ae-hit", timeout=30000)
+    assert "Nearest to " + playing in page.content()
+    shot(page, "1-map-clicked")
+
+
+def test_playback_marker_follows_the_audio(page):
+    tab(page, "Playback")
+    page.locator("#ae-playback-file input").click()
+    page.get_by_role("option", name="pad/sweep_long.wav").click()
+    page.get_by_role("button", name="Play", exact=True).click()
+    page.wait_for_function("() => { const d = document.querySelector('#ae-map-playback .ae-map').dataset;"
+                           " return d.markerT && parseFloat(d.markerT) > 0.3; }", timeout=60000)
+    a = dataset(page, "#ae-map-playback")
+    page.wait_for_timeout(1200)
+    b = dataset(page, "#ae-map-playback")
+    assert float(b["markerT"]) > float(a["markerT"])
+    assert (a["markerX"], a["markerY"]) != (b["markerX"], b["markerY"])
+    # own points green, the rest grey
+    names = page.evaluate("() => document.querySelector('#ae-map-playback .ae-plot')._fullData.map(t => t.name)")
+    assert names[:2] == ["other clips", "this file"] and "now playing" in names
+    # seeking moves the marker
+    page.evaluate("() => { document.querySelector('#ae-map-playback audio').currentTime = 0.1; }")
+    page.wait_for_timeout(300)
+    c = dataset(page, "#ae-map-playback")
+    assert float(c["markerT"]) < float(b["markerT"])
+    shot(page, "2-playback")
+
+
+def test_search_with_an_upload_returns_itself_first(page, served_app):
+    _, _, folder = served_app
+    tab(page, "Search")
+    page.set_input_files("#ae-search-audio input[type=file]", str(folder / "voice" / "voice_02.wav"))
+    page.wait_for_timeout(1500)
+    page.click("#ae-search-go")
+    page.wait_for_selector("#ae-search-results .ae-hit", timeout=60000)
+    first = page.locator("#ae-search-results .ae-hit").first
+    assert first.get_attribute("data-path") == "voice/voice_02.wav"
+    assert float(first.locator(".score").inner_text()) > 0.999
+    shot(page, "3-search")
+
+
+def test_bad_upload_shows_a_readable_error(page, tmp_path):
+    tab(page, "Search")
+    bad = tmp_path / "not_audio.wav"
+    bad.write_text("this is a text file, not audio\n" * 40)
+    page.locator("#ae-search-audio button[aria-label='Clear']").click() if page.locator(
+        "#ae-search-audio button[aria-label='Clear']").count() else None
+    page.set_input_files("#ae-search-audio input[type=file]", str(bad))
+    page.wait_for_timeout(1500)
+    page.click("#ae-search-go")
+    page.wait_for_function("() => document.body.innerText.match(/not an audio file|cannot decode|Error/i)",
+                           timeout=30000)
+    text = page.inner_text("body")
+    assert "Traceback" not in text
+    shot(page, "3-search-bad-upload")
+
+
+def test_classes_shows_the_heatmap(page):
+    tab(page, "Classes")
+    page.get_by_role("button", name="Compute").click()
+    page.wait_for_selector("#ae-heatmap .heatmaplayer, #ae-heatmap .hm", timeout=60000)
+    assert "Overall agreement@5" in page.inner_text("body")
+    shot(page, "4-classes")
+
+
+def test_library_and_compare_tabs(page):
+    tab(page, "Library")
+    page.wait_for_selector("#ae-libraries", timeout=10000)
+    assert "demo" in page.inner_text("#ae-libraries")
+    shot(page, "5-library")
+    tab(page, "Compare")
+    page.get_by_role("button", name="Compare", exact=True).click()
+    page.wait_for_selector("#ae-map-compare-1 .ae-map[data-rendered]", timeout=60000)
+    assert "trustworthiness" in page.inner_text("body")
+    shot(page, "6-compare")
+    assert not page.js_errors, page.js_errors
