@@ -49,6 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--library", required=True, help="library name (letters, digits, - and _)")
     p.add_argument("--models", default="dsp", help="comma-separated model names (see `models`); default: dsp")
     p.add_argument("--batch-size", type=int, default=16, help="files per embedding batch")
+    p.add_argument("--labels", default="folder",
+                   help="label source: folder (default), esc50, urbansound8k, 'pattern:{kit}_{label}_{n}', "
+                        "sidecar:labels.csv")
+    p.add_argument("--segment", default="auto", choices=["auto", "always", "never"],
+                   help="split files into segments: auto = files longer than 30 s (default)")
+    p.add_argument("--segment-s", type=float, default=1.0, help="segment length and hop in seconds (default 1)")
+    p.add_argument("--trim", action="store_true", help="trim clips to the model window around their peak")
+    p.add_argument("--no-descriptors", action="store_true", help="skip audio descriptors")
+    p.add_argument("--no-thumbnails", action="store_true", help="skip spectrogram thumbnails")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
     p = sub.add_parser("search", help="query by example: clips most similar to a file, a clip id or a text")
@@ -138,11 +147,16 @@ def cmd_index(args) -> int:
     folder = Path(args.folder).expanduser()
     if not folder.is_dir():
         raise CliError(f"not a folder: {folder}")
+    from index.ingest import IngestOptions
+
     models = [m.strip() for m in args.models.split(",") if m.strip()]
+    opts = IngestOptions(segment=args.segment, segment_s=args.segment_s, hop_s=args.segment_s, trim=args.trim,
+                         labels=None if args.labels == "folder" else args.labels,
+                         descriptors=not args.no_descriptors, thumbnails=not args.no_thumbnails)
     store = _store(args)
     report = index.index_folder(store, args.library, folder, models, data_dir=args.data_dir,
                                 progress=_progress_bar(f"indexing {args.library}"),
-                                batch_size=args.batch_size)
+                                batch_size=args.batch_size, options=opts)
     for rel, why in report.failed:
         print(f"skipped {rel}: {why}", file=sys.stderr)
     print(report.summary() + f" ({report.audio_s:.1f} s of audio in {report.wall_s:.1f} s)", file=sys.stderr)

@@ -76,3 +76,31 @@ def test_data_dir_env_var(tmp_path, demo_folder):
                          cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
     assert res.returncode == 0, res.stderr
     assert (d / "qdrant").is_dir()
+
+
+def test_project_and_classes(tmp_path, demo_folder):
+    d = tmp_path / "data"
+    run("index", str(demo_folder), "--library", "demo", "--models", "dsp", "--no-thumbnails", data_dir=d)
+    out = tmp_path / "map.json"
+    res = run("project", "--library", "demo", "--model", "dsp", "--method", "pca", "--dims", "3", "--out", str(out),
+              "--quality", data_dir=d)
+    assert "wrote 18 points" in res.stderr
+    doc = json.loads(out.read_text())
+    assert doc["method"] == "pca" and doc["dims"] == 3 and doc["n"] == 18 and doc["cached"] is False
+    p = doc["points"][0]
+    assert {"id", "x", "y", "z", "path", "label"} <= set(p)
+    assert 0 <= doc["quality"]["trustworthiness"] <= 1
+    again = json.loads(run("project", "--library", "demo", "--model", "dsp", "--method", "pca", "--dims", "3",
+                           data_dir=d).stdout)
+    assert again["cached"] is True
+    assert [q["x"] for q in again["points"]] == [q["x"] for q in doc["points"]]
+    res = run("project", "--library", "demo", "--model", "dsp", "--method", "tsne", data_dir=d, check=False)
+    assert res.returncode == 0, res.stderr  # 18 points are enough for t-SNE with a small perplexity
+
+    st = json.loads(run("classes", "--library", "demo", "--model", "dsp", "-k", "3", "--json", data_dir=d).stdout)
+    assert st["labels"] == ["hihat", "kick", "pad", "voice"] and st["n_labelled"] == 16
+    assert st["counts"] == {"hihat": 4, "kick": 4, "pad": 4, "voice": 4}
+    assert len(st["centroid_similarity"]) == 4 and all(len(r) == 4 for r in st["centroid_similarity"])
+    assert 0 <= st["overall_agreement"] <= 1 and set(st["agreement"]) == set(st["labels"])
+    table = run("classes", "--library", "demo", "--model", "dsp", data_dir=d).stdout
+    assert "overall agreement@5" in table and "centroid cosine similarity" in table
