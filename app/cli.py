@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 
-VERBS = ("serve", "index", "search", "models", "libraries", "project", "classes", "delete")
+VERBS = ("serve", "index", "search", "models", "libraries", "project", "classes", "export", "delete")
 
 
 class CliError(Exception):
@@ -101,6 +101,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True)
     p.add_argument("-k", type=int, default=5, help="neighbours for agreement (default 5)")
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("export", help="a static page of a map (open it from disk) plus vectors for notebooks")
+    _common(p)
+    p.add_argument("--library", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--method", default="umap", choices=["pca", "lda", "umap", "tsne"])
+    p.add_argument("--dims", type=int, default=2, choices=[2, 3])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--copy-audio", action="store_true", help="copy the audio next to the page (for hosting)")
+    p.add_argument("--vectors", default="npz", choices=["npz", "parquet"], help="format of the vectors file")
 
     p = sub.add_parser("delete", help="delete a library (or one model's vectors in it)")
     _common(p)
@@ -258,6 +269,16 @@ def cmd_classes(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from app import export, services
+
+    svc = services.Services(args.data_dir)
+    res = export.export_map(svc, args.library, args.model, args.method, args.dims, args.out, seed=args.seed,
+                            copy_audio=args.copy_audio, vectors=args.vectors)
+    print(f"wrote {res['page']} ({res['points']} points) and {res['vectors']}", file=sys.stderr)
+    return 0
+
+
 def cmd_delete(args) -> int:
     import index
     from index.libraries import delete_model
@@ -279,7 +300,7 @@ def cmd_serve(args) -> int:
 
 
 COMMANDS = {"serve": cmd_serve, "index": cmd_index, "search": cmd_search, "models": cmd_models,
-            "libraries": cmd_libraries, "project": cmd_project, "classes": cmd_classes, "delete": cmd_delete}
+            "libraries": cmd_libraries, "project": cmd_project, "classes": cmd_classes, "export": cmd_export, "delete": cmd_delete}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -269,6 +269,8 @@ class MapCache:
         """The cached map for ``key``, or fit it on ``X`` (rows in the key's id
         order), add quality numbers (unless ``quality_k`` is None), store and
         return it."""
+        if key.labels_hash and labels_hash(labels) != key.labels_hash:
+            raise ProjectionError("these labels are not the ones the map key was built with: rebuild the key")
         cached = self.get(key)
         if cached is not None:
             return cached

@@ -1,13 +1,19 @@
-"""Exact nearest neighbours by brute force, in memory-bounded chunks.
+"""Nearest neighbours: exact by brute force, and the neighbour graph of a
+whole point set (exact for small sets, Annoy above).
 
-Used to place new points into UMAP / t-SNE maps (neighbours of a frame among
-the map's own vectors) and by the quality numbers. Query sets here are small
-(a trajectory, a query, a few thousand sampled points), so exact search over
-the reference set is fast and, unlike an approximate index, needs no state
-that would have to be stored next to the map.
+Exact search places new points into UMAP / t-SNE maps (neighbours of a frame
+among the map's own vectors) and serves the quality numbers: query sets there
+are small (a trajectory, a query, a few thousand sampled points), so it is
+fast and, unlike an approximate index, needs no state stored next to the map.
+
+The graph of a big set uses Annoy (the copy bundled with openTSNE, a compiled
+C++ library): pynndescent, umap-learn's own choice, is numba code that is
+compiled afresh in every process, ~25 CPU-seconds before the first map.
 """
 
 from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -17,6 +23,10 @@ from .base import ProjectionError
 METRICS = ("cosine", "euclidean", "manhattan", "correlation")
 
 _CHUNK_BYTES = 64 * 2**20  # distance block per chunk
+
+#: Up to this many points the neighbour graph is exact (brute force with
+#: BLAS, ~1 s at this size); above, approximate with Annoy.
+EXACT_GRAPH_MAX = 8192
 
 
 def check_metric(metric: str) -> str:
@@ -113,3 +123,77 @@ def _inverse(norms: np.ndarray) -> np.ndarray:
     out = np.zeros_like(norms, dtype=np.float64)
     np.divide(1.0, norms, out=out, where=norms > 0)
     return out
+
+
+def neighbor_graph(
+    X: np.ndarray,
+    k: int,
+    metric: str = "cosine",
+    *,
+    include_self: bool = True,
+    seed: int | None = 0,
+    n_jobs: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The k nearest neighbours of every row of ``X`` among the rows of ``X``:
+    indices [n, k] int64 and distances [n, k] float32 (``metric``'s distance,
+    as ExactNeighbors gives it), nearest first. With ``include_self`` each
+    point is normally its own first neighbour (as umap-learn expects); without
+    it the point is left out (as openTSNE expects).
+
+    Exact up to ``EXACT_GRAPH_MAX`` points; above, Annoy with umap-learn's
+    tree count (5 + sqrt(n)/20, at most 64), built single-threaded with a fixed
+    seed so the graph is repeatable, queried on ``n_jobs`` threads.
+    """
+    check_metric(metric)
+    n = X.shape[0]
+    k = max(1, min(k, n if include_self else n - 1))
+    if n <= EXACT_GRAPH_MAX:
+        search = ExactNeighbors(X, metric)
+        return search.query(X, k) if include_self else search.query(X, k, self_index=np.arange(n))
+    return _annoy_graph(X, k, metric, include_self, seed, n_jobs)
+
+
+def _annoy_graph(X, k, metric, include_self, seed, n_jobs):
+    try:
+        from openTSNE.dependencies.annoy import AnnoyIndex
+    except ImportError:  # pragma: no cover - openTSNE without its bundled Annoy
+        from annoy import AnnoyIndex
+
+    n, d = X.shape
+    data = X
+    if metric == "correlation":
+        data = X - X.mean(axis=1, keepdims=True)
+    annoy_metric = {"cosine": "angular", "correlation": "angular"}.get(metric, metric)
+    index = AnnoyIndex(d, annoy_metric)
+    index.set_seed(int(seed) if seed is not None else int(np.random.default_rng().integers(2**31 - 1)))
+    for i in range(n):
+        index.add_item(i, data[i])
+    index.build(min(64, 5 + int(round(n**0.5 / 20.0))), n_jobs=1)
+
+    want = k + (0 if include_self else 1)
+    indices = np.full((n, k), -1, dtype=np.int64)
+    dists = np.zeros((n, k), dtype=np.float64)
+
+    def query(rows: range) -> None:
+        for i in rows:
+            got, dist = index.get_nns_by_item(i, want, include_distances=True)
+            if not include_self:
+                keep = [j for j, item in enumerate(got) if item != i][:k]
+                got, dist = [got[j] for j in keep], [dist[j] for j in keep]
+            m = min(k, len(got))
+            indices[i, :m] = got[:m]
+            dists[i, :m] = dist[:m]
+
+    step = 4096
+    chunks = [range(s, min(n, s + step)) for s in range(0, n, step)]
+    with ThreadPoolExecutor(max_workers=max(1, n_jobs)) as pool:
+        list(pool.map(query, chunks))
+
+    if annoy_metric == "angular":  # Annoy's angular distance is sqrt(2 (1 - cos))
+        dists = dists**2 / 2.0
+    short = np.flatnonzero((indices < 0).any(axis=1))
+    if short.size:  # Annoy found too few candidates: search those rows exactly
+        search = ExactNeighbors(X, metric)
+        fix_i, fix_d = search.query(X[short], k, self_index=None if include_self else short)
+        indices[short], dists[short] = fix_i, fix_d
+    return indices, dists.astype(np.float32)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from .base import ProjectionError, Projector, n_cores
-from .knn import ExactNeighbors, check_metric
+from .knn import ExactNeighbors, check_metric, neighbor_graph
 
 #: FFT gradients have a fixed cost per iteration (the interpolation grid) that
 #: makes them slower than Barnes-Hut on small sets (openTSNE's own "auto" rule).
@@ -102,7 +102,9 @@ class TSNEProjector(Projector):
       None for a random one.
     - ``n_iter`` (500): iterations after the 250 early-exaggeration ones.
 
-    Neighbours: exact below 1,000 points, Annoy (approximate) above. Gradients:
+    Neighbours (3 x perplexity of them): ``knn.neighbor_graph``, exact up to
+    8,192 points, Annoy (approximate, seeded, single-threaded build) above;
+    openTSNE computes the affinities from them. Gradients:
     FFT-accelerated interpolation in 2D from ``FFT_MIN_POINTS`` points on
     (below that Barnes-Hut is faster); openTSNE's FFT exists only for 1D/2D,
     so 3D always uses Barnes-Hut (theta 0.5), markedly slower on big sets.
@@ -139,19 +141,23 @@ class TSNEProjector(Projector):
 
     def _fit(self, X: np.ndarray, labels: list[str | None] | None) -> None:
         from openTSNE import TSNE
+        from openTSNE.affinity import PerplexityBasedNN
+        from openTSNE.nearest_neighbors import PrecomputedNeighbors
 
         p = self._params
         n = X.shape[0]
         metric = p["metric"]
-        data = _unit_rows(X, metric) if metric in _ANGULAR else X
         perplexity = min(p["perplexity"], (n - 1) / 3.0)
+        k = max(1, min(n - 1, int(3 * perplexity)))
+        indices, dists = neighbor_graph(X, k, metric, include_self=False, seed=p["seed"], n_jobs=n_cores())
+        dists = dists.astype(np.float64)
+        if metric in _ANGULAR:
+            dists = np.sqrt(2.0 * dists)
         tsne = TSNE(
             n_components=self.dims,
             perplexity=perplexity,
-            metric="euclidean" if metric in _ANGULAR else metric,
             n_iter=p["n_iter"],
             negative_gradient_method=self.gradient_method(n),
-            neighbors="auto",
             n_jobs=_threads(n),
             random_state=p["seed"],
             verbose=False,
@@ -162,7 +168,13 @@ class TSNEProjector(Projector):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                emb = np.asarray(tsne.fit(data), dtype=np.float64)
+                affinities = PerplexityBasedNN(
+                    perplexity=perplexity,
+                    knn_index=PrecomputedNeighbors(indices, dists),
+                    n_jobs=_threads(n),
+                )
+                data = _unit_rows(X, metric) if metric in _ANGULAR else X  # for the PCA initialisation
+                emb = np.asarray(tsne.fit(data, affinities=affinities), dtype=np.float64)
         finally:
             quiet.setLevel(level)
         if not np.isfinite(emb).all():
