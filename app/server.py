@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -31,7 +32,7 @@ def create_app(svc: Services):
     """FastAPI app with the audio/thumbnail/static routes and the Gradio UI mounted at /."""
     import gradio as gr
     from fastapi import FastAPI, HTTPException
-    from fastapi.responses import FileResponse
+    from fastapi.responses import FileResponse, Response
 
     from app import mapview, ui
 
@@ -63,6 +64,15 @@ def create_app(svc: Services):
         if p is None:
             raise HTTPException(status_code=404, detail="no thumbnail")
         return FileResponse(p, media_type="image/png")
+
+    @api.get("/mapdata/{token}")
+    def mapdata(token: str):
+        if not re.fullmatch(r"[0-9a-f]{32}", token):
+            raise HTTPException(status_code=403, detail="refused")
+        data = svc.map_payload(token)
+        if data is None:
+            raise HTTPException(status_code=404, detail="map expired: draw it again")
+        return Response(json.dumps(data, separators=(",", ":")), media_type="application/json")
 
     @api.get("/static/plotly.min.js")
     def plotly_js():

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 import threading
+import uuid
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +34,8 @@ class Services:
         self._store = store
         self._lock = threading.Lock()
         self.maps = projections.MapCache(self.data_dir / "maps")
-        self._fitted: dict[tuple, object] = {}
         self._vectors: dict[tuple, tuple] = {}
+        self._payloads: "OrderedDict[str, dict]" = OrderedDict()  # map points served at /mapdata/<token>
 
     @property
     def store(self) -> index.Store:
@@ -253,8 +255,7 @@ class Services:
                   quality: bool = True) -> tuple[dict, str]:
         """(value for the map component, one-line status with quality numbers)."""
         ids, X, pays, key, proj, hit = self._projection(library, model, method, dims, seed, params)
-        value = self._points_value(library, model, method, dims, ids, pays, proj.coords)
-        value["color"] = self._color(pays, color_by)
+        value = self._points_value(library, model, method, dims, ids, pays, proj.coords, color_by=color_by)
         value["highlight_ids"] = list(highlight_ids or [])
         status = f"{len(ids)} clips, {METHOD_LABELS[method]} {dims}D of {model}" + (" (cached)" if hit else "")
         q = proj.quality or {}
@@ -265,7 +266,20 @@ class Services:
                            f"{q['agreement_map']:.3f} in the map")
         return value, status
 
-    def _points_value(self, library, model, method, dims, ids, pays, coords) -> dict:
+    def map_payload(self, token: str) -> dict | None:
+        """The points of a map value, fetched by the browser from /mapdata/<token>."""
+        with self._lock:
+            return self._payloads.get(token)
+
+    def _publish(self, points: dict) -> str:
+        token = uuid.uuid4().hex
+        with self._lock:
+            self._payloads[token] = points
+            while len(self._payloads) > 12:
+                self._payloads.popitem(last=False)
+        return token
+
+    def _points_value(self, library, model, method, dims, ids, pays, coords, color_by: str = "label") -> dict:
         n = len(ids)
         idx = np.arange(n)
         note = ""
@@ -275,11 +289,17 @@ class Services:
         c = np.round(coords[idx].astype(np.float64), 5)
         pts = {"id": [ids[i] for i in idx], "x": c[:, 0].tolist(), "y": c[:, 1].tolist(),
                "path": [pays[i].get("path", "") for i in idx], "label": [pays[i].get("label") for i in idx],
-               "start_s": [pays[i].get("start_s", 0.0) if pays[i].get("segment") is not None else 0.0 for i in idx],
-               "text": [_hover(pays[i]) for i in idx]}
+               "start_s": [pays[i].get("start_s", 0.0) if pays[i].get("segment") is not None else 0.0 for i in idx]}
+        if any(pays[i].get("top_tags") for i in idx[:50]):
+            pts["tags"] = [", ".join(pays[i].get("top_tags", [])[:3]) for i in idx]
         if dims == 3:
             pts["z"] = c[:, 2].tolist()
-        return {"library": library, "model": model, "dims": dims, "points": pts, "note": note,
+        color = self._color([pays[i] for i in idx], color_by)
+        if color is not None:
+            pts["color_values"] = color.pop("values")
+        # the points travel as JSON fetched by the browser, not through the component's value
+        return {"library": library, "model": model, "dims": dims, "points_url": f"/mapdata/{self._publish(pts)}",
+                "n": len(idx), "note": note, "color": color,
                 "title": f"{library} · {model} · {METHOD_LABELS[method]} {dims}D",
                 "key": f"{library}/{model}/{method}/{dims}"}
 
@@ -350,13 +370,3 @@ class Services:
                          "agreement_full": q.get("agreement_full") or 0.0, "agreement_map": q.get("agreement_map") or 0.0})
         return values, rows
 
-
-def _hover(p: dict) -> str:
-    parts = [p.get("path", "")]
-    if p.get("segment") is not None:
-        parts[0] += f" @ {p.get('start_s', 0):.1f} s"
-    if p.get("label"):
-        parts.append(f"label: {p['label']}")
-    if p.get("top_tags"):
-        parts.append("tags: " + ", ".join(p["top_tags"][:3]))
-    return "<br>".join(parts)

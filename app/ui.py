@@ -19,6 +19,7 @@ from app.services import METHOD_LABELS, Services
 
 MAX_UPLOAD = "200mb"
 METHOD_CHOICES = [(label, key) for key, label in METHOD_LABELS.items()]
+MAX_CHOICES = 1000
 EMPTY = "No library yet: index a folder in the Library tab (or run: python app.py index FOLDER --library NAME)."
 CSS = """
 .ae-hits { display: flex; flex-direction: column; gap: 6px; }
@@ -140,7 +141,8 @@ def build_map(svc: Services, ctx: dict) -> None:
 def build_playback(svc: Services, ctx: dict) -> None:
     """Playback: the file's trajectory through the map, a red marker following the audio."""
     with gr.Row():
-        file = gr.Dropdown([], label="File", scale=3, allow_custom_value=False, elem_id="ae-playback-file")
+        file = gr.Dropdown([], label="File", scale=3, allow_custom_value=True, elem_id="ae-playback-file")
+        ctx["playback_file"] = file
         method = gr.Radio(METHOD_CHOICES, value="pca", label="Method")
         dims = gr.Radio(["2D", "3D"], value="2D", label="Dimensions")
     with gr.Row():
@@ -155,7 +157,11 @@ def build_playback(svc: Services, ctx: dict) -> None:
             paths = svc.files_of(library, model) if library and model else []
         except Exception:
             paths = []
-        return gr.Dropdown(choices=paths, value=paths[0] if paths else None)
+        # a dropdown of 50k files would freeze the page: list the first ones, allow typing any path,
+        # and a click on the Map tab selects the clicked file here
+        return gr.Dropdown(choices=paths[:MAX_CHOICES], value=paths[0] if paths else None,
+                           info=(f"first {MAX_CHOICES} of {len(paths)} files: type a path or click a point "
+                                 f"on the Map" if len(paths) > MAX_CHOICES else None))
 
     def on_play(library, model, path, method_, dims_, trail_s, rot):
         if not library or not model:
@@ -347,7 +353,7 @@ def build_compare(svc: Services, ctx: dict) -> None:
         method = gr.Radio(METHOD_CHOICES, value="pca", label="Method")
         dims = gr.Radio(["2D", "3D"], value="2D", label="Dimensions")
     with gr.Row():
-        clip = gr.Dropdown([], label="Highlight a clip", allow_custom_value=False)
+        clip = gr.Dropdown([], label="Highlight a clip", allow_custom_value=True)
         go_ = gr.Button("Compare", variant="primary")
     status = gr.Markdown()
     with gr.Row():
@@ -360,7 +366,7 @@ def build_compare(svc: Services, ctx: dict) -> None:
         except Exception:
             ms, files = [], []
         return (gr.CheckboxGroup(choices=ms, value=ms[:3]),
-                gr.Dropdown(choices=["(none)"] + files, value="(none)"))
+                gr.Dropdown(choices=["(none)"] + files[:MAX_CHOICES], value="(none)"))
 
     def run(library, models_, method_, dims_, clip_):
         empty = {"message": ""}
@@ -480,6 +486,11 @@ def build_app(svc: Services) -> gr.Blocks:
         with gr.Tab("Compare", id="compare"):
             build_compare(svc, ctx)
         build_api(svc)
+
+        def pick_for_playback(evt: gr.EventData):
+            return (getattr(evt, "_data", None) or {}).get("clip") or gr.skip()
+
+        ctx["map"].point_click(pick_for_playback, None, ctx["playback_file"])
         fn, ins, outs = ctx["refresh_library"]
         draw, draw_in, draw_out = ctx["draw_map"]
         demo.load(refresh_selectors, [library, model], [library, model, banner]).then(fn, None, outs).then(

@@ -197,6 +197,7 @@ class UMAPProjector(Projector):
 
     # -- placing new points ---------------------------------------------
     def _transform(self, X_new: np.ndarray) -> np.ndarray:
+        """umap-learn's UMAP.transform, with exact neighbours among the training vectors."""
         umap_ = import_umap()
         from scipy.sparse import coo_matrix
 
@@ -209,6 +210,7 @@ class UMAPProjector(Projector):
             self._knn = ExactNeighbors(self._X_fit, p["metric"])
         indices, dists = self._knn.query(X_new, k)
         indices = indices.astype(np.int32)
+        nearest = indices[:, 0].copy()
         dists = np.ascontiguousarray(dists, dtype=np.float32)
         indices[dists >= _DISCONNECTION.get(p["metric"], np.inf)] = -1
 
@@ -220,6 +222,11 @@ class UMAPProjector(Projector):
         csr.eliminate_zeros()
         reference = np.array(self.embedding_, dtype=np.float32)  # a writable copy: the map never moves
         init = umap_.init_graph_transform(csr, reference)
+        lost = ~np.isfinite(init).all(axis=1)
+        if lost.any():  # no neighbour within reach: start on the nearest map point
+            init[lost] = reference[nearest[lost]]
+        if graph.nnz == 0:
+            return init
 
         if p["n_epochs"] is None:
             n_epochs = 100 if m <= 10_000 else 30
@@ -230,9 +237,6 @@ class UMAPProjector(Projector):
         epochs_per_sample = umap_.make_epochs_per_sample(graph.data, n_epochs)
         seed = 42 if p["seed"] is None else p["seed"]
         rng_state = np.random.RandomState(seed).randint(np.iinfo(np.int32).min, np.iinfo(np.int32).max, 3)
-        lost = ~np.isfinite(init).all(axis=1)
-        if lost.any():  # no neighbour within reach: start on the nearest map point
-            init[lost] = reference[np.maximum(indices[lost, 0], 0)]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             out = optimize_layout_euclidean(

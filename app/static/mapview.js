@@ -37,6 +37,14 @@
     return '/audio/' + encodeURIComponent(v.library) + '/' + p.path[i].split('/').map(encodeURIComponent).join('/');
   }
 
+  function hover(p, i) {
+    let s = p.path[i];
+    if (p.start_s && p.start_s[i]) s += ' @ ' + p.start_s[i].toFixed(1) + ' s';
+    if (p.label[i] != null) s += '<br>label: ' + p.label[i];
+    if (p.tags && p.tags[i]) s += '<br>tags: ' + p.tags[i];
+    return s;
+  }
+
   function baseTraces(v) {
     const p = v.points, is3d = v.dims === 3, n = p.x.length;
     const type = is3d ? 'scatter3d' : 'scattergl';
@@ -48,7 +56,7 @@
     const mk = (idx, name, color, extra) => {
       const t = {
         type, mode: 'markers', name, x: idx.map(i => p.x[i]), y: idx.map(i => p.y[i]),
-        customdata: idx, text: idx.map(i => p.text[i]), hovertemplate: '%{text}<extra></extra>',
+        customdata: idx, text: idx.map(i => hover(p, i)), hovertemplate: '%{text}<extra></extra>',
         marker: Object.assign({ size, color, opacity: is3d ? 0.85 : 0.8 }, extra || {}),
       };
       if (is3d) t.z = idx.map(i => p.z[i]);
@@ -61,10 +69,10 @@
       traces.push(mk(others, 'other clips', GREY));
       if (mine.length) traces.push(mk(mine, 'this file', '#2ca02c', { size: size * 1.8 }));
     } else if (v.color && v.color.mode === 'continuous') {
-      traces.push(mk(all, v.color.name, v.color.values, {
+      traces.push(mk(all, v.color.name, p.color_values, {
         colorscale: 'Viridis', showscale: true, colorbar: { title: { text: v.color.name }, thickness: 12 } }));
     } else {
-      const cats = (v.color && v.color.values) || p.label.map(l => l == null ? '(no label)' : l);
+      const cats = p.label.map(l => l == null ? '(no label)' : l);
       const names = [...new Set(cats)].sort((a, b) => a === '(no label)' ? 1 : b === '(no label)' ? -1 : (a < b ? -1 : 1));
       names.forEach((c, k) => {
         const idx = all.filter(i => cats[i] === c);
@@ -82,6 +90,16 @@
   function render() {
     const v = props.value;
     state.v = v;
+    if (v && v.points_url && !v.points) {
+      // the points come as JSON from the server's /mapdata route, not through the component value
+      const url = v.points_url;
+      state.loading = url;
+      note.textContent = 'loading ' + (v.n || '') + ' points…';
+      fetch(url).then(r => { if (!r.ok) throw new Error('map data ' + r.status); return r.json(); })
+        .then(pts => { if (state.loading !== url) return; v.points = pts; render(); })
+        .catch(e => { note.textContent = String(e); });
+      return;
+    }
     if (!v || !v.points || !v.points.x || v.points.x.length === 0) {
       const P = plotly();
       if (P) P.purge(plotDiv);

@@ -1,0 +1,124 @@
+"""Time from opening the app to a drawn map, in Chromium, for large libraries.
+
+A synthetic library of N points (random 128-d vectors in 12 labelled clusters, written
+straight into Qdrant) is served by the real app; headless Chromium opens the page and we
+time until the Map tab's plot is drawn (the map component's `data-rendered`), cold (map
+fitted by the server) and warm (map from the cache). Also reported: the browser-side draw
+time alone (Plotly WebGL) and the JSON size of the map value.
+
+    python benchmarks/ui_map_load.py [--sizes 10000,50000] [--dims 2]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+
+
+def build_library(data: Path, n: int, dim: int = 128, classes: int = 12) -> None:
+    """N points in `classes` clusters straight into Qdrant, with a library record."""
+    import index
+    from index.libraries import Library, save_library
+
+    store = index.open_store(data)
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((classes, dim)).astype(np.float32)
+    coll = index.collection_name("big", "bench")
+    store.create_collection(coll, dim, indexes={"label": "keyword", "path": "keyword"})
+    step = 5000
+    for a in range(0, n, step):
+        b = min(n, a + step)
+        lab = rng.integers(0, classes, b - a)
+        X = centres[lab] + 0.6 * rng.standard_normal((b - a, dim)).astype(np.float32)
+        X /= np.linalg.norm(X, axis=1, keepdims=True)
+        ids = [index.point_id(f"{i:040x}") for i in range(a, b)]
+        pays = [{"path": f"class_{l:02d}/clip_{i:06d}.wav", "label": f"class_{l:02d}", "file_id": pid,
+                 "duration_s": 1.0} for i, l, pid in zip(range(a, b), lab, ids)]
+        store.upsert(coll, ids, X, pays)
+    save_library(store, Library(name="big", root=str(data / "audio"), models=["bench"]))
+    store.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def measure(data: Path, runs: int = 2) -> list[dict]:
+    """Serve the app and time page open -> drawn map, `runs` times (first cold, then warm)."""
+    from playwright.sync_api import sync_playwright
+
+    port = free_port()
+    env = {**os.environ, "AUDIO_EXPLORER_DATA": str(data)}
+    proc = subprocess.Popen([sys.executable, "app.py", "serve", "--no-demo", "--port", str(port)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    for _ in range(360):
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except Exception:
+            time.sleep(0.5)
+    out = []
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=ARGS)
+            for r in range(runs):
+                pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+                t0 = time.perf_counter()
+                pg.goto(url)
+                pg.wait_for_selector("#ae-map-main .ae-map[data-rendered]", timeout=600000)
+                total = time.perf_counter() - t0
+                ds = pg.evaluate("() => ({...document.querySelector('#ae-map-main .ae-map').dataset})")
+                t1 = time.perf_counter()  # responsiveness: a hover after the draw
+                pg.mouse.move(700, 700)
+                pg.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+                frame = time.perf_counter() - t1
+                out.append({"run": "cold" if r == 0 else "warm", "total_s": total, "draw_ms": int(ds["drawMs"]),
+                            "points": int(ds["nPoints"]), "frame_after_s": frame})
+                pg.close()
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="10000,50000")
+    args = ap.parse_args()
+    rows = []
+    for n in [int(s) for s in args.sizes.split(",")]:
+        with tempfile.TemporaryDirectory() as tmp:
+            data = Path(tmp) / "data"
+            t0 = time.perf_counter()
+            build_library(data, n)
+            build_s = time.perf_counter() - t0
+            for r in measure(data):
+                rows.append({"n": n, "build_s": build_s, **r})
+    base = rows[0]["total_s"]
+    print(f"\nmap load in headless Chromium (software WebGL), PCA 2D, {os.cpu_count()} cores; goal <= 3 s at 50k\n")
+    print(f"{'points':>8s} {'run':>5s} {'open->drawn s':>14s} {'plotly draw ms':>15s} {'next frame s':>13s} "
+          f"{'vs 10k cold':>11s}")
+    for r in rows:
+        print(f"{r['points']:8d} {r['run']:>5s} {r['total_s']:14.2f} {r['draw_ms']:15d} {r['frame_after_s']:13.3f} "
+              f"{r['total_s'] / base:11.2f}")
+
+
+if __name__ == "__main__":
+    main()
