@@ -100,9 +100,11 @@ def build_map(svc: Services, ctx: dict) -> None:
     clicked = gr.State(None)
     ctx["map"] = mv
 
-    def on_draw(library, model, method_, dims_, color_by, nn, md, pp, sd):
+    def on_draw(library, model, method_, dims_, color_by, nn, md, pp, sd, progress=gr.Progress()):
         if not library or not model:
             return {"message": EMPTY}, ""
+        progress(0.05, desc=f"{METHOD_LABELS.get(method_, method_)} map of {library} · {model} "
+                            "(fitted once, then cached)")
         try:
             params = {"umap": {"n_neighbors": int(nn), "min_dist": float(md)}, "tsne": {"perplexity": float(pp)}}
             value, q = svc.map_value(library, model, method_, 3 if dims_ == "3D" else 2, color_by=color_by,
@@ -163,11 +165,12 @@ def build_playback(svc: Services, ctx: dict) -> None:
                            info=(f"first {MAX_CHOICES} of {len(paths)} files: type a path or click a point "
                                  f"on the Map" if len(paths) > MAX_CHOICES else None))
 
-    def on_play(library, model, path, method_, dims_, trail_s, rot):
+    def on_play(library, model, path, method_, dims_, trail_s, rot, progress=gr.Progress()):
         if not library or not model:
             return {"message": EMPTY}, ""
         if not path:
             return {"message": "Pick a file to play."}, ""
+        progress(0.1, desc="placing the file's frames into the map")
         try:
             value, note = svc.playback_value(library, model, method_, 3 if dims_ == "3D" else 2, path,
                                              trail_s=float(trail_s), rotate=bool(rot))
@@ -368,8 +371,9 @@ def build_compare(svc: Services, ctx: dict) -> None:
         return (gr.CheckboxGroup(choices=ms, value=ms[:3]),
                 gr.Dropdown(choices=["(none)"] + files[:MAX_CHOICES], value="(none)"))
 
-    def run(library, models_, method_, dims_, clip_):
+    def run(library, models_, method_, dims_, clip_, progress=gr.Progress()):
         empty = {"message": ""}
+        progress(0.05, desc="fitting one map per model (cached afterwards)")
         if not library:
             return [EMPTY] + [empty] * 3
         models_ = list(models_ or [])[:3]

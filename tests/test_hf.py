@@ -380,6 +380,10 @@ def test_downloadable_then_failed_download_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
     monkeypatch.delenv(hf.MODEL_PATHS_ENV, raising=False)
     monkeypatch.setattr(hf, "hub_offline", lambda: False)  # pretend the hub is reachable
+    import huggingface_hub.utils._http as hub_http
+
+    # the hub client retries with exponential sleeps (~23 s per file); the failure path is the same without them
+    monkeypatch.setattr(hub_http.time, "sleep", lambda s: None)
     spec = hf.resolve("wav2vec2-base-l3", tmp_path)
     assert spec.check(data_dir=tmp_path).status == "downloadable"
     spec.extra["repo"] = "audio-explorer-tests/no-such-model"  # 404 online, refused offline
