@@ -282,7 +282,7 @@ def build_library(svc: Services, ctx: dict) -> None:
             gr.Markdown("### Index audio")
             name = gr.Textbox(label="Library name (new or existing)", placeholder="my-samples")
             folder = gr.Textbox(label="Server-side folder", placeholder="/path/to/samples")
-            uploads = gr.File(file_count="multiple", label="…or upload files", type="filepath")
+            uploads = gr.File(file_count="multiple", label="…or upload files", type="filepath", elem_id="ae-upload")
             models = gr.CheckboxGroup(svc.ready_models(), value=["dsp"], label="Models (ready here)")
             with gr.Accordion("Options", open=False):
                 labels = gr.Textbox(value="folder", label="Labels from",
@@ -292,7 +292,7 @@ def build_library(svc: Services, ctx: dict) -> None:
                 seg_len = gr.Number(value=1.0, label="Segment length (s)")
                 trim = gr.Checkbox(value=False, label="Trim clips to the model window around their peak")
             go_ = gr.Button("Index", variant="primary")
-            report = gr.Markdown()
+            report = gr.Markdown(elem_id="ae-index-report")
         with gr.Column():
             gr.Markdown("### Models")
             models_table = gr.Dataframe(headers=["model", "family", "status", "dim", "why not ready"],

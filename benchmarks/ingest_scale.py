@@ -1,0 +1,213 @@
+"""Ingest at scale: synthetic clips indexed through the real pipeline into Qdrant Edge on disk.
+
+    python benchmarks/ingest_scale.py                                  # dsp and vgg-msd, 1k..10k, 20 min budget
+    python benchmarks/ingest_scale.py --sizes 500,1000 --models dsp --budget-min 5 --json out.json
+
+For each model, one library grows in steps (1k, 2k, 5k, 10k clips by default): each step adds
+clips to the folder and re-runs `index_folder` in a fresh subprocess, so a step's time is what a
+user waits for when a folder grows (the already indexed clips are hashed and found, the new ones
+embedded), and its peak memory (ru_maxrss of that subprocess) is that of one indexing run.
+After each step: Qdrant's disk size (the library's shards). A step is skipped (and said so) when
+its estimated time would overrun the model's share of `--budget-min`.
+
+Then, on the same clips and in the same run: the pipelined ingest (`batch_size=16`: the next
+batch is hashed and decoded in a worker thread while the model embeds the current one, and the
+model sees a batch) against a one-by-one loop (`batch_size=1`), each into a fresh data folder.
+
+Clips are `app.demo.make_clip` sounds (7 classes, 0.25 to 2 s, 22.05 kHz 16-bit wav), written
+to a temporary folder that is deleted afterwards. Descriptors and thumbnails are on (defaults).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+CHILD = r"""
+import json, resource, sys, time
+sys.path.insert(0, {root!r})
+import index
+t0 = time.perf_counter()
+store = index.open_store(index.data_dir({data!r}))
+rep = index.index_folder(store, {lib!r}, {folder!r}, {models!r}, data_dir={data!r}, batch_size={batch})
+store.close()
+print(json.dumps({{"wall_s": time.perf_counter() - t0, "index_wall_s": rep.wall_s, "added": rep.added,
+                   "unchanged": rep.unchanged, "failed": len(rep.failed), "audio_s": rep.audio_s,
+                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+
+
+def write_clips(folder: Path, start: int, stop: int) -> float:
+    """Write clips start..stop-1 (deterministic per index); returns their total duration in seconds."""
+    import soundfile as sf
+
+    from app.demo import CLASSES, SR, make_clip
+
+    kinds = sorted(CLASSES)
+    total = 0.0
+    for i in range(start, stop):
+        kind = kinds[i % len(kinds)]
+        x = make_clip(kind, np.random.default_rng(i))
+        sub = folder / kind
+        sub.mkdir(parents=True, exist_ok=True)
+        sf.write(str(sub / f"{kind}_{i:05d}.wav"), x, SR, subtype="PCM_16")
+        total += x.size / SR
+    return total
+
+
+def dir_mb(path: Path) -> float:
+    """Bytes on disk (allocated blocks) under path, in MB."""
+    total = 0
+    for p in path.rglob("*"):
+        try:
+            st = p.lstat()
+        except OSError:
+            continue
+        if p.is_file() and not p.is_symlink():
+            total += st.st_blocks * 512
+    return total / 1e6
+
+
+def run_index(folder: Path, data: Path, lib: str, models: list[str], batch: int, timeout_s: float) -> dict:
+    """Index `folder` in a fresh subprocess; its JSON report plus peak RSS."""
+    code = CHILD.format(root=str(ROOT), data=str(data), lib=lib, folder=str(folder), models=models, batch=batch)
+    env = {**os.environ, "AUDIO_EXPLORER_DATA": str(data)}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout_s, env=env)
+    if res.returncode != 0:
+        raise RuntimeError(res.stderr.strip().splitlines()[-1] if res.stderr.strip() else "indexing failed")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def qdrant_mb(data: Path, lib: str) -> float:
+    """Disk size of the library's collections (clips + frames)."""
+    root = data / "qdrant"
+    return sum(dir_mb(p) for p in root.glob(f"lib__{lib}__*")) if root.is_dir() else 0.0
+
+
+def fmt_table(rows: list[dict], cols: list[tuple[str, str]]) -> str:
+    """Plain-text table: cols are (key, header)."""
+    cells = [[h for _, h in cols]] + [[str(r.get(k, "")) for k, _ in cols] for r in rows]
+    w = [max(len(c[i]) for c in cells) for i in range(len(cols))]
+    lines = ["  ".join(c[i].rjust(w[i]) for i in range(len(cols))) for c in cells]
+    lines.insert(1, "  ".join("-" * x for x in w))
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", default="1000,2000,5000,10000", help="library sizes (clips), ascending")
+    ap.add_argument("--models", default="dsp,vgg-msd")
+    ap.add_argument("--budget-min", type=float, default=20.0, help="total wall budget for the growth steps")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--pipeline-clips", type=int, default=200, help="clips for the pipelined vs one-by-one run")
+    ap.add_argument("--work", default=None, help="working folder (default: a temporary one, removed)")
+    ap.add_argument("--json", default=None, help="also write the rows as JSON here")
+    args = ap.parse_args()
+    sizes = sorted(int(s) for s in args.sizes.split(","))
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    work = Path(args.work or tempfile.mkdtemp(prefix="ingest-scale-"))
+    folder = work / "audio"
+    folder.mkdir(parents=True, exist_ok=True)
+    have, audio_total = 0, 0.0
+    durations: dict[int, float] = {}
+
+    def grow(n: int) -> None:
+        nonlocal have, audio_total
+        if n > have:
+            audio_total += write_clips(folder, have, n)
+            have = n
+        durations[n] = audio_total
+
+    print(f"work folder {work}; cpu cores {os.cpu_count()}; load average {os.getloadavg()[0]:.1f}", file=sys.stderr)
+    rows, skipped = [], []
+    t_start = time.perf_counter()
+    share_s = args.budget_min * 60 / len(models)
+    for m_i, model in enumerate(models):
+        data = work / f"data-{model}"
+        t_model = time.perf_counter()
+        prev_n, rate = 0, None
+        for n in sizes:
+            left = share_s * (m_i + 1) - (time.perf_counter() - t_start)
+            if rate is not None and (n - prev_n) / rate * 1.15 > left:
+                skipped.append(f"{model} {n}: estimated {(n - prev_n) / rate / 60:.1f} min, {left / 60:.1f} min left")
+                break
+            t_gen = time.perf_counter()
+            grow(n)
+            gen_s = time.perf_counter() - t_gen
+            rep = run_index(folder, data, "scale", [model], args.batch_size, timeout_s=max(600, 4 * share_s))
+            step = n - prev_n
+            rate = step / rep["index_wall_s"]
+            audio_step = durations[n] - durations.get(prev_n, 0.0)
+            disk = qdrant_mb(data, "scale")
+            rows.append({"model": model, "clips": n, "added": rep["added"], "unchanged": rep["unchanged"],
+                         "failed": rep["failed"], "step_wall_s": round(rep["index_wall_s"], 1),
+                         "clips_per_s": round(rate, 2), "x_realtime": round(audio_step / rep["index_wall_s"], 2),
+                         "peak_rss_mb": round(rep["peak_rss_mb"]), "qdrant_mb": round(disk, 1),
+                         "kb_per_clip": round(disk * 1000 / n, 1), "gen_s": round(gen_s, 1)})
+            print(fmt_table(rows[-1:], [(k, k) for k in rows[-1]]), file=sys.stderr)
+            prev_n = n
+        print(f"{model}: {time.perf_counter() - t_model:.0f} s", file=sys.stderr)
+
+    # pipelined (batched, decode overlapping embed) vs one-by-one, same clips, fresh data folders
+    pipe_rows = []
+    sub = work / "pipeline-audio"
+    n_p = min(args.pipeline_clips, have) if have else args.pipeline_clips
+    if not have:
+        grow(n_p)
+    for p in sorted(folder.rglob("*.wav"))[:n_p]:
+        dst = sub / p.relative_to(folder)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(p, dst)
+    for model in models:
+        res = {}
+        for batch in (args.batch_size, 1):
+            d = work / f"pipe-{model}-{batch}"
+            res[batch] = run_index(sub, d, "pipe", [model], batch, timeout_s=1800)
+            shutil.rmtree(d, ignore_errors=True)
+        fast, slow = res[args.batch_size], res[1]
+        pipe_rows.append({"model": model, "clips": n_p,
+                          f"batch{args.batch_size}_s": round(fast["index_wall_s"], 1),
+                          "batch1_s": round(slow["index_wall_s"], 1),
+                          f"batch{args.batch_size}_clips_per_s": round(n_p / fast["index_wall_s"], 2),
+                          "batch1_clips_per_s": round(n_p / slow["index_wall_s"], 2),
+                          "speedup": round(slow["index_wall_s"] / fast["index_wall_s"], 2)})
+
+    print("\n## Ingest at scale (one library per model, grown in steps; Qdrant Edge on disk)")
+    cols = [("model", "model"), ("clips", "clips"), ("added", "added"), ("step_wall_s", "step s"),
+            ("clips_per_s", "clips/s"), ("x_realtime", "x real time"), ("peak_rss_mb", "peak RSS MB"),
+            ("qdrant_mb", "Qdrant MB"), ("kb_per_clip", "KB/clip")]
+    print(fmt_table(rows, cols))
+    for model in models:
+        mr = [r for r in rows if r["model"] == model]
+        if len(mr) >= 2:
+            a, b = mr[0], mr[-1]
+            f = b["clips"] / a["clips"]
+            print(f"{model}: {a['clips']} -> {b['clips']} clips (x{f:.1f}): disk x{b['qdrant_mb'] / a['qdrant_mb']:.2f} "
+                  f"(linear would be x{f:.1f}); throughput {a['clips_per_s']} -> {b['clips_per_s']} clips/s; "
+                  f"peak RSS {a['peak_rss_mb']} -> {b['peak_rss_mb']} MB")
+    for s in skipped:
+        print(f"skipped (budget): {s}")
+    print(f"\n## Pipelined ingest (batch {args.batch_size}, decode in a worker thread) vs one-by-one (batch 1)")
+    print(fmt_table(pipe_rows, [(k, k) for k in pipe_rows[0]]) if pipe_rows else "(none)")
+    print(f"\ntotal {(time.perf_counter() - t_start) / 60:.1f} min; {os.cpu_count()} cores; "
+          f"load average now {os.getloadavg()[0]:.1f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"growth": rows, "pipeline": pipe_rows, "skipped": skipped}, indent=1))
+    if not args.work:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
