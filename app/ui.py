@@ -145,8 +145,8 @@ def build_playback(svc: Services, ctx: dict) -> None:
     with gr.Row():
         file = gr.Dropdown([], label="File", scale=3, allow_custom_value=True, elem_id="ae-playback-file")
         ctx["playback_file"] = file
-        method = gr.Radio(METHOD_CHOICES, value="pca", label="Method")
-        dims = gr.Radio(["2D", "3D"], value="2D", label="Dimensions")
+        method = gr.Radio(METHOD_CHOICES, value="pca", label="Method", elem_id="ae-playback-method")
+        dims = gr.Radio(["2D", "3D"], value="2D", label="Dimensions", elem_id="ae-playback-dims")
     with gr.Row():
         trail = gr.Slider(0, 30, value=0, step=0.5, label="Trail length (s; 0 = whole path)")
         rotate = gr.Checkbox(value=False, label="Rotate camera (3D)")
