@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-k", type=int, default=10, help="number of results (default 10)")
     p.add_argument("--label", default=None, help="only clips with this label")
     p.add_argument("--one-per-file", action="store_true", help="at most one result per file")
+    p.add_argument("--where", action="append", default=[], metavar="FIELD=MIN:MAX",
+                   help="numeric payload range, e.g. loudness_dbfs=-30:-10 or duration_s=:2 (repeatable)")
     p.add_argument("--json", action="store_true", help="print a JSON list of {id, score, path, label}")
 
     p = sub.add_parser("models", help="list every model and whether it can run here")
@@ -184,12 +186,13 @@ def cmd_index(args) -> int:
 def cmd_search(args) -> int:
     import index
 
+    ranges = parse_ranges(args.where)
     store = _store(args)
     if args.file:
         hits = index.search_file(store, args.library, args.model, args.file, k=args.k, label=args.label,
-                                 one_per_file=args.one_per_file, data_dir=args.data_dir)
+                                 one_per_file=args.one_per_file, data_dir=args.data_dir, ranges=ranges)
     elif args.id:
-        hits = index.search_id(store, args.library, args.model, args.id, k=args.k, label=args.label)
+        hits = index.search_id(store, args.library, args.model, args.id, k=args.k, label=args.label, ranges=ranges)
     else:
         hits = index.search_text(store, args.library, args.model, args.text, k=args.k, label=args.label,
                                  data_dir=args.data_dir)
@@ -200,6 +203,21 @@ def cmd_search(args) -> int:
         print(_table([{**r, "score": f"{r['score']:.4f}", "label": r["label"] or "-"} for r in rows],
                      ["score", "label", "path", "id"]))
     return 0
+
+
+def parse_ranges(specs: list[str]) -> dict[str, tuple[float | None, float | None]]:
+    """['loudness_dbfs=-30:-10', 'duration_s=:2'] -> {field: (min, max)}; CliError on a bad spec."""
+    out = {}
+    for spec in specs:
+        field, sep, rng = spec.partition("=")
+        lo, colon, hi = rng.partition(":")
+        if not sep or not colon or not field:
+            raise CliError(f"bad --where '{spec}': use FIELD=MIN:MAX (either side may be empty)")
+        try:
+            out[field.strip()] = (float(lo) if lo.strip() else None, float(hi) if hi.strip() else None)
+        except ValueError:
+            raise CliError(f"bad --where '{spec}': MIN and MAX must be numbers") from None
+    return out
 
 
 def cmd_models(args) -> int:

@@ -94,10 +94,10 @@ class Services:
 
     # ---- search -------------------------------------------------------------------------
     def search_file(self, library: str, model: str, path: str, k: int = 10, label=None,
-                    one_per_file: bool = False) -> list[index.SearchHit]:
-        """Query by example with an audio file."""
+                    one_per_file: bool = False, ranges: dict | None = None) -> list[index.SearchHit]:
+        """Query by example with an audio file (optionally within numeric payload ranges)."""
         return index.search_file(self.store, library, model, path, k=k, label=label,
-                                 one_per_file=one_per_file, data_dir=self.data_dir)
+                                 one_per_file=one_per_file, data_dir=self.data_dir, ranges=ranges)
 
     def search_id(self, library: str, model: str, point_id: str, k: int = 10, label=None) -> list[index.SearchHit]:
         """Neighbours of a clip in the library (itself first)."""

@@ -129,7 +129,8 @@ def build_map(svc: Services, ctx: dict) -> None:
         except Exception as exc:
             return error_html(exc), None
         head = hits[0].path if hits else ""
-        return hits_html(library, hits[1:], f"Nearest to {head} ({model})"), pid
+        return (hits_html(library, hits[:1], "Clicked clip") +
+                hits_html(library, hits[1:], f"Nearest to {head} ({model})")), pid
 
     inputs = [ctx["library"], ctx["model"], method, dims, color, n_neighbors, min_dist, perplexity, seed]
     draw.click(on_draw, inputs, [mv, status])
@@ -195,6 +196,13 @@ def build_search(svc: Services, ctx: dict) -> None:
             k = gr.Slider(1, 50, value=10, step=1, label="k")
             label = gr.Dropdown([], value=None, label="Only label", allow_custom_value=False)
             one = gr.Checkbox(value=False, label="One result per file")
+            with gr.Accordion("Filter by a descriptor", open=False):
+                rfield = gr.Dropdown(["(none)", "loudness_dbfs", "spectral_centroid_hz", "spectral_bandwidth_hz",
+                                      "zero_crossing_rate", "onset_rate_hz", "tempo_bpm", "pitch_salience",
+                                      "duration_s"], value="(none)", label="Descriptor")
+                with gr.Row():
+                    rmin = gr.Number(value=None, label="min")
+                    rmax = gr.Number(value=None, label="max")
             go_ = gr.Button("Search", variant="primary", elem_id="ae-search-go")
     status = gr.Markdown()
     results = gr.HTML(elem_id="ae-search-results")
@@ -206,16 +214,19 @@ def build_search(svc: Services, ctx: dict) -> None:
             labs = []
         return gr.Dropdown(choices=["(any)"] + labs, value="(any)")
 
-    def run(library, model, path, text_, k_, label_, one_):
+    def run(library, model, path, text_, k_, label_, one_, field, lo, hi):
         if not library or not model:
             return EMPTY, ""
         lab = None if label_ in (None, "", "(any)") else label_
+        ranges = ({field: (lo, hi)} if field not in (None, "", "(none)") and (lo is not None or hi is not None)
+                  else None)
         try:
             if text_ and text_.strip() and not path:
                 hits = svc.search_text(library, model, text_.strip(), k=int(k_), label=lab)
                 what = f'"{text_.strip()}"'
             elif path:
-                hits = svc.search_file(library, model, path, k=int(k_), label=lab, one_per_file=bool(one_))
+                hits = svc.search_file(library, model, path, k=int(k_), label=lab, one_per_file=bool(one_),
+                                       ranges=ranges)
                 what = Path(path).name
             else:
                 return "Upload or record a clip (or type a description) first.", ""
@@ -226,7 +237,7 @@ def build_search(svc: Services, ctx: dict) -> None:
     for comp in (ctx["library"], ctx["model"]):
         comp.change(labels, [ctx["library"], ctx["model"]], label)
     ctx["search_labels"] = (labels, [ctx["library"], ctx["model"]], label)
-    go_.click(run, [ctx["library"], ctx["model"], audio, text, k, label, one], [status, results])
+    go_.click(run, [ctx["library"], ctx["model"], audio, text, k, label, one, rfield, rmin, rmax], [status, results])
 
 
 def heatmap_figure(stats: dict) -> go.Figure:

@@ -49,8 +49,19 @@ def _hits(hits: list[Hit]) -> list[SearchHit]:
     return [SearchHit(h.id, h.score, h.payload.get("path", ""), h.payload.get("label"), h.payload) for h in hits]
 
 
-def _flt(label: str | list[str] | None) -> dict | None:
-    return None if not label else {"label": label}
+Ranges = dict[str, tuple[float | None, float | None]]  # payload field -> (min, max), either may be None
+
+
+def _flt(label: str | list[str] | None, ranges: Ranges | None = None) -> dict | None:
+    """A store filter: label match plus numeric payload ranges (e.g. loudness_dbfs between -30 and -10)."""
+    out: dict = {}
+    if label:
+        out["label"] = label
+    for key, (lo, hi) in (ranges or {}).items():
+        bounds = {k: float(v) for k, v in (("gte", lo), ("lte", hi)) if v is not None}
+        if bounds:
+            out[key] = bounds
+    return out or None
 
 
 def embed_query(model: str, wave: np.ndarray, sample_rate: int,
@@ -61,32 +72,35 @@ def embed_query(model: str, wave: np.ndarray, sample_rate: int,
 
 
 def search_vector(store: Store, library: str, model: str, vector: np.ndarray, k: int = 10,
-                  label: str | list[str] | None = None, one_per_file: bool = False) -> list[SearchHit]:
-    """Nearest clips to a vector; optionally filtered by label and grouped to one hit per file."""
+                  label: str | list[str] | None = None, one_per_file: bool = False,
+                  ranges: Ranges | None = None) -> list[SearchHit]:
+    """Nearest clips to a vector; optionally filtered by label and payload ranges, and grouped to
+    one hit per file (Qdrant groups)."""
     coll = _collection(store, library, model)
+    flt = _flt(label, ranges)
     if one_per_file:
-        groups = store.query_groups(coll, vector, group_by="path", groups=k, group_size=1, flt=_flt(label))
+        groups = store.query_groups(coll, vector, group_by="path", groups=k, group_size=1, flt=flt)
         return _hits([g[0] for g in groups if g])
-    return _hits(store.query(coll, vector, k, flt=_flt(label)))
+    return _hits(store.query(coll, vector, k, flt=flt))
 
 
 def search_file(store: Store, library: str, model: str, path: str | os.PathLike, k: int = 10,
                 label: str | list[str] | None = None, one_per_file: bool = False,
-                data_dir: str | os.PathLike | None = None) -> list[SearchHit]:
+                data_dir: str | os.PathLike | None = None, ranges: Ranges | None = None) -> list[SearchHit]:
     """Query by example: the clips most similar to an audio file."""
     _collection(store, library, model)
     wave, sr = decode(path)
     vec = embed_query(model, wave, sr, data_dir)
-    return search_vector(store, library, model, vec, k, label, one_per_file)
+    return search_vector(store, library, model, vec, k, label, one_per_file, ranges)
 
 
 def search_id(store: Store, library: str, model: str, point_id: str, k: int = 10,
-              label: str | list[str] | None = None) -> list[SearchHit]:
+              label: str | list[str] | None = None, ranges: Ranges | None = None) -> list[SearchHit]:
     """The clips nearest a clip already in the library (itself first)."""
     coll = _collection(store, library, model)
     if not store.existing_ids(coll, [point_id]):
         raise LibraryError(f"no clip with id {point_id} in library '{library}' for model '{model}'")
-    return _hits(store.query_by_id(coll, point_id, k, flt=_flt(label)))
+    return _hits(store.query_by_id(coll, point_id, k, flt=_flt(label, ranges)))
 
 
 def search_text(store: Store, library: str, model: str, text: str, k: int = 10,

@@ -184,3 +184,21 @@ print(r.added, before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
     growth_mb = (after_kb - before_kb) / 1024
     assert growth_mb < decoded_whole_mb / 2, f"peak RSS grew {growth_mb:.0f} MB"
     print(f"peak RSS growth {growth_mb:.0f} MB (whole-file decode would be {decoded_whole_mb:.0f} MB)")
+
+
+def test_search_filters_on_descriptor_ranges(data_dir, demo_folder):
+    store = index.open_store(data_dir)
+    index.index_folder(store, "demo", demo_folder, ["dsp"], data_dir=data_dir,
+                       options=IngestOptions(thumbnails=False))
+    q = next((demo_folder / "pad").glob("*.wav"))
+    everything = index.search_file(store, "demo", "dsp", q, k=50, data_dir=data_dir)
+    cen = sorted(h.payload["spectral_centroid_hz"] for h in everything)
+    mid = cen[len(cen) // 2]
+    low = index.search_file(store, "demo", "dsp", q, k=50, data_dir=data_dir,
+                            ranges={"spectral_centroid_hz": (None, mid)})
+    assert 0 < len(low) < len(everything)
+    assert all(h.payload["spectral_centroid_hz"] <= mid for h in low)
+    both = index.search_file(store, "demo", "dsp", q, k=50, data_dir=data_dir,
+                             ranges={"spectral_centroid_hz": (mid, None), "loudness_dbfs": (-200, 0)})
+    assert all(h.payload["spectral_centroid_hz"] >= mid for h in both)
+    store.close()
