@@ -16,7 +16,7 @@ from index.libraries import Library
 
 DEMO_LIBRARY = "demo"
 DEMO_MODELS = ("dsp", "vgg-msd", "musicnn-msd")
-METHOD_LABELS = {"pca": "PCA", "lda": "LDA", "umap": "UMAP", "tsne": "t-SNE"}
+METHOD_LABELS = {"pca": "PCA", "lda": "LDA", "umap": "UMAP", "tsne": "t-SNE", "latent": "latent (3-D models)"}
 MAX_3D_POINTS = 30000  # 3D overview maps above this are decimated (and say so)
 DESCRIPTORS = ("loudness_dbfs", "spectral_centroid_hz", "spectral_bandwidth_hz", "zero_crossing_rate",
                "onset_rate_hz", "tempo_bpm", "pitch_salience", "duration_s")
@@ -183,6 +183,13 @@ class Services:
         if len(ids) == 0:
             raise ServiceError(f"library '{library}' has no clips for model '{model}'")
         labels = [p.get("label") for p in pays]
+        if method == "latent":
+            # a model with a 3-D output (the autoencoder) is its own map: no projection
+            if X.shape[1] != 3 or dims != 3:
+                raise ServiceError(f"'latent' needs a model with 3-D vectors shown in 3D "
+                                   f"('{model}' gives {X.shape[1]}-d): use PCA, LDA, UMAP or t-SNE")
+            q = projections.map_quality(X, X, labels, k=min(10, max(1, len(ids) - 1)))
+            return ids, X, pays, None, projections.Projection(coords=X, method="latent", dims=3, quality=q), True
         key = projections.MapKey.build(library, model, method, dims, ids, params={"seed": seed, **(params or {})},
                                        labels=labels)
         proj = self.maps.get(key)
@@ -193,6 +200,8 @@ class Services:
 
     def _placer(self, key, X):
         """A fitted projector that places new points into the map `key` (the map does not move)."""
+        if key is None:  # the 'latent' map: frames are placed as they are
+            return _Identity()
         placer = self.maps.projector(key, X)
         if placer is None:
             raise ServiceError("this map cannot place new points; redraw it")
@@ -370,3 +379,10 @@ class Services:
                          "agreement_full": q.get("agreement_full") or 0.0, "agreement_map": q.get("agreement_map") or 0.0})
         return values, rows
 
+
+
+class _Identity:
+    """Places points of a 3-D model's own space as they are."""
+
+    def transform(self, X):
+        return np.asarray(X, np.float32)
