@@ -40,9 +40,10 @@ Speed (CPU): one 3 s patch costs 2.80 GFLOP in MusiCNN (timbral convs 2.27, temp
 mid end 0.12) and 1.75 GFLOP in VGG (conv2 1.30), so 200x real time needs ~190 / ~120
 GFLOP/s. The torch modules below are the readable reference (and the CUDA path); on CPU the
 embedder runs a plan of the same network (`_plans`: oneDNN products with prepacked weights,
-Toeplitz-blocked timbral/temporal convs, one patch per call on single-threaded workers),
-3-6x the modules' throughput with the same outputs to float rounding. `-bf16` names
-(BF16_VARIANTS) trade a little accuracy for ~1.7x more.
+Toeplitz-blocked timbral/temporal convs, one patch per call on single-threaded workers):
+the same outputs to float rounding for 2-3x less CPU time per patch than the modules (and
+4-6x their throughput on a busy machine). `-bf16` names (BF16_VARIANTS) trade a little
+accuracy for ~1.6x more.
 """
 from __future__ import annotations
 
@@ -131,7 +132,7 @@ def _variants() -> list[Variant]:
 
 
 VARIANTS: dict[str, Variant] = {v.name: v for v in _variants()}
-# Opt-in bfloat16 inference ("<name>-bf16"; loadable by name, not listed): about 1.6-1.8x the
+# Opt-in bfloat16 inference ("<name>-bf16"; loadable by name, not listed): about 1.6x the
 # CPU throughput of the exact port where the CPU has AVX512-BF16 or AMX, at a small accuracy
 # cost (MSD checkpoints on music: taggram within ~7e-3, cosine similarity to the exact
 # vectors >= 0.9996 per patch and >= 0.9998 per clip). A separate name, so that its vectors
@@ -764,8 +765,11 @@ def cpu_workers(n: int):
 
         import torch
 
-        ex = ThreadPoolExecutor(n, thread_name_prefix="musicnn", initializer=torch.set_num_threads,
-                                initargs=(1,))
+        def one_thread():
+            torch.get_num_threads()  # torch's lazy per-thread init first: it would undo the next line
+            torch.set_num_threads(1)
+
+        ex = ThreadPoolExecutor(n, thread_name_prefix="musicnn", initializer=one_thread)
         barrier = threading.Barrier(n + 1)
         for _ in range(n):  # start all n workers now (each runs the initializer once)
             ex.submit(barrier.wait)

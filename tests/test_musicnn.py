@@ -266,6 +266,59 @@ def test_variants_of_a_checkpoint_share_one_forward(random_dir):
     np.testing.assert_allclose(pool.embed_frames(wave).vectors, out["pool"], atol=1e-5)
 
 
+@pytest.mark.parametrize("checkpoint", ["MSD_musicnn", "MTT_vgg"])
+def test_cpu_plan_equals_module(random_dir, checkpoint):
+    """The CPU plan (oneDNN products, Toeplitz-blocked convs) computes the module's layers."""
+    import torch
+
+    net, _ = M.load_net(checkpoint, random_dir)
+    plan = M.build_plan(net, "fp32")
+    assert plan is not None
+    x = torch.rand(3, M.PATCH_FRAMES, M.N_MELS, generator=torch.Generator().manual_seed(1)) * 4
+    with torch.inference_mode():
+        want, got = net(x), plan(x)
+    assert want.keys() == got.keys()
+    for k in want:
+        assert got[k].shape == want[k].shape
+        assert max_diff(got[k].numpy(), want[k].numpy()) <= 1e-5 * max(1.0, float(want[k].abs().max())), k
+
+
+def test_cpu_workers_are_single_threaded_and_leave_others_alone(random_dir):
+    import threading
+
+    import torch
+
+    emb = M.MusicnnEmbedder(M.VARIANTS["vgg-msd"], random_dir)
+    before = torch.get_num_threads()
+    emb.embed_frames(chord(4.0))
+    pool = M.cpu_workers(before)
+    if before < 2:
+        assert pool is None
+        return
+    assert set(pool.map(lambda _: torch.get_num_threads(), range(8))) == {1}
+    assert torch.get_num_threads() == before
+    seen = []
+    t = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    t.start()
+    t.join()
+    assert seen == [before]
+
+
+def test_bf16_variants_are_unlisted_and_close(random_dir):
+    import embedders
+
+    exact = M.MusicnnEmbedder(M.VARIANTS["musicnn-msd"], random_dir)
+    fast = embedders.load("musicnn-msd-bf16", data_dir=random_dir)
+    assert fast.precision == "bf16" and fast.dim == 1506 and fast.tag_names == M.MSD_LABELS
+    assert "musicnn-msd-bf16" not in {a.name for a in embedders.available(random_dir)}
+    wave = chord(7.0)
+    a, b = exact.embed_frames(wave), fast.embed_frames(wave)
+    cos = (a.vectors * b.vectors).sum(1) / np.linalg.norm(a.vectors, axis=1) / np.linalg.norm(b.vectors, axis=1)
+    assert cos.min() > 0.99
+    assert max_diff(a.tags, b.tags) < 0.05
+    embedders.forget()
+
+
 def test_converted_weights_are_cached(tmp_path, monkeypatch):
     calls = []
 
