@@ -170,6 +170,31 @@ def _wheel_file(data_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
+OFFLINE_ENV = "AUDIO_EXPLORER_OFFLINE"
+
+
+def _may_fetch_wheel() -> bool:
+    """True when the musicnn wheel may be fetched with pip on first use (a Space cannot say --no-deps)."""
+    offline = {os.environ.get(OFFLINE_ENV, ""), os.environ.get("HF_HUB_OFFLINE", "")} & {"1", "true", "yes"}
+    return not offline and importlib.util.find_spec("pip") is not None
+
+
+def fetch_wheel(data_dir: Path) -> Path:
+    """`pip download --no-deps musicnn==0.1.0` into the weights folder (its checkpoints are the weights)."""
+    import subprocess
+    import sys
+
+    dest = weights_dir(Path(data_dir), FAMILY)
+    res = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", WHEEL, "-d", str(dest)],
+                         capture_output=True, text=True, timeout=900)
+    wheel = _wheel_file(data_dir)
+    if res.returncode != 0 or wheel is None:
+        last = (res.stderr.strip().splitlines() or ["no wheel downloaded"])[-1]
+        raise EmbedderError(f"could not fetch the musicnn weights with pip ({last}); "
+                            f"run `pip install --no-deps {WHEEL}`")
+    return wheel
+
+
 def _source_available(data_dir: Path) -> str:
     """'' when a checkpoint source and TensorFlow exist to convert from, else why not."""
     if _installed_package_dir() is None and _wheel_file(data_dir) is None:
@@ -242,6 +267,9 @@ def convert(checkpoint: str, data_dir: Path, force: bool = False) -> Path:
     if dst.exists() and not force:
         return dst
     reason = _source_available(data_dir)
+    if reason and "weights not found" in reason and _may_fetch_wheel() and importlib.util.find_spec("tensorflow"):
+        fetch_wheel(data_dir)  # first use on a machine without the wheel installed (e.g. a Space)
+        reason = _source_available(data_dir)
     if reason:
         raise EmbedderError(reason)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -945,6 +973,9 @@ def _check(variant: Variant, data_dir: Path) -> Availability:
     if converted_path(data_dir, variant.checkpoint).exists():
         return Availability(status="ready", **common)
     reason = _source_available(data_dir)
+    if reason and "weights not found" in reason and _may_fetch_wheel() and importlib.util.find_spec("tensorflow"):
+        return Availability(status="downloadable", reason=f"weights are fetched on first use (`pip download "
+                                                         f"--no-deps {WHEEL}`), then converted once", **common)
     if reason:
         return Availability(status="unavailable", reason=reason, **common)
     return Availability(status="ready", **common)  # converted on first load

