@@ -192,11 +192,9 @@ class Services:
             return ids, X, pays, None, projections.Projection(coords=X, method="latent", dims=3, quality=q), True
         key = projections.MapKey.build(library, model, method, dims, ids, params={"seed": seed, **(params or {})},
                                        labels=labels)
-        proj = self.maps.get(key)
-        hit = proj is not None
-        if proj is None:
-            proj = self.maps.get_or_fit(key, X, labels, quality_k=min(10, max(1, len(ids) - 1)))
-        return ids, X, pays, key, proj, hit
+        hits_before = self.maps.stats.hits
+        proj = self.maps.get_or_fit(key, X, labels, quality_k=min(10, max(1, len(ids) - 1)))
+        return ids, X, pays, key, proj, self.maps.stats.hits > hits_before
 
     def _placer(self, key, X):
         """A fitted projector that places new points into the map `key` (the map does not move)."""

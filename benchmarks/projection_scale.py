@@ -85,12 +85,12 @@ def _key(method: str, dims: int, n: int):
 def run_case(method: str, dims: int, n: int, dim: int, classes: int, cache_dir: str, quality: bool) -> dict:
     """Child process: fit one map, store it, report numbers as JSON."""
     t0 = time.perf_counter()
-    import projections
-    from projections import MapCache, make, map_quality
-
     import sklearn.decomposition  # noqa: F401  (every method's first import, not timed as fit)
     import sklearn.discriminant_analysis  # noqa: F401
     import sklearn.manifold  # noqa: F401
+
+    import projections
+    from projections import MapCache, make, map_quality
 
     if method == "umap":
         from projections.umap_projector import import_umap
@@ -194,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args._case:
         method, dims, n, cache_dir, quality = args._case
-        print("RESULT " + json.dumps(run_case(method, int(dims), int(n), args.dim, args.classes, cache_dir, quality == "1")))
+        result = run_case(method, int(dims), int(n), args.dim, args.classes, cache_dir, quality == "1")
+        print("RESULT " + json.dumps(result))
         return 0
     if args._reopen:
         method, dims, n, cache_dir = args._reopen

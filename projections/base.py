@@ -166,8 +166,8 @@ class Projector:
         return self
 
     def fit_transform(self, X: Any, labels: Sequence[Any] | None = None) -> np.ndarray:
-        """``fit(X, labels)`` and return ``embedding_`` (a read-only float32 array)."""
-        return self.fit(X, labels).embedding_
+        """``fit(X, labels)`` and return a copy of ``embedding_`` [n, dims] float32."""
+        return self.fit(X, labels).embedding_.copy()
 
     def transform(self, X_new: Any) -> np.ndarray:
         """Place new points [m, d] into the fitted map; returns [m, dims] float32.

@@ -249,7 +249,9 @@ class MapCache:
         try:
             with np.load(npz_path, allow_pickle=False) as npz:
                 coords = np.asarray(npz["coords"])
-                state = {name[len("state__"):]: np.asarray(npz[name]) for name in npz.files if name.startswith("state__")}
+                state = {
+                    name[len("state__") :]: np.asarray(npz[name]) for name in npz.files if name.startswith("state__")
+                }
         except (OSError, KeyError, ValueError):
             return None
         projector = make(key.method, key.dims, **key.params)

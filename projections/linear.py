@@ -16,7 +16,12 @@ class _LinearProjector(Projector):
     """A fitted affine map; subclasses set ``offset_`` [d] and ``components_`` [dims, d]."""
 
     def _transform(self, X_new: np.ndarray) -> np.ndarray:
-        return (X_new.astype(np.float64) - self.offset_) @ self.components_.T
+        out = np.empty((X_new.shape[0], self.components_.shape[0]))
+        step = 16_384  # float64 arithmetic, in chunks: no full float64 copy of X
+        for start in range(0, X_new.shape[0], step):
+            block = X_new[start : start + step].astype(np.float64) - self.offset_
+            out[start : start + step] = block @ self.components_.T
+        return out
 
     def get_state(self) -> dict[str, np.ndarray]:
         return {"offset": self.offset_, "components": self.components_}
@@ -42,11 +47,13 @@ class PCAProjector(_LinearProjector):
 
         n, d = X.shape
         k = min(self.dims, n, d)  # fewer points than dims: pad the missing axes with 0
-        pca = PCA(n_components=k, random_state=0).fit(X)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # all-identical vectors: 0/0 explained variance
+            pca = PCA(n_components=k, random_state=0).fit(X)
         comps = np.zeros((self.dims, d))
         comps[:k] = pca.components_
         ratio = np.zeros(self.dims)
-        ratio[:k] = pca.explained_variance_ratio_
+        ratio[:k] = np.nan_to_num(pca.explained_variance_ratio_)
         self.offset_ = pca.mean_.astype(np.float64)
         self.components_ = comps
         self.explained_variance_ratio_ = ratio
@@ -91,10 +98,15 @@ class LDAProjector(_LinearProjector):
                 f"LDA needs more labelled points than classes (found {int(mask.sum())} points "
                 f"in {len(classes)} classes): label more clips or use PCA"
             )
-        Xl = X[mask].astype(np.float64)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "variables are collinear" when n_labelled < d
-            lda = LinearDiscriminantAnalysis(solver="svd", n_components=None).fit(Xl, y.astype(str))
+        Xl = X[mask]  # float32: half the time and memory of float64 on big sets
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "variables are collinear" when n_labelled < d
+                lda = LinearDiscriminantAnalysis(solver="svd", n_components=None).fit(Xl, y.astype(str))
+        except (ValueError, IndexError, np.linalg.LinAlgError):
+            raise ProjectionError(
+                "LDA cannot separate these labelled points (are their vectors identical?): use PCA"
+            ) from None
         scalings = np.asarray(lda.scalings_)
         if scalings.ndim != 2 or scalings.shape[1] < self.dims:
             raise ProjectionError(

@@ -14,6 +14,8 @@ from .knn import ExactNeighbors, check_metric, neighbor_graph
 #: FFT gradients have a fixed cost per iteration (the interpolation grid) that
 #: makes them slower than Barnes-Hut on small sets (openTSNE's own "auto" rule).
 FFT_MIN_POINTS = 10_000
+#: Barnes-Hut in 3D is slow (~2 CPU-minutes for 10k points): refuse more than this.
+MAX_POINTS_3D = 20_000
 #: Below this many points one thread is faster: openTSNE's per-iteration thread
 #: synchronisation costs more than it saves, badly so on a busy machine.
 THREADS_MIN_POINTS = 10_000
@@ -107,7 +109,8 @@ class TSNEProjector(Projector):
     openTSNE computes the affinities from them. Gradients:
     FFT-accelerated interpolation in 2D from ``FFT_MIN_POINTS`` points on
     (below that Barnes-Hut is faster); openTSNE's FFT exists only for 1D/2D,
-    so 3D always uses Barnes-Hut (theta 0.5), markedly slower on big sets.
+    so 3D always uses Barnes-Hut (theta 0.5), markedly slower on big sets:
+    t-SNE in 3D refuses more than ``MAX_POINTS_3D`` points with a clear error.
     Threads: every core this process may use from ``THREADS_MIN_POINTS``
     points on, one below.
 
@@ -134,6 +137,14 @@ class TSNEProjector(Projector):
         if n_iter < 1:
             raise ProjectionError(f"t-SNE n_iter must be at least 1 (got {n_iter})")
         return {"perplexity": perplexity, "metric": check_metric(p["metric"]), "seed": seed, "n_iter": n_iter}
+
+    def _check_enough(self, X: np.ndarray) -> None:
+        super()._check_enough(X)
+        if self.dims == 3 and X.shape[0] > MAX_POINTS_3D:
+            raise ProjectionError(
+                f"t-SNE in 3D is limited to {MAX_POINTS_3D:,} points (got {X.shape[0]:,}; its Barnes-Hut "
+                f"gradients are too slow beyond): use t-SNE in 2D or UMAP in 3D"
+            )
 
     def gradient_method(self, n: int) -> str:
         """"fft" in 2D from ``FFT_MIN_POINTS`` points on, "bh" (Barnes-Hut) otherwise."""

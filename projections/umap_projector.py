@@ -200,7 +200,6 @@ class UMAPProjector(Projector):
         """umap-learn's UMAP.transform, with exact neighbours among the training vectors."""
         umap_ = import_umap()
         from scipy.sparse import coo_matrix
-
         from umap.layouts import optimize_layout_euclidean
 
         p = self._params

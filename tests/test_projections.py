@@ -111,6 +111,14 @@ def test_too_few_points_says_how_many_are_needed(method):
         make(method, 2).fit(X[:3])
 
 
+def test_tsne_3d_refuses_big_sets_clearly():
+    from projections.tsne_projector import MAX_POINTS_3D
+
+    too_many = np.zeros((MAX_POINTS_3D + 1, 4), dtype=np.float32)
+    with pytest.raises(ProjectionError, match="t-SNE in 3D is limited to .*: use t-SNE in 2D or UMAP in 3D"):
+        make("tsne", 3).fit(too_many)
+
+
 def test_wrong_width_of_new_points_is_a_clear_error():
     X, _ = blobs()
     fitted = make("pca", 2).fit(X)
@@ -134,6 +142,13 @@ def test_lda_3d_needs_four_classes():
     make("lda", 2).fit(X, labels)  # 3 classes: 2 axes, fine
     with pytest.raises(ProjectionError, match=r"LDA in 3D needs at least 4 labelled classes \(found 3\)"):
         make("lda", 3).fit(X, labels)
+
+
+def test_degenerate_vectors_give_a_clear_error_or_a_map():
+    same = np.ones((30, DIM), dtype=np.float32)
+    with pytest.raises(ProjectionError, match="LDA cannot separate these labelled points.*use PCA"):
+        make("lda", 2).fit(same, ["a", "b", "c"] * 10)
+    assert np.isfinite(make("pca", 2).fit_transform(same)).all()
 
 
 def test_lda_ignores_unlabelled_points_in_the_fit_but_places_them():
