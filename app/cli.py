@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 
-VERBS = ("serve", "index", "search", "models", "libraries", "project", "classes", "export", "delete")
+VERBS = ("serve", "index", "search", "models", "libraries", "project", "classes", "train", "export", "delete")
 
 
 class CliError(Exception):
@@ -114,6 +114,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--copy-audio", action="store_true", help="copy the audio next to the page (for hosting)")
     p.add_argument("--vectors", default="npz", choices=["npz", "parquet"], help="format of the vectors file")
+
+    p = sub.add_parser("train", help="train an embedder on a library: autoencoder, selfsup or contrastive",
+                       description="Train an embedder on a library; it is then listed by `models` and can be "
+                                   "indexed like any model. Each KIND takes --data-dir DIR, --epochs, --resume, "
+                                   "... (see `train KIND --help`).")
+    tsub = p.add_subparsers(dest="kind", metavar="KIND", required=True)
+    kinds = {
+        "autoencoder": "conditioned conv autoencoder with a 3-D latent over 0.37 s log-mel windows -> ae-NAME",
+        "selfsup": "self-supervised CNN (SimCLR, audio augmentations, no labels) -> ssl-NAME",
+        "contrastive": "supervised-contrastive head on a frozen model already indexed -> BASE+supcon-NAME",
+    }
+    for kind, text in kinds.items():
+        t = tsub.add_parser(kind, help=text, description=text)
+        _common(t)
+        t.add_argument("--library", required=True, help="library to train on")
+        t.add_argument("--name", default=None, help="model name suffix (default: the library name)")
+        if kind == "contrastive":
+            t.add_argument("--base", required=True, help="frozen embedder indexed in the library (e.g. musicnn-msd)")
+            t.add_argument("--temperature", type=float, default=None, help="SupCon temperature (default 0.07)")
+        if kind == "autoencoder":
+            t.add_argument("--file", default=None, help="train on this one (long) file of the library only")
+        if kind == "selfsup":
+            t.add_argument("--temperature", type=float, default=None, help="NT-Xent temperature (default 0.2)")
+        t.add_argument("--epochs", type=int, default=None, help="total epochs (a resumed run continues up to it)")
+        t.add_argument("--lr", type=float, default=None, help="learning rate")
+        t.add_argument("--batch-size", type=int, default=None)
+        t.add_argument("--patience", type=int, default=None, help="early stopping: epochs without improvement")
+        t.add_argument("--seed", type=int, default=None)
+        t.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+        g = t.add_mutually_exclusive_group()
+        g.add_argument("--resume", action="store_true", help="continue from the saved epoch (optimizer included)")
+        g.add_argument("--overwrite", action="store_true", help="replace an existing model of that name")
+        t.add_argument("--json", action="store_true", help="print the result (history, metrics) as JSON")
 
     p = sub.add_parser("delete", help="delete a library (or one model's vectors in it)")
     _common(p)
@@ -311,6 +344,47 @@ def cmd_delete(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    import index
+    from index import training
+
+    store = _store(args)
+    cfg_cls = {"autoencoder": "AutoencoderConfig", "selfsup": "SelfSupConfig", "contrastive": "SupConConfig"}
+    config = getattr(training, cfg_cls[args.kind])()
+    fixed = [o for o in ("lr", "batch_size", "patience", "seed", "temperature") if getattr(args, o, None) is not None]
+    if args.resume and fixed:
+        raise CliError(f"with --resume only --epochs and --device can change (the saved settings are kept; "
+                       f"drop --{fixed[0].replace('_', '-')})")
+    for opt in ("epochs", "lr", "batch_size", "patience", "seed", "device", "temperature"):
+        value = getattr(args, opt, None)
+        if value is not None:
+            setattr(config, opt, value)
+    tty = sys.stderr.isatty()
+
+    def log(line: str) -> None:  # epoch lines between progress-bar redraws
+        sys.stderr.write(("\r" + line.ljust(110) if tty else line) + "\n")
+        sys.stderr.flush()
+
+    common = dict(name=args.name, data_dir=args.data_dir, config=config, resume=args.resume,
+                  overwrite=args.overwrite, progress=_progress_bar("training"), log=log)
+    if args.kind == "autoencoder":
+        res = training.train_autoencoder(store, args.library, file=args.file,
+                                         decode_progress=_progress_bar("decoding"), **common)
+    elif args.kind == "selfsup":
+        res = training.train_selfsup(store, args.library, decode_progress=_progress_bar("decoding"), **common)
+    else:
+        res = training.train_contrastive(store, args.library, args.base, **common)
+    for note in res.notes:
+        log(note)
+    log(f"trained '{res.model}': {res.epochs_run} epochs (best {res.best_epoch}, validation loss "
+        f"{res.best_val_loss:.5f}{', stopped early' if res.stopped_early else ''}) in {res.wall_s:.1f} s; "
+        f"index it with: python app.py index {index.get_library(store, args.library).root} "
+        f"--library {args.library} --models {res.model}")
+    if args.json:
+        print(json.dumps(res.to_dict()))
+    return 0
+
+
 def cmd_serve(args) -> int:
     from app import server
 
@@ -318,7 +392,8 @@ def cmd_serve(args) -> int:
 
 
 COMMANDS = {"serve": cmd_serve, "index": cmd_index, "search": cmd_search, "models": cmd_models,
-            "libraries": cmd_libraries, "project": cmd_project, "classes": cmd_classes, "export": cmd_export, "delete": cmd_delete}
+            "libraries": cmd_libraries, "project": cmd_project, "classes": cmd_classes, "export": cmd_export,
+            "train": cmd_train, "delete": cmd_delete}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

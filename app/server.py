@@ -21,6 +21,24 @@ AUDIO_TYPES = {".wav": "audio/wav", ".wave": "audio/wav", ".flac": "audio/flac",
                ".mp4": "audio/mp4", ".aac": "audio/aac", ".aif": "audio/aiff", ".aiff": "audio/aiff"}
 
 
+def _register_any_path() -> None:
+    """A `{name:anypath}` route parameter: Starlette's `path` (`.*`) stops at a newline, and
+    file names may hold one."""
+    from starlette.convertors import CONVERTOR_TYPES, Convertor, register_url_convertor
+
+    class AnyPath(Convertor):
+        regex = r"[\s\S]*"
+
+        def convert(self, value: str) -> str:
+            return value
+
+        def to_string(self, value: str) -> str:
+            return str(value)
+
+    if "anypath" not in CONVERTOR_TYPES:
+        register_url_convertor("anypath", AnyPath())
+
+
 def plotly_js_path() -> Path:
     """plotly.min.js from the installed plotly package."""
     import plotly
@@ -37,8 +55,9 @@ def create_app(svc: Services):
     from app import mapview, ui
 
     api = FastAPI(title="Audio embedding explorer")
+    _register_any_path()
 
-    @api.get("/audio/{library}/{rel_path:path}")
+    @api.get("/audio/{library}/{rel_path:anypath}")
     def audio(library: str, rel_path: str):
         try:
             lib = svc.library(library)
@@ -81,8 +100,13 @@ def create_app(svc: Services):
 
     demo = ui.build_app(svc)
     demo.queue(default_concurrency_limit=4)
-    return gr.mount_gradio_app(api, demo, path="", head=mapview.HEAD, css=ui.CSS, show_error=True,
-                               max_file_size=ui.MAX_UPLOAD)
+    app = gr.mount_gradio_app(api, demo, path="", head=mapview.HEAD, css=ui.CSS, show_error=True,
+                              max_file_size=ui.MAX_UPLOAD)
+    # Gradio checks that a file sent to an input was uploaded (is in its cache) only once the
+    # Blocks "has launched", which mount_gradio_app never sets: without this, an API call could
+    # name any server path ({"path": "/etc/passwd"}) and the app would read it.
+    demo.has_launched = True
+    return app
 
 
 def serve(data_dir=None, host: str | None = None, port: int | None = None, demo: bool = True,

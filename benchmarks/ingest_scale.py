@@ -7,7 +7,9 @@ For each model, one library grows in steps (1k, 2k, 5k, 10k clips by default): e
 clips to the folder and re-runs `index_folder` in a fresh subprocess, so a step's time is what a
 user waits for when a folder grows (the already indexed clips are hashed and found, the new ones
 embedded), and its peak memory (ru_maxrss of that subprocess) is that of one indexing run.
-After each step: Qdrant's disk size (the library's shards). A step is skipped (and said so) when
+After each step: Qdrant's disk size (the library's shards): blocks allocated, and the apparent
+size of Edge's sparse files (what a copy that does not keep holes, or a filesystem without them,
+such as tmpfs, would take). A step is skipped (and said so) when
 its estimated time would overrun the model's share of `--budget-min`.
 
 Then, on the same clips and in the same run: the pipelined ingest (`batch_size=16`: the next
@@ -48,6 +50,11 @@ print(json.dumps({{"wall_s": time.perf_counter() - t0, "index_wall_s": rep.wall_
 """
 
 
+THREAD_ENV: dict[str, str] = {}  # set by --blas-threads
+# converted weights are shared with the default data folder (converted once, not per step)
+WEIGHTS = os.environ.get("AUDIO_EXPLORER_WEIGHTS") or str(ROOT / "data" / "weights")
+
+
 def write_clips(folder: Path, start: int, stop: int) -> float:
     """Write clips start..stop-1 (deterministic per index); returns their total duration in seconds."""
     import soundfile as sf
@@ -66,8 +73,8 @@ def write_clips(folder: Path, start: int, stop: int) -> float:
     return total
 
 
-def dir_mb(path: Path) -> float:
-    """Bytes on disk (allocated blocks) under path, in MB."""
+def dir_mb(path: Path, apparent: bool = False) -> float:
+    """Bytes under path in MB: allocated blocks, or the files' apparent sizes (Edge's files are sparse)."""
     total = 0
     for p in path.rglob("*"):
         try:
@@ -75,24 +82,25 @@ def dir_mb(path: Path) -> float:
         except OSError:
             continue
         if p.is_file() and not p.is_symlink():
-            total += st.st_blocks * 512
+            total += st.st_size if apparent else st.st_blocks * 512
     return total / 1e6
 
 
 def run_index(folder: Path, data: Path, lib: str, models: list[str], batch: int, timeout_s: float) -> dict:
     """Index `folder` in a fresh subprocess; its JSON report plus peak RSS."""
     code = CHILD.format(root=str(ROOT), data=str(data), lib=lib, folder=str(folder), models=models, batch=batch)
-    env = {**os.environ, "AUDIO_EXPLORER_DATA": str(data)}
+    env = {**os.environ, "AUDIO_EXPLORER_DATA": str(data), "AUDIO_EXPLORER_WEIGHTS": WEIGHTS,
+           **THREAD_ENV}
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout_s, env=env)
     if res.returncode != 0:
         raise RuntimeError(res.stderr.strip().splitlines()[-1] if res.stderr.strip() else "indexing failed")
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def qdrant_mb(data: Path, lib: str) -> float:
+def qdrant_mb(data: Path, lib: str, apparent: bool = False) -> float:
     """Disk size of the library's collections (clips + frames)."""
     root = data / "qdrant"
-    return sum(dir_mb(p) for p in root.glob(f"lib__{lib}__*")) if root.is_dir() else 0.0
+    return sum(dir_mb(p, apparent) for p in root.glob(f"lib__{lib}__*")) if root.is_dir() else 0.0
 
 
 def fmt_table(rows: list[dict], cols: list[tuple[str, str]]) -> str:
@@ -113,21 +121,31 @@ def main() -> int:
     ap.add_argument("--pipeline-clips", type=int, default=200, help="clips for the pipelined vs one-by-one run")
     ap.add_argument("--work", default=None, help="working folder (default: a temporary one, removed)")
     ap.add_argument("--json", default=None, help="also write the rows as JSON here")
+    ap.add_argument("--blas-threads", type=int, default=None,
+                    help="OPENBLAS/OMP/MKL thread count for the indexing subprocesses (default: the libraries' own)")
     args = ap.parse_args()
+    if args.blas_threads:
+        THREAD_ENV.update({v: str(args.blas_threads) for v in
+                           ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")})
     sizes = sorted(int(s) for s in args.sizes.split(","))
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     work = Path(args.work or tempfile.mkdtemp(prefix="ingest-scale-"))
-    folder = work / "audio"
-    folder.mkdir(parents=True, exist_ok=True)
-    have, audio_total = 0, 0.0
-    durations: dict[int, float] = {}
+    pool = work / "pool"  # every clip once; each model's library folder holds hard links to a prefix
+    have = 0
 
     def grow(n: int) -> None:
-        nonlocal have, audio_total
+        nonlocal have
         if n > have:
-            audio_total += write_clips(folder, have, n)
+            write_clips(pool, have, n)
             have = n
-        durations[n] = audio_total
+
+    def fill(dst: Path, n: int) -> None:
+        """Make dst hold the first n clips of the pool (hard links)."""
+        for p in sorted(pool.rglob("*.wav"), key=lambda q: q.name.rsplit("_", 1)[1])[:n]:
+            target = dst / p.relative_to(pool)
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.link(p, target)
 
     print(f"work folder {work}; cpu cores {os.cpu_count()}; load average {os.getloadavg()[0]:.1f}", file=sys.stderr)
     rows, skipped = [], []
@@ -135,6 +153,7 @@ def main() -> int:
     share_s = args.budget_min * 60 / len(models)
     for m_i, model in enumerate(models):
         data = work / f"data-{model}"
+        folder = work / f"audio-{model}"
         t_model = time.perf_counter()
         prev_n, rate = 0, None
         for n in sizes:
@@ -144,17 +163,18 @@ def main() -> int:
                 break
             t_gen = time.perf_counter()
             grow(n)
+            fill(folder, n)
             gen_s = time.perf_counter() - t_gen
             rep = run_index(folder, data, "scale", [model], args.batch_size, timeout_s=max(600, 4 * share_s))
             step = n - prev_n
             rate = step / rep["index_wall_s"]
-            audio_step = durations[n] - durations.get(prev_n, 0.0)
             disk = qdrant_mb(data, "scale")
             rows.append({"model": model, "clips": n, "added": rep["added"], "unchanged": rep["unchanged"],
                          "failed": rep["failed"], "step_wall_s": round(rep["index_wall_s"], 1),
-                         "clips_per_s": round(rate, 2), "x_realtime": round(audio_step / rep["index_wall_s"], 2),
+                         "clips_per_s": round(rate, 2), "x_realtime": round(rep["audio_s"] / rep["index_wall_s"], 2),
                          "peak_rss_mb": round(rep["peak_rss_mb"]), "qdrant_mb": round(disk, 1),
-                         "kb_per_clip": round(disk * 1000 / n, 1), "gen_s": round(gen_s, 1)})
+                         "kb_per_clip": round(disk * 1000 / n, 1),
+                         "apparent_mb": round(qdrant_mb(data, "scale", apparent=True)), "gen_s": round(gen_s, 1)})
             print(fmt_table(rows[-1:], [(k, k) for k in rows[-1]]), file=sys.stderr)
             prev_n = n
         print(f"{model}: {time.perf_counter() - t_model:.0f} s", file=sys.stderr)
@@ -163,12 +183,8 @@ def main() -> int:
     pipe_rows = []
     sub = work / "pipeline-audio"
     n_p = min(args.pipeline_clips, have) if have else args.pipeline_clips
-    if not have:
-        grow(n_p)
-    for p in sorted(folder.rglob("*.wav"))[:n_p]:
-        dst = sub / p.relative_to(folder)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(p, dst)
+    grow(n_p)
+    fill(sub, n_p)
     for model in models:
         res = {}
         for batch in (args.batch_size, 1):
@@ -186,7 +202,7 @@ def main() -> int:
     print("\n## Ingest at scale (one library per model, grown in steps; Qdrant Edge on disk)")
     cols = [("model", "model"), ("clips", "clips"), ("added", "added"), ("step_wall_s", "step s"),
             ("clips_per_s", "clips/s"), ("x_realtime", "x real time"), ("peak_rss_mb", "peak RSS MB"),
-            ("qdrant_mb", "Qdrant MB"), ("kb_per_clip", "KB/clip")]
+            ("qdrant_mb", "Qdrant MB"), ("kb_per_clip", "KB/clip"), ("apparent_mb", "apparent MB")]
     print(fmt_table(rows, cols))
     for model in models:
         mr = [r for r in rows if r["model"] == model]
@@ -201,7 +217,7 @@ def main() -> int:
     print(f"\n## Pipelined ingest (batch {args.batch_size}, decode in a worker thread) vs one-by-one (batch 1)")
     print(fmt_table(pipe_rows, [(k, k) for k in pipe_rows[0]]) if pipe_rows else "(none)")
     print(f"\ntotal {(time.perf_counter() - t_start) / 60:.1f} min; {os.cpu_count()} cores; "
-          f"load average now {os.getloadavg()[0]:.1f}")
+          f"load average now {os.getloadavg()[0]:.1f}; threads: {THREAD_ENV or 'library defaults'}")
     if args.json:
         Path(args.json).write_text(json.dumps({"growth": rows, "pipeline": pipe_rows, "skipped": skipped}, indent=1))
     if not args.work:

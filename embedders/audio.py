@@ -3,10 +3,18 @@
 libsndfile (soundfile) reads wav/flac/ogg/mp3 directly; anything it cannot read
 (m4a/aac, odd containers) goes through ffmpeg. Every failure is an `AudioError`
 with a one-line message that names the file.
+
+Guards against hostile files: a whole file is decoded into memory only up to
+`decode_limit_s()` seconds (`$AUDIO_EXPLORER_MAX_DECODE_S`, default 10 min; longer files are
+streamed, see `stream_blocks`), a streamed file only up to `duration_limit_s()`
+(`$AUDIO_EXPLORER_MAX_DURATION_S`, default 4 h): a few KB of FLAC can claim hours of audio.
+Sample rates outside 1 kHz..768 kHz are refused, multichannel audio is mixed down block by
+block, and truncated WAV/FLAC files (the header promises more than the file holds) are refused.
 """
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -19,6 +27,12 @@ AUDIO_EXTENSIONS = frozenset(
     {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".aif", ".aiff", ".wma", ".mp4"}
 )
 MIN_SAMPLES = 1
+MIN_RATE, MAX_RATE = 1_000, 768_000
+MAX_DECODE_ENV, MAX_DURATION_ENV = "AUDIO_EXPLORER_MAX_DECODE_S", "AUDIO_EXPLORER_MAX_DURATION_S"
+DEFAULT_MAX_DECODE_S = 600.0  # whole-file decodes (clips, search queries): 10 minutes
+DEFAULT_MAX_DURATION_S = 4 * 3600.0  # streamed files (long recordings): 4 hours
+_READ_BLOCK = 1 << 16  # frames per read when decoding whole files
+_UNKNOWN_FRAMES = 1 << 60  # libsndfile's frame count for a stream of unknown length (INT64_MAX)
 
 
 class AudioError(ValueError):
@@ -29,7 +43,7 @@ class AudioError(ValueError):
 class AudioInfo:
     """What a file holds, read without decoding it whole."""
 
-    duration_s: float
+    duration_s: float  # inf when the header does not say (a stream of unknown length)
     sample_rate: int
     channels: int
 
@@ -39,6 +53,52 @@ def is_audio_path(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in AUDIO_EXTENSIONS
 
 
+def _env_seconds(name: str, default: float) -> float:
+    try:
+        value = float(os.environ.get(name, "") or default)
+    except ValueError:
+        return default
+    return value if value > 0 else default
+
+
+def decode_limit_s() -> float:
+    """Longest audio decoded whole into memory (seconds; `$AUDIO_EXPLORER_MAX_DECODE_S`)."""
+    return _env_seconds(MAX_DECODE_ENV, DEFAULT_MAX_DECODE_S)
+
+
+def duration_limit_s() -> float:
+    """Longest file accepted at all, streamed (seconds; `$AUDIO_EXPLORER_MAX_DURATION_S`)."""
+    return _env_seconds(MAX_DURATION_ENV, DEFAULT_MAX_DURATION_S)
+
+
+def printable(text: str) -> str:
+    """`text` with control characters (newlines, tabs, ...) escaped, for one-line messages."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
+def _name(path: Path) -> str:
+    return printable(path.name)
+
+
+def _hms(seconds: float) -> str:
+    seconds = float(seconds)
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds:.1f} s"
+
+
+def _check_rate(sr: int, path: Path) -> None:
+    if not MIN_RATE <= int(sr) <= MAX_RATE:
+        raise AudioError(f"{_name(path)}: unsupported sample rate {int(sr)} Hz "
+                         f"(accepted: {MIN_RATE} to {MAX_RATE} Hz)")
+
+
+def _too_long(path: Path, seconds: float, limit: float, what: str) -> AudioError:
+    return AudioError(f"{_name(path)}: {_hms(seconds)} of audio is over the {_hms(limit)} limit {what}")
+
+
 def _one_line(text: str) -> str:
     lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
     return lines[-1] if lines else ""
@@ -46,11 +106,15 @@ def _one_line(text: str) -> str:
 
 def _check_file(path: Path) -> None:
     if not path.exists():
-        raise AudioError(f"{path.name}: file not found")
+        raise AudioError(f"{_name(path)}: file not found")
     if not path.is_file():
-        raise AudioError(f"{path.name}: not a regular file")
-    if path.stat().st_size == 0:
-        raise AudioError(f"{path.name}: empty file (0 bytes)")
+        raise AudioError(f"{_name(path)}: not a regular file")
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise AudioError(f"{_name(path)}: cannot read file ({exc.strerror or exc})") from None
+    if size == 0:
+        raise AudioError(f"{_name(path)}: empty file (0 bytes)")
 
 
 def info(path: str | os.PathLike) -> AudioInfo:
@@ -62,7 +126,8 @@ def info(path: str | os.PathLike) -> AudioInfo:
 
         i = sf.info(str(path))
         if i.frames > 0 and i.samplerate > 0:
-            return AudioInfo(i.frames / i.samplerate, int(i.samplerate), int(i.channels))
+            duration = i.frames / i.samplerate if i.frames < _UNKNOWN_FRAMES else float("inf")
+            return AudioInfo(duration, int(i.samplerate), int(i.channels))
     except Exception:
         pass
     return _ffprobe(path)
@@ -71,15 +136,16 @@ def info(path: str | os.PathLike) -> AudioInfo:
 def _ffprobe(path: Path) -> AudioInfo:
     exe = shutil.which("ffprobe")
     if exe is None:
-        raise AudioError(f"{path.name}: format not readable without ffmpeg (install ffmpeg)")
+        raise AudioError(f"{_name(path)}: format not readable without ffmpeg (install ffmpeg)")
     cmd = [exe, "-v", "error", "-select_streams", "a:0", "-show_entries",
            "stream=sample_rate,channels:format=duration", "-of", "default=nw=1", str(path)]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     fields = dict(ln.split("=", 1) for ln in res.stdout.splitlines() if "=" in ln)
     try:
-        return AudioInfo(float(fields["duration"]), int(fields["sample_rate"]), int(fields["channels"]))
+        duration = float("inf") if fields.get("duration") == "N/A" else float(fields["duration"])
+        return AudioInfo(duration, int(fields["sample_rate"]), int(fields["channels"]))
     except (KeyError, ValueError):
-        raise AudioError(f"{path.name}: not an audio file or unsupported format") from None
+        raise AudioError(f"{_name(path)}: not an audio file or unsupported format") from None
 
 
 def _sanitise(wave: np.ndarray, name: str) -> np.ndarray:
@@ -91,33 +157,121 @@ def _sanitise(wave: np.ndarray, name: str) -> np.ndarray:
     return np.clip(wave, -1.0, 1.0)
 
 
-def _read_soundfile(path: Path) -> tuple[np.ndarray, int] | None:
+_WAV_DATA_RE = re.compile(r"^data : (\d+) \(should be (\d+)\)", re.M)
+
+
+def _truncation(path: Path, meta) -> str:
+    """A reason when a WAV or FLAC header promises more audio than the file holds, else ""."""
+    fmt = str(getattr(meta, "format", "")).upper()
+    if fmt in ("WAV", "WAVEX", "RF64", "W64"):
+        m = _WAV_DATA_RE.search(getattr(meta, "extra_info", "") or "")
+        if m:
+            claimed, present = int(m.group(1)), int(m.group(2))
+            # 0 and 0xFFFFFFFF-like sizes are placeholders written by streaming encoders
+            if 0 < claimed < 0x7FFFFFF0 and present < 0.99 * claimed:
+                return f"truncated file: the header promises {claimed} bytes of audio, {present} are there"
+    return ""
+
+
+def _check_flac_length(path: Path, decoded_s: float) -> None:
+    """AudioError when libsndfile reads a FLAC header whose length the decoded audio falls short of."""
     import soundfile as sf
 
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        meta = sf.info(str(path))
+    except Exception:
+        return
+    if str(meta.format).upper() == "FLAC" and 0 < meta.frames < _UNKNOWN_FRAMES and meta.samplerate > 0:
+        promised = meta.frames / meta.samplerate
+        if decoded_s < 0.99 * promised:
+            raise AudioError(f"{_name(path)}: truncated file: the header promises {_hms(promised)}, "
+                             f"{_hms(decoded_s)} decodes")
+
+
+def _read_soundfile(path: Path, max_s: float) -> tuple[np.ndarray, int] | None:
+    """(mono wave, rate) through libsndfile, or None when libsndfile cannot read the file."""
+    import soundfile as sf
+
+    try:
+        meta = sf.info(str(path))
     except Exception:
         return None
-    if data.shape[0] == 0:
+    if meta.frames <= 0 or meta.samplerate <= 0 or meta.frames >= _UNKNOWN_FRAMES:
+        return None  # unknown length: libsndfile fails at its end, ffmpeg reads it whole
+    _check_rate(meta.samplerate, path)
+    reason = _truncation(path, meta)
+    if reason:
+        raise AudioError(f"{_name(path)}: {reason}")
+    sr = int(meta.samplerate)
+    limit = int(max_s * sr)
+    if meta.frames > limit:
+        raise _too_long(path, meta.frames / sr, max_s, "for decoding a whole file (long files are streamed)")
+    parts, n = [], 0
+    try:
+        with sf.SoundFile(str(path)) as f:
+            for block in f.blocks(blocksize=_READ_BLOCK, dtype="float32", always_2d=True):
+                parts.append(block[:, 0].copy() if block.shape[1] == 1 else block.mean(axis=1))
+                n += block.shape[0]
+                if n > limit:  # the header under-stated the length
+                    raise _too_long(path, n / sr, max_s, "for decoding a whole file (long files are streamed)")
+    except AudioError:
+        raise
+    except Exception as exc:
+        if n == 0:
+            return None  # ffmpeg may still read it (and says why if not)
+        raise AudioError(f"{_name(path)}: corrupt or truncated file after {_hms(n / sr)} "
+                         f"({printable(_one_line(str(exc))) or type(exc).__name__})") from None
+    if n == 0:
         return None
-    return data.mean(axis=1), int(sr)
+    if str(meta.format).upper() == "FLAC" and n < 0.99 * meta.frames:
+        raise AudioError(f"{_name(path)}: truncated file: the header promises {_hms(meta.frames / sr)}, "
+                         f"{_hms(n / sr)} decodes")
+    return (parts[0] if len(parts) == 1 else np.concatenate(parts)), sr
 
 
-def _read_ffmpeg(path: Path, sr: int | None) -> tuple[np.ndarray, int]:
+def _ffmpeg_cmd(exe: str, path: Path, sr: int) -> list[str]:
+    return [exe, "-nostdin", "-v", "error", "-i", str(path), "-vn", "-ac", "1", "-ar", str(sr),
+            "-f", "f32le", "-acodec", "pcm_f32le", "pipe:1"]
+
+
+def _ffmpeg_reason(err: str) -> str:
+    reason = _one_line(err) or "no audio stream"
+    if "Invalid data" in reason or "could not find codec" in reason.lower() or "no audio" in reason \
+            or "does not contain any stream" in reason:
+        reason = "not an audio file or unsupported format"
+    return printable(reason)
+
+
+def _read_ffmpeg(path: Path, sr: int | None, max_s: float) -> tuple[np.ndarray, int]:
     exe = shutil.which("ffmpeg")
     if exe is None:
-        raise AudioError(f"{path.name}: cannot decode this format without ffmpeg (install ffmpeg)")
+        raise AudioError(f"{_name(path)}: cannot decode this format without ffmpeg (install ffmpeg)")
     if sr is None:
         sr = info(path).sample_rate
-    cmd = [exe, "-nostdin", "-v", "error", "-i", str(path), "-vn", "-ac", "1", "-ar", str(sr),
-           "-f", "f32le", "-acodec", "pcm_f32le", "pipe:1"]
-    res = subprocess.run(cmd, capture_output=True, timeout=3600)
-    if res.returncode != 0 or not res.stdout:
-        reason = _one_line(res.stderr.decode("utf-8", "replace")) or "no audio stream"
-        if "Invalid data" in reason or "could not find codec" in reason.lower() or "no audio" in reason:
-            reason = "not an audio file or unsupported format"
-        raise AudioError(f"{path.name}: cannot decode ({reason})")
-    return np.frombuffer(res.stdout, np.float32).copy(), sr
+    _check_rate(sr, path)
+    limit_bytes = int(max_s * sr) * 4
+    proc = subprocess.Popen(_ffmpeg_cmd(exe, path, sr), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    parts, n = [], 0
+    try:
+        while True:
+            buf = proc.stdout.read(1 << 20)
+            if not buf:
+                break
+            parts.append(buf)
+            n += len(buf)
+            if n > limit_bytes:  # a bomb: stop decoding at once
+                proc.kill()
+                raise _too_long(path, n / 4 / sr, max_s, "for decoding a whole file (long files are streamed)")
+    finally:
+        proc.stdout.close()
+        err = proc.stderr.read().decode("utf-8", "replace")
+        proc.stderr.close()
+        proc.wait()
+    data = b"".join(parts)
+    data = data[: len(data) // 4 * 4]
+    if proc.returncode != 0 or not data:
+        raise AudioError(f"{_name(path)}: cannot decode ({_ffmpeg_reason(err)})")
+    return np.frombuffer(data, np.float32).copy(), sr
 
 
 def resample(wave: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
@@ -129,16 +283,22 @@ def resample(wave: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     return soxr.resample(np.asarray(wave, np.float32), sr_in, sr_out, quality="HQ").astype(np.float32)
 
 
-def decode(path: str | os.PathLike, sample_rate: int | None = None) -> tuple[np.ndarray, int]:
-    """Mono float32 wave in [-1, 1] and its rate (`sample_rate` if given, else the file's)."""
+def decode(path: str | os.PathLike, sample_rate: int | None = None,
+           max_duration_s: float | None = None) -> tuple[np.ndarray, int]:
+    """Mono float32 wave in [-1, 1] and its rate (`sample_rate` if given, else the file's).
+
+    Files longer than `max_duration_s` (default `decode_limit_s()`) are refused with an AudioError
+    before they fill memory; stream long files with `stream_blocks` / `stream_segments`."""
     path = Path(path)
     _check_file(path)
-    got = _read_soundfile(path)
+    max_s = float(max_duration_s or decode_limit_s())
+    got = _read_soundfile(path, max_s)
     if got is None:
-        wave, sr = _read_ffmpeg(path, sample_rate)
+        wave, sr = _read_ffmpeg(path, sample_rate, max_s)
+        _check_flac_length(path, wave.size / sr)
     else:
         wave, sr = got
-    wave = _sanitise(wave, path.name)
+    wave = _sanitise(wave, _name(path))
     if sample_rate is not None and sr != sample_rate:
         wave, sr = resample(wave, sr, sample_rate), sample_rate
     return wave, sr
@@ -160,41 +320,63 @@ def write_wav(path: str | os.PathLike, wave: np.ndarray, sample_rate: int) -> Pa
     return path
 
 
-def stream_blocks(path: str | os.PathLike, block_s: float = 30.0,
-                  sample_rate: int | None = None) -> Iterator[tuple[np.ndarray, int]]:
+def stream_blocks(path: str | os.PathLike, block_s: float = 30.0, sample_rate: int | None = None,
+                  max_duration_s: float | None = None) -> Iterator[tuple[np.ndarray, int]]:
     """Mono float32 blocks of about `block_s` seconds, never decoding the whole file at once.
 
-    Yields (block, rate); the rate is the file's own unless `sample_rate` is given (ffmpeg path)."""
+    Yields (block, rate); the rate is the file's own unless `sample_rate` is given (ffmpeg path).
+    A file longer than `max_duration_s` (default `duration_limit_s()`) is an AudioError: at once
+    when its header says so, else when the stream passes the limit. A read error part-way
+    (a truncated or corrupt file) is an AudioError too."""
     path = Path(path)
     _check_file(path)
+    limit_s = float(max_duration_s or duration_limit_s())
     import soundfile as sf
 
     try:
         meta = sf.info(str(path))
-        ok = meta.frames > 0
+        ok = 0 < meta.frames < _UNKNOWN_FRAMES and meta.samplerate > 0  # unknown length: ffmpeg below
     except Exception:
         ok = False
     if ok:
+        _check_rate(meta.samplerate, path)
+        reason = _truncation(path, meta)
+        if reason:
+            raise AudioError(f"{_name(path)}: {reason}")
+        if meta.frames / meta.samplerate > limit_s:
+            raise _too_long(path, meta.frames / meta.samplerate, limit_s, "for one file")
         n = max(1, int(block_s * meta.samplerate))
-        any_block = False
-        for block in sf.blocks(str(path), blocksize=n, dtype="float32", always_2d=True):
-            any_block = True
-            out = _sanitise(block.mean(axis=1), path.name)
-            if sample_rate and sample_rate != meta.samplerate:
-                out = resample(out, meta.samplerate, sample_rate)
-            yield out, (sample_rate or meta.samplerate)
-        if not any_block:
-            raise AudioError(f"{path.name}: no audio samples (empty stream)")
+        done = 0
+        try:
+            for block in sf.blocks(str(path), blocksize=n, dtype="float32", always_2d=True):
+                done += block.shape[0]
+                if done > limit_s * meta.samplerate:
+                    raise _too_long(path, done / meta.samplerate, limit_s, "for one file")
+                out = _sanitise(block[:, 0] if block.shape[1] == 1 else block.mean(axis=1), _name(path))
+                if sample_rate and sample_rate != meta.samplerate:
+                    out = resample(out, meta.samplerate, sample_rate)
+                yield out, (sample_rate or meta.samplerate)
+        except AudioError:
+            raise
+        except Exception as exc:  # libsndfile gives up part-way: truncated or corrupt
+            where = f" after {_hms(done / meta.samplerate)}" if done else ""
+            raise AudioError(f"{_name(path)}: corrupt or truncated file{where} "
+                             f"({printable(_one_line(str(exc))) or type(exc).__name__})") from None
+        if done == 0:
+            raise AudioError(f"{_name(path)}: no audio samples (empty stream)")
+        if str(meta.format).upper() == "FLAC" and done < 0.99 * meta.frames:
+            raise AudioError(f"{_name(path)}: truncated file: the header promises "
+                             f"{_hms(meta.frames / meta.samplerate)}, {_hms(done / meta.samplerate)} decodes")
         return
     exe = shutil.which("ffmpeg")
     if exe is None:
-        raise AudioError(f"{path.name}: cannot decode this format without ffmpeg (install ffmpeg)")
+        raise AudioError(f"{_name(path)}: cannot decode this format without ffmpeg (install ffmpeg)")
     sr = sample_rate or info(path).sample_rate
-    cmd = [exe, "-nostdin", "-v", "error", "-i", str(path), "-vn", "-ac", "1", "-ar", str(sr),
-           "-f", "f32le", "-acodec", "pcm_f32le", "pipe:1"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _check_rate(sr, path)
+    proc = subprocess.Popen(_ffmpeg_cmd(exe, path, sr), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     n_bytes = max(4, int(block_s * sr) * 4)
-    got = False
+    got, total = False, 0
+    err = ""
     try:
         while True:
             buf = proc.stdout.read(n_bytes)
@@ -202,18 +384,22 @@ def stream_blocks(path: str | os.PathLike, block_s: float = 30.0,
                 break
             buf = buf[: len(buf) // 4 * 4]
             got = True
-            yield _sanitise(np.frombuffer(buf, np.float32).copy(), path.name), sr
+            total += len(buf) // 4
+            if total > limit_s * sr:
+                proc.kill()
+                raise _too_long(path, total / sr, limit_s, "for one file")
+            yield _sanitise(np.frombuffer(buf, np.float32).copy(), _name(path)), sr
     finally:
         proc.stdout.close()
         err = proc.stderr.read().decode("utf-8", "replace")
         proc.stderr.close()
         proc.wait()
     if not got:
-        raise AudioError(f"{path.name}: cannot decode ({_one_line(err) or 'not an audio file or unsupported format'})")
+        raise AudioError(f"{_name(path)}: cannot decode ({_ffmpeg_reason(err)})")
 
 
-def stream_segments(path: str | os.PathLike, segment_s: float, hop_s: float, block_s: float = 30.0
-                    ) -> Iterator[tuple[float, float, np.ndarray, int]]:
+def stream_segments(path: str | os.PathLike, segment_s: float, hop_s: float, block_s: float = 30.0,
+                    max_duration_s: float | None = None) -> Iterator[tuple[float, float, np.ndarray, int]]:
     """Fixed-length segments (start_s, end_s, wave, rate) of a file, streamed block by block.
 
     Memory holds one block plus one segment. The last segment may be shorter than `segment_s`."""
@@ -223,7 +409,7 @@ def stream_segments(path: str | os.PathLike, segment_s: float, hop_s: float, blo
     offset = 0  # sample index of buf[0]
     next_start = 0
     sr = None
-    for block, sr in stream_blocks(path, block_s=max(block_s, segment_s * 2)):
+    for block, sr in stream_blocks(path, block_s=max(block_s, segment_s * 2), max_duration_s=max_duration_s):
         buf = np.concatenate([buf, block])
         seg, hop = int(round(segment_s * sr)), max(1, int(round(hop_s * sr)))
         while next_start + seg <= offset + len(buf):

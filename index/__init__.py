@@ -15,11 +15,12 @@ from .store import Store, StoreError, open_store
 from embedders import EmbedderError, available as available_models, check as check_model
 from embedders.audio import AudioError
 from embedders.paths import ENV_VAR as DATA_ENV_VAR, data_dir
+from embedders.trained import training_log
 
 __all__ = [
     "AudioError", "DATA_ENV_VAR", "EmbedderError", "available_models", "check_model", "data_dir",
     "IngestReport", "Library", "LibraryError", "SearchHit", "Store", "StoreError",
     "collection_name", "delete_library", "frames_collection_name", "get_library", "index_files",
     "index_folder", "library_counts", "list_libraries", "open_store", "point_id", "read_frames",
-    "read_vectors", "scan_folder", "clip_overview", "taggram", "naming", "search_file", "search_id", "search_text", "search_vector",
+    "read_vectors", "scan_folder", "clip_overview", "taggram", "naming", "search_file", "search_id", "search_text", "search_vector", "training_log",
 ]

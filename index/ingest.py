@@ -4,13 +4,20 @@ A point is a whole clip, or a segment of a long recording (one point per segment
 start/end and the parent file's id in its payload). Per point and model, the frame points
 are written first and the point itself last: a point present means it is complete for that
 model. A re-run recomputes only points that are missing (frames get the same ids, so
-nothing is duplicated). Long files are streamed block by block, never decoded whole.
+nothing is duplicated). Long files are streamed block by block, never decoded whole; a long
+file that fails part-way has the segments written so far removed again.
+
+Guards: the data folder must be writable (checked before anything is written), and indexing
+stops with a one-line error, between batches, when the data folder's disk has less than
+`$AUDIO_EXPLORER_MIN_FREE_MB` (default 64) MB free: Qdrant Edge writes through memory maps,
+and a write into a full disk would kill the process (SIGBUS) instead of raising an error.
 """
 from __future__ import annotations
 
 import contextlib
 import fcntl
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,7 +27,8 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 import embedders
-from embedders.audio import AudioError, decode, info, is_audio_path, resample, stream_segments, trim_to_peak
+from embedders.audio import (AudioError, decode, info, is_audio_path, printable, resample, stream_segments,
+                             trim_to_peak)
 from embedders.base import Embedder, l2_normalise
 from embedders.descriptors import describe, write_thumbnail
 from embedders.paths import data_dir as resolve_data_dir
@@ -29,7 +37,7 @@ from .labels import Labeler, make_labeler
 from .libraries import Library, LibraryError, get_library, save_library
 from .naming import (check_library_name, collection_name, content_hash, frame_point_id,
                      frames_collection_name, point_id)
-from .store import Store
+from .store import Store, StoreError
 
 Progress = Callable[[int, int, str], None]
 CLIP_INDEXES = {"label": "keyword", "path": "keyword", "folder": "keyword", "top_tags": "keyword",
@@ -39,6 +47,8 @@ FRAME_INDEXES = {"file_id": "keyword", "label": "keyword", "time_s": "float"}
 TOP_TAGS = 5
 LONG_FILE_S = 30.0  # in "auto" mode, files longer than this are split into segments
 SEGMENT_BATCH = 64
+MIN_FREE_ENV = "AUDIO_EXPLORER_MIN_FREE_MB"
+DEFAULT_MIN_FREE_MB = 64.0
 
 
 @dataclass
@@ -116,12 +126,51 @@ def scan_folder(root: str | os.PathLike) -> tuple[list[Path], list[tuple[str, st
     return files, skipped
 
 
+def check_writable(data_dir: Path) -> None:
+    """LibraryError (one line) unless files can be created in the data folder."""
+    try:
+        lock_dir = Path(data_dir) / "locks"
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        probe = lock_dir / f".probe-{os.getpid()}-{threading.get_ident()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise LibraryError(f"the data folder {data_dir} is not writable ({exc.strerror or exc}); indexing "
+                           f"writes there: fix its permissions or choose another with --data-dir") from None
+
+
+def min_free_mb() -> float:
+    """Free space (MB) that indexing keeps on the data folder's disk (`$AUDIO_EXPLORER_MIN_FREE_MB`)."""
+    try:
+        return max(0.0, float(os.environ.get(MIN_FREE_ENV, "") or DEFAULT_MIN_FREE_MB))
+    except ValueError:
+        return DEFAULT_MIN_FREE_MB
+
+
+def check_free_space(data_dir: Path) -> None:
+    """LibraryError (one line) when the data folder's disk has less than `min_free_mb()` free."""
+    try:
+        st = os.statvfs(data_dir)
+    except OSError:
+        return
+    free = st.f_bavail * st.f_frsize / 1e6
+    need = min_free_mb()
+    if free < need:
+        raise LibraryError(f"only {free:.1f} MB free on the disk of the data folder {data_dir} (indexing keeps "
+                           f"{need:g} MB, ${MIN_FREE_ENV}); stopped between batches, nothing half-written: "
+                           f"free some space and run the same command again to resume")
+
+
 @contextlib.contextmanager
 def library_lock(data_dir: Path, library: str) -> Iterator[None]:
     """Exclusive indexing lock on a library; LibraryError at once if another process holds it."""
     lock_dir = data_dir / "locks"
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    fh = open(lock_dir / f"{library}.lock", "w")
+    try:
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        fh = open(lock_dir / f"{library}.lock", "w")
+    except OSError as exc:
+        raise LibraryError(f"the data folder {data_dir} is not writable ({exc.strerror or exc}); indexing "
+                           f"writes there: fix its permissions or choose another with --data-dir") from None
     try:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -134,11 +183,12 @@ def library_lock(data_dir: Path, library: str) -> Iterator[None]:
         fh.close()
 
 
-def _one_line(exc: BaseException) -> str:
+def _one_line(exc: BaseException, name: str = "") -> str:
     text = str(exc).strip().splitlines()
-    msg = text[-1] if text else ""
+    msg = printable(text[-1] if text else "")
     if isinstance(exc, AudioError):
-        return msg
+        prefix = f"{printable(name)}: "
+        return msg[len(prefix):] if name and msg.startswith(prefix) else msg  # the report names the file
     return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
 
 
@@ -209,6 +259,12 @@ class _Run:
                  opts: IngestOptions, labeler: Labeler, report: IngestReport):
         self.store, self.library, self.root, self.embs = store, library, root, embs
         self.ddir, self.opts, self.labeler, self.report = ddir, opts, labeler, report
+        self.seen: dict[str, str] = {}  # whole-file point id -> relative path, to report duplicate files
+        self.long_written: list[tuple[str, str]] | None = None  # (model, point id) of the long file being indexed
+
+    def fail(self, rel: str, why: str) -> None:
+        """Report a skipped file (or segment) with a one-line reason."""
+        self.report.failed.append((printable(rel), printable(why)))
 
     def _new_item(self, p: Path) -> _Item:
         rel = p.relative_to(self.root).as_posix()
@@ -242,7 +298,7 @@ class _Run:
                 it.sha1 = content_hash(p)
                 it.id = it.file_id = point_id(it.sha1)
             except OSError as exc:
-                it.error = f"cannot read file: {exc.strerror or exc}"
+                it.error = f"cannot read file ({exc.strerror or exc})"
             items.append(it)
         ok = [it for it in items if not it.error]
         self._mark_missing(ok)
@@ -251,7 +307,7 @@ class _Run:
                 try:
                     it.wave, it.sr = decode(it.path)
                 except Exception as exc:  # one bad file never stops a batch
-                    it.error = _one_line(exc)
+                    it.error = _one_line(exc, it.path.name)
         return items
 
     def process(self, items: list[_Item]) -> None:
@@ -259,12 +315,21 @@ class _Run:
         rep = self.report
         for it in items:
             if it.error:
-                rep.failed.append((it.rel, it.error))
-            elif not it.missing:
+                self.fail(it.rel, it.error)
+                continue
+            if it.segment is None:
+                first = self.seen.setdefault(it.id, it.rel)
+                if first != it.rel:  # same content, same point id: one point, the first path
+                    it.error = f"same audio as {printable(first)} (indexed once)"
+                    self.fail(it.rel, it.error)
+                    it.wave = None
+                    continue
+            if not it.missing:
                 rep.unchanged += 1
         todo = [it for it in items if not it.error and it.missing]
         if not todo:
             return
+        check_free_space(self.ddir)
         if self.opts.descriptors:
             for it in todo:
                 try:
@@ -276,18 +341,26 @@ class _Run:
             need = [it for it in todo if emb.name in it.missing]
             if not need:
                 continue
+            done: list[_Item] = []
             try:
                 _embed_and_write(self.store, self.library, emb, need, self.opts.trim)
-                written.update(it.id for it in need)
+                done = need
+            except StoreError:
+                raise  # the store itself failed: stop the run (what is written is whole)
             except Exception:
                 # the batch failed: retry one by one so one bad clip cannot sink the others
                 for it in need:
                     try:
                         _embed_and_write(self.store, self.library, emb, [it], self.opts.trim)
-                        written.add(it.id)
+                        done.append(it)
+                    except StoreError:
+                        raise
                     except Exception as exc:
-                        rep.failed.append((it.rel if it.segment is None else f"{it.rel}@{it.start_s:.2f}s",
-                                           f"{emb.name}: {_one_line(exc)}"))
+                        self.fail(it.rel if it.segment is None else f"{it.rel}@{it.start_s:.2f}s",
+                                  f"{emb.name}: {_one_line(exc, it.path.name)}")
+            written.update(it.id for it in done)
+            if self.long_written is not None:
+                self.long_written.extend((emb.name, it.id) for it in done)
         for it in todo:
             if it.id in written:
                 rep.added += 1
@@ -305,10 +378,16 @@ class _Run:
         try:
             base.sha1 = content_hash(p)
         except OSError as exc:
-            self.report.failed.append((base.rel, f"cannot read file: {exc.strerror or exc}"))
+            self.fail(base.rel, f"cannot read file ({exc.strerror or exc})")
             return
         base.file_id = point_id(base.sha1)
+        first = self.seen.setdefault(base.file_id, base.rel)
+        if first != base.rel:
+            self.fail(base.rel, f"same audio as {printable(first)} (indexed once)")
+            return
         batch: list[_Item] = []
+        self.long_written = []
+        added, audio_s = self.report.added, self.report.audio_s
         try:
             for i, (start, end, wave, sr) in enumerate(stream_segments(p, self.opts.segment_s, self.opts.hop_s)):
                 it = _Item(path=p, rel=base.rel, label=base.label, extra=dict(base.extra), sha1=base.sha1,
@@ -319,8 +398,23 @@ class _Run:
                     self._flush_segments(batch)
                     batch = []
             self._flush_segments(batch)
-        except AudioError as exc:
-            self.report.failed.append((base.rel, str(exc)))
+        except (LibraryError, StoreError):
+            raise  # the run stops (disk full, store failure); segments written so far are whole points
+        except Exception as exc:  # a corrupt, truncated or too long file: skip it and remove its segments
+            self.fail(base.rel, _one_line(exc, p.name))
+            self._remove_long_written()
+            self.report.added, self.report.audio_s = added, audio_s
+        finally:
+            self.long_written = None
+
+    def _remove_long_written(self) -> None:
+        """Delete the segments (and their frames) this run wrote for a long file that then failed."""
+        by_model: dict[str, list[str]] = {}
+        for model, pid in self.long_written or []:
+            by_model.setdefault(model, []).append(pid)
+        for model, ids in by_model.items():
+            self.store.delete_by_filter(frames_collection_name(self.library, model), {"point_id": ids})
+            self.store.delete(collection_name(self.library, model), ids)
 
     def _flush_segments(self, batch: list[_Item]) -> None:
         if not batch:
@@ -345,8 +439,11 @@ def index_files(store: Store, library: str, root: str | os.PathLike, files: Sequ
     if not models:
         raise LibraryError("no models chosen")
     labeler = make_labeler(opts.labels, root)
+    check_writable(ddir)
+    check_free_space(ddir)
     embs = [embedders.load(m, ddir) for m in models]
-    report = IngestReport(library=library, models=models, failed=list(pre_skipped))
+    report = IngestReport(library=library, models=models, failed=[(printable(r), printable(w))
+                                                                  for r, w in pre_skipped])
     with library_lock(ddir, library):
         try:
             lib = get_library(store, library)
@@ -378,12 +475,12 @@ def index_files(store: Store, library: str, root: str | os.PathLike, files: Sequ
                 run.process(items)
                 done += len(items)
                 if progress:
-                    progress(done, total, items[-1].rel if items else "")
+                    progress(done, total, printable(items[-1].rel) if items else "")
         for p in long_files:
             run.index_long(p)
             done += 1
             if progress:
-                progress(done, total, p.name)
+                progress(done, total, printable(p.name))
         store.flush()
     report.wall_s = time.perf_counter() - t0
     return report

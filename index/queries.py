@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import os
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 import embedders
-from embedders.audio import decode, resample
+from embedders.audio import decode, decode_limit_s, info, printable, resample, stream_blocks
 
 from .libraries import LibraryError, get_library
 from .naming import collection_name, frames_collection_name
@@ -98,6 +99,10 @@ def search_id(store: Store, library: str, model: str, point_id: str, k: int = 10
               label: str | list[str] | None = None, ranges: Ranges | None = None) -> list[SearchHit]:
     """The clips nearest a clip already in the library (itself first)."""
     coll = _collection(store, library, model)
+    try:
+        uuid.UUID(str(point_id))
+    except ValueError:
+        raise LibraryError(f"no clip with id {printable(str(point_id))[:80]!r}: clip ids are UUIDs") from None
     if not store.existing_ids(coll, [point_id]):
         raise LibraryError(f"no clip with id {point_id} in library '{library}' for model '{model}'")
     return _hits(store.query_by_id(coll, point_id, k, flt=_flt(label, ranges)))
@@ -151,13 +156,49 @@ def clip_audio_path(store: Store, library: str, rel_path: str) -> Path:
 
 
 def clip_overview(store: Store, library: str, rel_path: str, columns: int = 800) -> dict:
-    """Waveform envelope and a log-mel spectrogram PNG of a clip of the library."""
+    """Waveform envelope and a log-mel spectrogram PNG of a clip of the library (a file longer
+    than the whole-decode limit is streamed: see `_streamed_overview`)."""
     from embedders.descriptors import spectrogram_png, waveform_envelope
 
-    wave, sr = decode(clip_audio_path(store, library, rel_path))
+    path = clip_audio_path(store, library, rel_path)
+    if info(path).duration_s > decode_limit_s():
+        return _streamed_overview(path, columns)
+    wave, sr = decode(path)
     mins, maxs = waveform_envelope(wave, columns)
     return {"duration_s": len(wave) / sr, "min": np.round(mins, 3).tolist(), "max": np.round(maxs, 3).tolist(),
             "spectrogram_png": spectrogram_png(wave, sr, (columns, 96))}
+
+
+def _streamed_overview(path: Path, columns: int, excerpt_s: float = 0.2) -> dict:
+    """The overview of a long recording in bounded memory: the exact min/max envelope, streamed, and
+    a spectrogram drawn from one short excerpt at the start of each column (a montage)."""
+    from embedders.descriptors import spectrogram_png
+
+    duration = info(path).duration_s
+    mins, maxs = np.full(columns, np.inf, np.float32), np.full(columns, -np.inf, np.float32)
+    excerpts: list[np.ndarray] = []
+    pos, sr = 0, 0
+    for block, sr in stream_blocks(path, block_s=30.0):
+        if not np.isfinite(duration):  # unknown length: nothing to lay columns on; envelope stays flat
+            break
+        col_n = max(1, int(duration * sr / columns))
+        ex_n = max(1, min(col_n, int(excerpt_s * sr)))
+        first, last = pos // col_n, (pos + len(block) - 1) // col_n
+        for c in range(int(first), min(int(last), columns - 1) + 1):
+            a, b = max(c * col_n - pos, 0), min((c + 1) * col_n - pos, len(block))
+            if c == columns - 1:
+                b = len(block)
+            seg = block[a:b]
+            if seg.size:
+                mins[c], maxs[c] = min(mins[c], float(seg.min())), max(maxs[c], float(seg.max()))
+            start = c * col_n - pos
+            if 0 <= start < len(block):
+                excerpts.append(block[start:start + ex_n].copy())  # a view would keep the block
+        pos += len(block)
+    mins[~np.isfinite(mins)], maxs[~np.isfinite(maxs)] = 0.0, 0.0
+    montage = np.concatenate(excerpts) if excerpts else np.zeros(max(sr, 1), np.float32)
+    return {"duration_s": pos / sr if sr else 0.0, "min": np.round(mins, 3).tolist(),
+            "max": np.round(maxs, 3).tolist(), "spectrogram_png": spectrogram_png(montage, sr or 22050, (columns, 96))}
 
 
 def taggram(store: Store, library: str, model: str, rel_path: str,

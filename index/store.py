@@ -524,6 +524,32 @@ class EdgeStore(Store):
         self._shards: dict[str, _Shard] = {}
         self._lock = threading.RLock()  # guards self._shards and collection create/delete
         self._closed = False
+        self._sweep()
+
+    def _temp_dir(self, kind: str, name: str) -> Path:
+        """A hidden working folder (``.creating-`` / ``.deleting-``) named with this process's pid."""
+        return self.root / f".{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}-{name}"
+
+    def _sweep(self) -> None:
+        """Remove working folders left by processes that died mid-create or mid-delete (kill -9):
+        invisible to list_collections, but each holds Edge's preallocated files."""
+        for path in list(self.root.glob(".creating-*")) + list(self.root.glob(".deleting-*")):
+            owner = path.name.split("-")[1]
+            if owner.isdigit():
+                try:
+                    os.kill(int(owner), 0)
+                    continue  # its process is alive: still working
+                except ProcessLookupError:
+                    pass
+                except PermissionError:
+                    continue  # alive, another user's
+            else:
+                try:
+                    if time.time() - path.stat().st_mtime < 3600:
+                        continue  # an older naming without pid: only when stale
+                except OSError:
+                    continue
+            shutil.rmtree(path, ignore_errors=True)
 
     # -- shard handling --------------------------------------------------------------------
     def _dir(self, name: str) -> Path:
@@ -545,6 +571,12 @@ class EdgeStore(Store):
                 if "WouldBlock" in str(exc):
                     raise StoreError(
                         f"collection {name!r} is open in another process (Qdrant Edge allows one): {path}"
+                    ) from exc
+                if "os error 30" in str(exc) or "os error 13" in str(exc):  # EROFS, EACCES
+                    raise StoreError(
+                        f"cannot open collection {name!r}: the data folder {self.root.parent} is read-only or not "
+                        "writable, and Qdrant Edge opens its files for writing even to read (make it writable, "
+                        "copy it elsewhere, or use a Qdrant server with QDRANT_URL)"
                     ) from exc
                 raise StoreError(f"cannot open collection {name!r} at {path}: {exc}") from exc
             entry = _Shard(shard, self._read_dim(path))
@@ -638,7 +670,7 @@ class EdgeStore(Store):
             if not (path / _EDGE_CONFIG_FILE).is_file():
                 # Built under a hidden temporary name and renamed into place, so a crash
                 # never leaves a half-made collection that list_collections would show.
-                tmp = self.root / f".creating-{name}-{uuid.uuid4().hex[:8]}"
+                tmp = self._temp_dir("creating", name)
                 try:
                     shard = qe.EdgeShard.create(
                         str(tmp),
@@ -675,7 +707,7 @@ class EdgeStore(Store):
                 with entry.lock:
                     entry.shard.close()
             # Renamed away first: the collection disappears at once even if removal is slow.
-            trash = self.root / f".deleting-{name}-{uuid.uuid4().hex[:8]}"
+            trash = self._temp_dir("deleting", name)
             os.replace(path, trash)
         shutil.rmtree(trash, ignore_errors=True)
 

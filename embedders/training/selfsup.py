@@ -5,13 +5,13 @@ spectrogram, and the network learns to tell which views come from the same clip:
 
 * random crop of ~1.1 s at a random offset (short clips land at a random time: time shift),
 * random time stretch and pitch shift (one affine resampling of the mel image),
-* gain (a constant in the log domain),
+* gain (a constant in the log domain) and a random equaliser (spectral tilt and one band),
 * mixing with a background: another clip of the batch added at a random level (in linear power),
 * SpecAugment: one frequency band and one time span masked.
 
-The embedding is the pooled encoder output (before the projection head), centred by the
-mean feature of the training windows: frames are ~1.1 s windows every ~0.56 s, the clip
-vector their mean.
+The embedding is the pooled encoder output (before the projection head; centring it by the
+mean training feature was measured and lowered retrieval precision): frames are ~1.1 s
+windows every ~0.56 s, the clip vector their mean.
 """
 from __future__ import annotations
 
@@ -51,6 +51,7 @@ class SelfSupConfig(TrainConfig):
     temperature: float = 0.2
     mix_max: float = 0.4  # background level (linear power ratio) drawn from U(0, mix_max)
     gain_db: float = 6.0
+    eq_db: float = 6.0  # random equalisation: a spectral tilt and one band boost/cut of up to this many dB
     stretch: float = 0.2  # time stretch factor in [1 - s, 1 + s]
     pitch_bins: float = 3.0  # mel-bin shift in [-p, p]
     freq_mask: int = 8
@@ -168,6 +169,8 @@ class Views:
             # gain
             g = rng.uniform(-1, 1, n) * cfg.gain_db * math.log(10) / 10
             x = x + torch.from_numpy(g.astype(np.float32)).to(self.device)[:, None, None]
+            if cfg.eq_db > 0:
+                x = x + torch.from_numpy(_random_eq(n, x.shape[1], cfg.eq_db, rng)).to(self.device)[:, :, None]
         x = (x - self.mean) / self.std
         # crop + time stretch + pitch shift in one affine resampling
         c, t_out = x.shape[2], cfg.crop_frames
@@ -187,6 +190,17 @@ class Views:
         if augment:
             x = _spec_augment(x, cfg.freq_mask, cfg.time_mask, rng)
         return x.contiguous()
+
+
+def _random_eq(n: int, n_mels: int, eq_db: float, rng: np.random.Generator) -> np.ndarray:
+    """[n, n_mels] log-power offsets of random equalisers: a tilt across the band plus one bell-shaped
+    boost or cut (a different microphone, room or recording chain)."""
+    f = np.linspace(-1, 1, n_mels)[None, :]
+    tilt = rng.uniform(-0.5, 0.5, (n, 1)) * eq_db * f
+    centre = rng.uniform(-1, 1, (n, 1))
+    width = rng.uniform(0.1, 0.4, (n, 1))
+    bell = rng.uniform(-1, 1, (n, 1)) * eq_db * np.exp(-0.5 * ((f - centre) / width) ** 2)
+    return ((tilt + bell) * math.log(10) / 10).astype(np.float32)
 
 
 def _spec_augment(x: torch.Tensor, f_mask: int, t_mask: int, rng: np.random.Generator) -> torch.Tensor:
@@ -248,15 +262,6 @@ def encode_mels(encoder: Encoder, mels: Sequence[np.ndarray], crop: int, hop: in
         out.append(f[pos:pos + n].astype(np.float32))
         pos += n
     return out
-
-
-def feature_mean(encoder: Encoder, mels: Sequence[np.ndarray], cfg: SelfSupConfig, mean: float, std: float,
-                 device: torch.device, max_items: int = 2000) -> np.ndarray:
-    """Mean pooled feature over (a sample of) the training spectrograms' windows."""
-    rng = np.random.default_rng(0)
-    pick = mels if len(mels) <= max_items else [mels[i] for i in rng.choice(len(mels), max_items, replace=False)]
-    feats = encode_mels(encoder, pick, cfg.crop_frames, cfg.hop_frames, mean, std, device)
-    return np.concatenate(feats).mean(axis=0).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- training
@@ -336,7 +341,7 @@ def train(mels: Sequence[np.ndarray], folder: Path, model_name: str, cfg: SelfSu
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
         return EpochResult(float(np.mean(losses)) if losses else float("nan"), val_loss())
 
     @torch.no_grad()
@@ -353,12 +358,7 @@ def train(mels: Sequence[np.ndarray], folder: Path, model_name: str, cfg: SelfSu
 
     loop.run(step, save_best, items_per_epoch=2 * (n_train // bsz) * bsz, progress=progress)
 
-    # the embedder uses the best epoch's encoder, centred by its mean training feature
-    best = common.load_tensors(folder / common.MODEL_FILE)
-    model.encoder.load_state_dict(best["encoder"])
-    mu = feature_mean(model.encoder, [mels[i][:, a:b] for i, a, b in train_items], cfg, mean, std, device)
-    common.save_tensors(folder / common.MODEL_FILE, {"encoder": best["encoder"],
-                                                     "feature_mean": torch.from_numpy(mu)})
+    # the embedder uses the best epoch's encoder (model.pt, written by save_best)
     meta.update({"state": "ready", "epochs": loop.epoch, "best_epoch": loop.best_epoch,
                  "best_val_loss": loop.best_loss,
                  "description": f"self-supervised CNN (SimCLR) trained here on library "
@@ -382,12 +382,8 @@ class SelfSupModel:
         self.encoder = Encoder(common.N_MELS, self.cfg.widths, self.cfg.feature_dim, self.cfg.convs_per_block)
         self.encoder.load_state_dict(state["encoder"])
         self.encoder.to(self.device).eval()
-        self.feature_mean = state["feature_mean"].numpy() if "feature_mean" in state else None
 
     def frames(self, mels: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """[n_windows, dim] centred features per spectrogram."""
-        feats = encode_mels(self.encoder, mels, self.cfg.crop_frames, self.cfg.hop_frames,
-                            self.meta["norm_mean"], self.meta["norm_std"], self.device)
-        if self.feature_mean is not None:
-            feats = [f - self.feature_mean for f in feats]
-        return feats
+        """[n_windows, dim] pooled features per spectrogram."""
+        return encode_mels(self.encoder, mels, self.cfg.crop_frames, self.cfg.hop_frames,
+                           self.meta["norm_mean"], self.meta["norm_std"], self.device)

@@ -1,0 +1,352 @@
+"""Faults, as a user meets them, against the real CLI in subprocesses and Qdrant Edge on disk:
+
+- `kill -9` of an indexing run at three points, then the same command again: the result equals
+  a clean run's (same point ids, same frame ids, no orphan frames) and every collection opens;
+- a data folder that cannot be written (permissions, as a non-root user; a read-only filesystem
+  and a full disk, on a tmpfs, where this machine lets the test mount one): one-line errors,
+  nothing corrupted, and the same command resumes once the disk has room;
+- a Qdrant server that cannot be reached: one line at start, non-zero exit;
+- two indexing jobs on one library at once: the second is refused, no duplicates.
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import index
+from index.naming import META_COLLECTION, collection_name, frames_collection_name
+
+ROOT = Path(__file__).resolve().parent.parent
+LIB = "k"
+N_FILES = 60
+BATCH = 5
+NOBODY = "65534"  # uid and gid of nobody/nogroup
+
+
+def cli_env(data: Path, **extra: str) -> dict:
+    env = {**os.environ, "AUDIO_EXPLORER_DATA": str(data), **extra}
+    env.pop("QDRANT_URL", None)
+    return env
+
+
+def cli(*args: str, data: Path, env: dict | None = None, user: str | None = None, timeout: int = 600):
+    """`python app.py ARGS --data-dir DATA`; as `user` (via setpriv) when given and we are root."""
+    cmd = [sys.executable, "app.py", *args, "--data-dir", str(data)]
+    if user and os.geteuid() == 0:
+        cmd = ["setpriv", "--reuid", user, "--regid", user, "--clear-groups", "--"] + cmd  # numeric ids: no passwd lookups
+    return subprocess.run(cmd, cwd=ROOT, env=env or cli_env(data), capture_output=True, text=True, timeout=timeout)
+
+
+def one_line_error(res, needle: str) -> None:
+    err = res.stderr.strip()
+    assert res.returncode == 1, (res.returncode, err[-2000:])
+    lines = [ln for ln in err.splitlines() if ln.startswith("error: ")]
+    assert len(lines) == 1 and needle in lines[0], err[-2000:]
+    assert "Traceback" not in err
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """60 short labelled clips in a world-readable folder (a non-root user reads it too)."""
+    from app.demo import write_demo_library
+
+    base = Path(tempfile.mkdtemp(prefix="ae-faults-"))
+    os.chmod(base, 0o755)
+    folder = write_demo_library(base / "audio", per_class=8, seed=3, unlabelled=4)
+    assert len(list(folder.rglob("*.wav"))) == N_FILES
+    for p in [base, *base.rglob("*")]:
+        os.chmod(p, 0o755 if p.is_dir() else 0o644)
+    yield folder
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def snapshot(data: Path, models=("dsp",)) -> dict:
+    """Open every collection of the store and read the library back: ids, frames, orphans."""
+    store = index.open_store(data)
+    try:
+        colls = store.list_collections()
+        counts = {c: store.count(c) for c in colls}  # opens every shard
+        out = {"collections": colls, "counts": counts}
+        for m in models:
+            c, f = collection_name(LIB, m), frames_collection_name(LIB, m)
+            clips = list(store.scroll(c)) if store.has_collection(c) else []
+            frames = list(store.scroll(f)) if store.has_collection(f) else []
+            ids = [r.id for r in clips]
+            paths = [r.payload["path"] for r in clips]
+            assert len(set(ids)) == len(ids) and len(set(paths)) == len(paths), "duplicate clips"
+            per_point: dict[str, int] = {}
+            for r in frames:
+                per_point[r.payload["point_id"]] = per_point.get(r.payload["point_id"], 0) + 1
+            out[m] = {"ids": set(ids), "frame_ids": {r.id for r in frames}, "per_point": per_point,
+                      "orphans": {pid for pid in per_point if pid not in set(ids)}}
+        return out
+    finally:
+        store.close()
+
+
+@pytest.fixture(scope="module")
+def clean(corpus, tmp_path_factory) -> dict:
+    """A clean, uninterrupted run of the same command: the reference."""
+    data = tmp_path_factory.mktemp("clean") / "data"
+    res = cli("index", str(corpus), "--library", LIB, "--batch-size", str(BATCH), "--no-thumbnails", "--json",
+              data=data)
+    assert res.returncode == 0, res.stderr
+    rep = json.loads(res.stdout)
+    assert rep["added"] == N_FILES and not rep["skipped"]
+    snap = snapshot(data)
+    assert len(snap["dsp"]["ids"]) == N_FILES and not snap["dsp"]["orphans"]
+    return snap
+
+
+class Run:
+    """An indexing subprocess whose stderr lines are read as they come."""
+
+    def __init__(self, corpus: Path, data: Path, env: dict | None = None):
+        cmd = [sys.executable, "app.py", "index", str(corpus), "--library", LIB, "--batch-size", str(BATCH),
+               "--no-thumbnails", "--json", "--data-dir", str(data)]
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env or cli_env(data), stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.err: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stderr:
+            self.err.append(line)
+            self.lines.put(line)
+
+    def wait_line(self, needle: str, timeout: float = 300) -> str:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                line = self.lines.get(timeout=0.05)
+            except queue.Empty:
+                assert self.proc.poll() is None, f"ended before {needle!r}: {''.join(self.err)[-1500:]}"
+                continue
+            if needle in line:
+                return line
+        raise AssertionError(f"no {needle!r} within {timeout} s")
+
+    def kill9(self) -> int:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=60)
+        return self.proc.returncode
+
+
+def _wait_for(pred, timeout: float = 300, what: str = "") -> None:
+    deadline = time.time() + timeout
+    while not pred():
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def _files_state(folder: Path) -> dict:
+    return {p: (st.st_mtime_ns, st.st_size) for p in folder.rglob("*") if p.is_file() for st in [p.stat()]}
+
+
+@pytest.mark.slow
+def test_kill9_at_three_points_then_resume(corpus, clean, tmp_path):
+    """Killed (SIGKILL) three times at different points, run again: equal to a clean run."""
+    data = tmp_path / "data"
+    rng = random.Random(9)
+    frames_cfg = data / "qdrant" / frames_collection_name(LIB, "dsp") / "edge_config.json"
+    seen_partial = []
+
+    # 1. a random moment (0-1.5 s) after the run created its collections: early, mid-batch
+    r = Run(corpus, data)
+    _wait_for(frames_cfg.is_file, what="collections")
+    time.sleep(rng.uniform(0.0, 1.5))
+    assert r.kill9() == -signal.SIGKILL, "the run ended before the kill"
+    snap = snapshot(data)
+    seen_partial.append(len(snap["dsp"]["ids"]))
+
+    # 2. right after the progress line for 50 files: while the next batch is embedded and written
+    r = Run(corpus, data)
+    r.wait_line(f"50/{N_FILES}")
+    assert r.kill9() == -signal.SIGKILL, "the run ended before the kill"
+    snap = snapshot(data)
+    seen_partial.append(len(snap["dsp"]["ids"]))
+    assert 50 <= seen_partial[-1] < N_FILES
+
+    # 3. the instant the clip collection's files change (this run's first write), a write in flight
+    wal_dir = data / "qdrant" / collection_name(LIB, "dsp")
+    before = _files_state(wal_dir)
+    r = Run(corpus, data)
+    _wait_for(lambda: _files_state(wal_dir) != before or r.proc.poll() is not None, what="a write")
+    assert r.kill9() == -signal.SIGKILL, "the run ended before the kill"
+    snap = snapshot(data)
+    seen_partial.append(len(snap["dsp"]["ids"]))
+
+    for n, state in zip(seen_partial, ("random", "after 50", "first write")):
+        assert n <= N_FILES, state
+    # a point present is complete: all of its frames are there (frames are written first)
+    for pid in snap["dsp"]["ids"]:
+        assert snap["dsp"]["per_point"].get(pid) == clean["dsp"]["per_point"][pid]
+
+    # the same command again: resumes and finishes
+    res = cli("index", str(corpus), "--library", LIB, "--batch-size", str(BATCH), "--no-thumbnails", "--json",
+              data=data)
+    assert res.returncode == 0, res.stderr
+    rep = json.loads(res.stdout)
+    assert rep["added"] + rep["unchanged"] == N_FILES and not rep["skipped"]
+    final = snapshot(data)
+    assert final["collections"] == clean["collections"]
+    assert final["counts"] == clean["counts"]
+    assert final["dsp"]["ids"] == clean["dsp"]["ids"]
+    assert final["dsp"]["frame_ids"] == clean["dsp"]["frame_ids"]  # no duplicated or stray frames
+    assert not final["dsp"]["orphans"]
+    assert not list((data / "qdrant").glob(".creating-*"))
+    print(f"clips present after each kill: {seen_partial} of {N_FILES}; resume added {rep['added']}")
+
+
+def _world_writable_tmp() -> Path:
+    d = Path(tempfile.mkdtemp(prefix="ae-ro-"))
+    os.chmod(d, 0o777)
+    return d
+
+
+def _tree_mode(path: Path, dirs: int, files: int) -> None:
+    for p in [path, *path.rglob("*")]:
+        if not p.is_symlink():
+            os.chmod(p, dirs if p.is_dir() else files)
+
+
+@pytest.mark.skipif(os.geteuid() == 0 and shutil.which("setpriv") is None, reason="needs setpriv to drop root")
+def test_read_only_data_folder_permissions(corpus, tmp_path):
+    """A data folder the user may not write (chmod; the CLI runs as `nobody` when the tests run as root,
+    since root ignores permissions): one-line errors, and the library is intact afterwards."""
+    base = _world_writable_tmp()
+    try:
+        data = base / "data"
+        kick = corpus / "kick"
+        env = cli_env(data, HOME=str(base), NUMBA_CACHE_DIR=str(base / "numba"),
+                      AUDIO_EXPLORER_WEIGHTS=str(base / "weights"), MPLCONFIGDIR=str(base / "mpl"))
+        (base / "weights" / "dsp").mkdir(parents=True)
+        _tree_mode(base, 0o777, 0o666)
+        res = cli("index", str(kick), "--library", LIB, "--no-thumbnails", data=data, env=env, user=NOBODY)
+        assert res.returncode == 0, res.stderr
+        before = snapshot(data)
+        assert len(before["dsp"]["ids"]) == 8
+        _tree_mode(data, 0o555, 0o444)
+        try:
+            res = cli("index", str(corpus), "--library", LIB, data=data, env=env, user=NOBODY)
+            one_line_error(res, "not writable")
+            res = cli("libraries", data=data, env=env, user=NOBODY)
+            one_line_error(res, "read-only or not writable")
+        finally:
+            _tree_mode(data, 0o777, 0o666)
+        after = snapshot(data)
+        assert after["counts"] == before["counts"] and after["dsp"]["ids"] == before["dsp"]["ids"]
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """A fresh 256 MB tmpfs mount, or skip where this machine does not let the tests mount one."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256m", "tmpfs", str(mnt)], capture_output=True,
+                         text=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({res.stderr.strip() or res.returncode})")
+
+    def remount(opts: str) -> None:
+        subprocess.run(["mount", "-o", f"remount,{opts}", str(mnt)], check=True, capture_output=True)
+
+    try:
+        yield mnt, remount
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def _free_mb(path: Path) -> float:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize / 1e6
+
+
+@pytest.mark.slow
+def test_read_only_filesystem_and_full_disk(corpus, clean, tmpfs):
+    """On a tmpfs: remounted read-only (EROFS, which binds root too), then filled up while indexing."""
+    mnt, remount = tmpfs
+    data = mnt / "data"
+    env = cli_env(data, AUDIO_EXPLORER_MIN_FREE_MB="8")
+    res = cli("index", str(corpus / "kick"), "--library", LIB, "--batch-size", str(BATCH), "--no-thumbnails",
+              data=data, env=env)
+    assert res.returncode == 0, res.stderr
+    before = snapshot(data)
+    remount("ro")
+    try:
+        one_line_error(cli("index", str(corpus), "--library", LIB, data=data, env=env), "not writable")
+        one_line_error(cli("search", "--library", LIB, "--model", "dsp", "--file",
+                           str(corpus / "kick" / "kick_00.wav"), data=data, env=env), "read-only or not writable")
+    finally:
+        remount("rw")
+    assert snapshot(data)["counts"] == before["counts"]
+
+    # the disk fills up while indexing: the run stops between batches with one line (Qdrant Edge
+    # writes through memory maps: a write into a full disk would be SIGBUS, not an error)
+    shutil.rmtree(data)
+    clip_dir = data / "qdrant" / collection_name(LIB, "dsp")
+    meta_cfg = data / "qdrant" / META_COLLECTION / "edge_config.json"
+    r = Run(corpus, data, env)
+    _wait_for(lambda: meta_cfg.is_file() or r.proc.poll() is not None, what="the collections")
+    first = _files_state(clip_dir)
+    _wait_for(lambda: _files_state(clip_dir) != first or r.proc.poll() is not None, what="a first write")
+    filler = mnt / "filler"
+    with open(filler, "wb") as fh:  # leave 5 MB: under the 8 MB that indexing keeps free
+        os.posix_fallocate(fh.fileno(), 0, int((_free_mb(mnt) - 5) * 1e6))
+    assert r.proc.wait(timeout=600) == 1, "".join(r.err)[-1500:]
+    err = "".join(r.err)
+    assert err.count("error: ") == 1 and "MB free on the disk of the data folder" in err, err[-1500:]
+    filler.unlink()  # first: on tmpfs, even opening a shard allocates pages (SIGBUS on a full disk)
+    partial = snapshot(data)
+    assert 0 < len(partial["dsp"]["ids"]) < N_FILES
+    for pid in partial["dsp"]["ids"]:  # what was written is whole
+        assert partial["dsp"]["per_point"].get(pid) == clean["dsp"]["per_point"][pid]
+    res = cli("index", str(corpus), "--library", LIB, "--batch-size", str(BATCH), "--no-thumbnails", "--json",
+              data=data, env=env)
+    assert res.returncode == 0, res.stderr
+    final = snapshot(data)
+    assert final["dsp"]["ids"] == clean["dsp"]["ids"] and final["dsp"]["frame_ids"] == clean["dsp"]["frame_ids"]
+    assert not final["dsp"]["orphans"]
+    print(f"disk full after {len(partial['dsp']['ids'])} of {N_FILES} clips; resumed to {len(final['dsp']['ids'])}")
+
+
+def test_unreachable_qdrant_server(tmp_path, corpus):
+    """QDRANT_URL names a port where nothing listens: one line and a non-zero exit, at start."""
+    data = tmp_path / "data"
+    env = {**cli_env(data), "QDRANT_URL": "http://127.0.0.1:9"}
+    for args in (["serve", "--no-demo", "--port", "9"], ["index", str(corpus / "kick"), "--library", LIB],
+                 ["libraries"]):
+        t = time.perf_counter()
+        res = cli(*args, data=data, env=env, timeout=120)
+        one_line_error(res, "cannot reach Qdrant at http://127.0.0.1:9")
+        assert res.stdout == "" and time.perf_counter() - t < 100
+
+
+@pytest.mark.slow
+def test_two_indexers_on_one_library(corpus, clean, tmp_path):
+    """A second `index` of the same library while one runs is refused at once; no duplicates."""
+    data = tmp_path / "data"
+    first = Run(corpus, data)
+    _wait_for(lambda: (data / "qdrant" / collection_name(LIB, "dsp") / "edge_config.json").is_file()
+              or first.proc.poll() is not None, what="the first run's collections")
+    second = cli("index", str(corpus), "--library", LIB, "--no-thumbnails", data=data)
+    assert first.proc.wait(timeout=600) == 0, "".join(first.err)[-1500:]
+    one_line_error(second, "is being indexed by another process")
+    snap = snapshot(data)
+    assert snap["dsp"]["ids"] == clean["dsp"]["ids"] and snap["dsp"]["frame_ids"] == clean["dsp"]["frame_ids"]
+    assert META_COLLECTION in snap["collections"]
