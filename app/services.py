@@ -111,6 +111,14 @@ class Services:
         """Absolute path of a clip inside its library (refuses anything outside)."""
         return self.library(library).resolve(rel_path)
 
+    def trained_models(self) -> list[str]:
+        """Names of models trained here (family 'trained')."""
+        return [m["name"] for m in self.models() if m["family"] == "trained"]
+
+    def training_log(self, name: str) -> list[dict]:
+        """Per-epoch rows (epoch, train_loss, val_loss, ...) of a trained model."""
+        return index.training_log(name, self.data_dir)
+
     # ---- classes ------------------------------------------------------------------------
     def class_stats(self, library: str, model: str, k: int = 5) -> dict:
         """Label counts, agreement@k, centroid similarity and nearest clips per class."""

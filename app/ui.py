@@ -353,8 +353,36 @@ def build_library(svc: Services, ctx: dict) -> None:
             return f"**Error:** {one_line(exc)}"
         return f"Deleted library '{html.escape(name_)}' ({len(dropped)} collections)."
 
+    with gr.Accordion("Trained models: training log", open=False):
+        gr.Markdown("Train with `python app.py train autoencoder|selfsup|contrastive --library NAME ...`; "
+                    "the trained model is then listed above and can be indexed like any other.")
+        with gr.Row():
+            trained = gr.Dropdown([], label="Trained model", scale=3)
+            show = gr.Button("Show loss")
+        loss_plot = gr.Plot(label="Loss per epoch")
+
+    def trained_list():
+        names = svc.trained_models()
+        return gr.Dropdown(choices=names, value=names[0] if names else None)
+
+    def loss(name):
+        if not name:
+            return None
+        rows = svc.training_log(name)
+        fig = go.Figure()
+        for col in ("train_loss", "val_loss"):
+            ys = [r.get(col) for r in rows]
+            if any(v not in (None, "") for v in ys):
+                fig.add_trace(go.Scatter(x=[r.get("epoch") for r in rows], y=ys, mode="lines+markers", name=col))
+        fig.update_layout(title=f"{name}: loss per epoch", xaxis_title="epoch", yaxis_title="loss", height=360,
+                          margin=dict(l=10, r=10, t=40, b=10))
+        return fig
+
+    show.click(loss, trained, loss_plot)
+
     outs = [table, del_name, models_table]
     ctx["refresh_library"] = (refresh, None, outs)
+    ctx["trained_list"] = (trained_list, None, trained)
     go_.click(run, [name, folder, uploads, models, labels, segment, seg_len, trim], report).then(
         refresh, None, outs).then(*ctx["refresh_selectors"])
     del_btn.click(delete, [del_name, confirm], del_msg).then(refresh, None, outs).then(*ctx["refresh_selectors"])
@@ -508,8 +536,9 @@ def build_app(svc: Services) -> gr.Blocks:
         ctx["map"].point_click(pick_for_playback, None, ctx["playback_file"])
         fn, ins, outs = ctx["refresh_library"]
         draw, draw_in, draw_out = ctx["draw_map"]
+        tl_fn, tl_in, tl_out = ctx["trained_list"]
         demo.load(refresh_selectors, [library, model], [library, model, banner]).then(fn, None, outs).then(
-            draw, draw_in, draw_out)
+            draw, draw_in, draw_out).then(tl_fn, tl_in, tl_out)
     return demo
 
 

@@ -251,27 +251,26 @@ def _read_ffmpeg(path: Path, sr: int | None, max_s: float) -> tuple[np.ndarray, 
     _check_rate(sr, path)
     limit_bytes = int(max_s * sr) * 4
     proc = subprocess.Popen(_ffmpeg_cmd(exe, path, sr), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    parts, n = [], 0
+    data = bytearray()
     try:
         while True:
             buf = proc.stdout.read(1 << 20)
             if not buf:
                 break
-            parts.append(buf)
-            n += len(buf)
-            if n > limit_bytes:  # a bomb: stop decoding at once
+            data += buf
+            if len(data) > limit_bytes:  # a bomb: stop decoding at once
                 proc.kill()
-                raise _too_long(path, n / 4 / sr, max_s, "for decoding a whole file (long files are streamed)")
+                raise _too_long(path, len(data) / 4 / sr, max_s,
+                                "for decoding a whole file (long files are streamed)")
     finally:
         proc.stdout.close()
         err = proc.stderr.read().decode("utf-8", "replace")
         proc.stderr.close()
         proc.wait()
-    data = b"".join(parts)
-    data = data[: len(data) // 4 * 4]
+    del data[len(data) // 4 * 4:]
     if proc.returncode != 0 or not data:
         raise AudioError(f"{_name(path)}: cannot decode ({_ffmpeg_reason(err)})")
-    return np.frombuffer(data, np.float32).copy(), sr
+    return np.frombuffer(data, np.float32), sr  # a writable array over the bytearray, no copy
 
 
 def resample(wave: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:

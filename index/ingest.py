@@ -5,7 +5,8 @@ start/end and the parent file's id in its payload). Per point and model, the fra
 are written first and the point itself last: a point present means it is complete for that
 model. A re-run recomputes only points that are missing (frames get the same ids, so
 nothing is duplicated). Long files are streamed block by block, never decoded whole; a long
-file that fails part-way has the segments written so far removed again.
+file that fails part-way has the segments written so far removed again. Files with the same
+content have the same id: the first path is indexed, the others are reported ("same audio as").
 
 Guards: the data folder must be writable (checked before anything is written), and indexing
 stops with a one-line error, between batches, when the data folder's disk has less than

@@ -150,6 +150,7 @@ def test_tag_names_have_50_entries_per_dataset():
 def test_check_reports_missing_weights(tmp_path, monkeypatch):
     spec = {s.name: s for s in M.specs(tmp_path)}["vgg-mtt"]
     monkeypatch.setattr(M, "_installed_package_dir", lambda: None)
+    monkeypatch.setenv(M.OFFLINE_ENV, "1")  # online, a missing wheel is "downloadable" (fetched on first use)
     av = spec.check(data_dir=tmp_path)
     assert av.status == "unavailable" and not av.ready
     assert "pip install --no-deps musicnn==0.1.0" in av.reason and "\n" not in av.reason

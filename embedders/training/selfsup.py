@@ -38,7 +38,7 @@ class SelfSupConfig(TrainConfig):
     """Options of the self-supervised trainer."""
 
     epochs: int = 60
-    lr: float = 2e-3
+    lr: float = 1e-3
     batch_size: int = 128  # clips per step (two views each)
     patience: int = 15
     weight_decay: float = 1e-4
@@ -49,13 +49,13 @@ class SelfSupConfig(TrainConfig):
     feature_dim: int = 256  # embedding size: mean and max pooling of feature_dim // 2 features
     proj_dim: int = 128
     temperature: float = 0.2
-    mix_max: float = 0.4  # background level (linear power ratio) drawn from U(0, mix_max)
+    mix_max: float = 0.2  # background level (linear power ratio) drawn from U(0, mix_max)
     gain_db: float = 6.0
     eq_db: float = 6.0  # random equalisation: a spectral tilt and one band boost/cut of up to this many dB
     stretch: float = 0.2  # time stretch factor in [1 - s, 1 + s]
-    pitch_bins: float = 3.0  # mel-bin shift in [-p, p]
-    freq_mask: int = 8
-    time_mask: int = 16
+    pitch_bins: float = 4.0  # mel-bin shift in [-p, p]
+    freq_mask: int = 6
+    time_mask: int = 8
     val_fraction: float = 0.1
 
 
