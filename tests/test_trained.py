@@ -68,7 +68,8 @@ def _reloads_identically(name: str, data: Path) -> None:
 
 def test_autoencoder_trains_resumes_and_has_a_3d_latent(lib):
     store, data, _ = lib
-    cfg = training.AutoencoderConfig(epochs=2, widths=[8, 16, 32], hidden=32, batch_size=16, lr=3e-3)
+    cfg = training.AutoencoderConfig(epochs=2, widths=[8, 16, 32], hidden=32, batch_size=16, lr=3e-3,
+                                     min_epoch_windows=256)
     lines: list[str] = []
     res = training.train_autoencoder(store, "lib", name="t", data_dir=data, config=cfg, log=lines.append)
     assert res.model == "ae-t" and res.epochs_run == 2
