@@ -152,5 +152,6 @@ def serve(data_dir=None, host: str | None = None, port: int | None = None, demo:
     host = host or os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
     port = port or int(os.environ.get("GRADIO_SERVER_PORT", "7860"))
     print(f"serving on http://{host}:{port} (data: {svc.data_dir})", file=sys.stderr)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    # open event streams (e.g. gradio_client sessions) would hold a graceful shutdown for ever
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
     return 0

@@ -164,10 +164,10 @@ def test_kill9_at_three_points_then_resume(corpus, clean, tmp_path):
     frames_cfg = data / "qdrant" / frames_collection_name(LIB, "dsp") / "edge_config.json"
     seen_partial = []
 
-    # 1. a random moment (0-1.5 s) after the run created its collections: early, mid-batch
+    # 1. a random moment (0-0.4 s; the run needs a second or more) after it created its collections
     r = Run(corpus, data)
     _wait_for(frames_cfg.is_file, what="collections")
-    time.sleep(rng.uniform(0.0, 1.5))
+    time.sleep(rng.uniform(0.0, 0.4))
     assert r.kill9() == -signal.SIGKILL, "the run ended before the kill"
     snap = snapshot(data)
     seen_partial.append(len(snap["dsp"]["ids"]))
@@ -180,16 +180,19 @@ def test_kill9_at_three_points_then_resume(corpus, clean, tmp_path):
     seen_partial.append(len(snap["dsp"]["ids"]))
     assert 50 <= seen_partial[-1] < N_FILES
 
-    # 3. the instant the clip collection's files change (this run's first write), a write in flight
-    wal_dir = data / "qdrant" / collection_name(LIB, "dsp")
-    before = _files_state(wal_dir)
+    # 3. the instant this run writes frames after its line for 50 files (its shards are open by
+    #    then): between a batch's frame points and its clip points, which follow them
     r = Run(corpus, data)
-    _wait_for(lambda: _files_state(wal_dir) != before or r.proc.poll() is not None, what="a write")
+    frames_dir = data / "qdrant" / frames_collection_name(LIB, "dsp")
+    r.wait_line(f"50/{N_FILES}")
+    before = _files_state(frames_dir)
+    _wait_for(lambda: _files_state(frames_dir) != before or r.proc.poll() is not None, what="a frames write")
     assert r.kill9() == -signal.SIGKILL, "the run ended before the kill"
     snap = snapshot(data)
     seen_partial.append(len(snap["dsp"]["ids"]))
+    orphans = len(snap["dsp"]["orphans"])  # frames written for clips whose point was not yet written
 
-    for n, state in zip(seen_partial, ("random", "after 50", "first write")):
+    for n, state in zip(seen_partial, ("early", "after 50", "frames written")):
         assert n <= N_FILES, state
     # a point present is complete: all of its frames are there (frames are written first)
     for pid in snap["dsp"]["ids"]:
@@ -208,7 +211,8 @@ def test_kill9_at_three_points_then_resume(corpus, clean, tmp_path):
     assert final["dsp"]["frame_ids"] == clean["dsp"]["frame_ids"]  # no duplicated or stray frames
     assert not final["dsp"]["orphans"]
     assert not list((data / "qdrant").glob(".creating-*"))
-    print(f"clips present after each kill: {seen_partial} of {N_FILES}; resume added {rep['added']}")
+    print(f"clips present after each kill: {seen_partial} of {N_FILES} ({orphans} orphan clip(s) after the last); "
+          f"resume added {rep['added']}")
 
 
 def _world_writable_tmp() -> Path:
