@@ -309,7 +309,9 @@ def cmd_classes(args) -> int:
     if args.json:
         print(json.dumps(stats))
         return 0
-    print(f"overall agreement@{args.k}: {stats['overall_agreement']:.3f}  ({stats['n_labelled']} labelled clips)")
+    est = (f"; estimated from {stats['agreement_sampled']} clips drawn at random"
+           if stats.get("agreement_sampled") else "")
+    print(f"overall agreement@{args.k}: {stats['overall_agreement']:.3f}  ({stats['n_labelled']} labelled clips{est})")
     rows = [{"label": lb, "count": stats["counts"][lb], f"agreement@{args.k}": f"{stats['agreement'][lb]:.3f}"}
             for lb in stats["labels"]]
     print(_table(rows, ["label", "count", f"agreement@{args.k}"]))

@@ -37,7 +37,8 @@ CSS = """
 .ae-cursor { position: absolute; top: 0; bottom: 0; width: 2px; background: #e00000; left: 0; pointer-events: none; }
 """
 
-HEAD = '<script src="/static/plotly.min.js" onload="window.__AE_PLOTLY = window.Plotly"></script>'
+# fetched early, run by mapview.js once the app has mounted (see there)
+HEAD = '<link rel="preload" href="/static/plotly.min.js" as="script">'
 
 
 def js() -> str:

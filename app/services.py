@@ -35,6 +35,7 @@ class Services:
         self._lock = threading.Lock()
         self.maps = projections.MapCache(self.data_dir / "maps")
         self._vectors: dict[tuple, tuple] = {}
+        self._vector_locks: dict[tuple, threading.Lock] = {}
         self._payloads: "OrderedDict[str, dict]" = OrderedDict()  # map points served at /mapdata/<token>
 
     @property
@@ -177,15 +178,18 @@ class Services:
         coll = index.collection_name(library, model)
         n = self.store.count(coll) if self.store.has_collection(coll) else 0
         key = (library, model)
-        hit = self._vectors.get(key)
-        if hit is not None and hit[0] == n:
-            return hit[1]
-        got = index.read_vectors(self.store, library, model)
-        self._vectors[key] = (len(got[0]), got)
-        return got
+        with self._lock:
+            key_lock = self._vector_locks.setdefault(key, threading.Lock())
+        with key_lock:  # events of one page load ask at once: one read, the others wait for it
+            hit = self._vectors.get(key)
+            if hit is not None and hit[0] == n:
+                return hit[1]
+            got = index.read_vectors(self.store, library, model)
+            self._vectors[key] = (len(got[0]), got)
+            return got
 
     def _projection(self, library: str, model: str, method: str, dims: int, seed: int = 0,
-                    params: dict | None = None):
+                    params: dict | None = None, quality: bool = True):
         """(ids, X, payloads, cache key, Projection with quality, cached?) of a map; fitted once, cached on disk."""
         ids, X, pays = self.read_vectors(library, model)
         if len(ids) == 0:
@@ -201,7 +205,14 @@ class Services:
         key = projections.MapKey.build(library, model, method, dims, ids, params={"seed": seed, **(params or {})},
                                        labels=labels)
         hits_before = self.maps.stats.hits
-        proj = self.maps.get_or_fit(key, X, labels, quality_k=min(10, max(1, len(ids) - 1)))
+        k = min(10, max(1, len(ids) - 1))
+        with self._lock:
+            fit_lock = self._vector_locks.setdefault(("fit", key.digest), threading.Lock())
+        with fit_lock:  # one fit per map, however many events ask for it at once
+            proj = self.maps.get_or_fit(key, X, labels, quality_k=k if quality else None)
+            if quality and proj.quality is None:  # fitted earlier without its quality numbers
+                proj.quality = projections.map_quality(X, proj.coords, labels, k=k)
+                self.maps.set_quality(key, proj.quality)
         return ids, X, pays, key, proj, self.maps.stats.hits > hits_before
 
     def _placer(self, key, X):
@@ -216,7 +227,7 @@ class Services:
     def map_document(self, library: str, model: str, method: str = "umap", dims: int = 2, seed: int = 0,
                      params: dict | None = None, quality: bool = False) -> dict:
         """Coordinates plus payload (path, label, tags, descriptors) of every clip, JSON-ready."""
-        ids, X, pays, key, proj, hit = self._projection(library, model, method, dims, seed, params)
+        ids, X, pays, key, proj, hit = self._projection(library, model, method, dims, seed, params, quality)
         coords = proj.coords
         keep = ("path", "label", "top_tags", "start_s", "end_s", "file_id") + DESCRIPTORS
         pts = []
@@ -268,33 +279,74 @@ class Services:
     def map_value(self, library: str, model: str, method: str, dims: int, color_by: str = "label",
                   seed: int = 0, params: dict | None = None, highlight_ids: list[str] | None = None,
                   quality: bool = True) -> tuple[dict, str]:
-        """(value for the map component, one-line status with quality numbers)."""
-        ids, X, pays, key, proj, hit = self._projection(library, model, method, dims, seed, params)
-        value = self._points_value(library, model, method, dims, ids, pays, proj.coords, color_by=color_by)
-        value["highlight_ids"] = list(highlight_ids or [])
-        status = f"{len(ids)} clips, {METHOD_LABELS[method]} {dims}D of {model}" + (" (cached)" if hit else "")
-        q = proj.quality or {}
-        if quality and q.get("trustworthiness") is not None:
+        """(value for the map component, one-line status). With ``quality=False`` a map fitted now
+        skips its quality numbers (seconds at 50k points; `map_status` computes them after)."""
+        ids, X, pays, key, proj, hit = self._projection(library, model, method, dims, seed, params, quality)
+        value = self._points_value(library, model, method, dims, ids, pays, proj.coords, color_by=color_by,
+                                   highlight_ids=highlight_ids)
+        return value, self._status(len(ids), model, method, dims, hit, proj.quality)
+
+    def map_status(self, library: str, model: str, method: str, dims: int, seed: int = 0,
+                   params: dict | None = None) -> str:
+        """The map's one-line status with its quality numbers (computed and cached if missing)."""
+        ids, _X, _p, _key, proj, _hit = self._projection(library, model, method, dims, seed, params)
+        return self._status(len(ids), model, method, dims, True, proj.quality)
+
+    @staticmethod
+    def _status(n: int, model: str, method: str, dims: int, hit: bool, q: dict | None) -> str:
+        status = f"{n} clips, {METHOD_LABELS[method]} {dims}D of {model}" + (" (cached)" if hit else "")
+        if not q:
+            return status + " · computing its quality numbers…"
+        if q.get("trustworthiness") is not None:
             status += f" · trustworthiness@{q['k']} {q['trustworthiness']:.3f}"
             if q.get("agreement_full") is not None:
                 status += (f" · kNN label agreement {q['agreement_full']:.3f} in the full space, "
                            f"{q['agreement_map']:.3f} in the map")
-        return value, status
+        return status
+
+    def prewarm(self) -> threading.Thread:
+        """In a background thread, read the first library's vectors (its first model) and load or fit
+        its default map (PCA 2D), so the first page shows it sooner; errors are ignored."""
+        def work() -> None:
+            try:
+                libs = self.libraries()
+                if libs and libs[0].models:
+                    first = (libs[0].name, list(libs[0].models)[0], "pca", 2)
+                    self._projection(*first, quality=False)  # the map ...
+                    self._projection(*first)  # ... then its quality numbers
+
+            except Exception:
+                pass
+
+        t = threading.Thread(target=work, name="prewarm", daemon=True)
+        t.start()
+        return t
 
     def map_payload(self, token: str) -> dict | None:
-        """The points of a map value, fetched by the browser from /mapdata/<token>."""
+        """The points of a map value, fetched by the browser from /mapdata/<token> (no point ids:
+        a click names its point by index, see `map_point_id`)."""
         with self._lock:
-            return self._payloads.get(token)
+            got = self._payloads.get(token)
+        return got[0] if got else None
 
-    def _publish(self, points: dict) -> str:
+    def map_point_id(self, token: str, index: int) -> str | None:
+        """The point id of the index-th point of a published map, if it is still held."""
+        with self._lock:
+            got = self._payloads.get(str(token))
+        if not got or not isinstance(index, int) or not 0 <= index < len(got[1]):
+            return None
+        return got[1][index]
+
+    def _publish(self, points: dict, ids: list[str]) -> str:
         token = uuid.uuid4().hex
         with self._lock:
-            self._payloads[token] = points
+            self._payloads[token] = (points, ids)
             while len(self._payloads) > 12:
                 self._payloads.popitem(last=False)
         return token
 
-    def _points_value(self, library, model, method, dims, ids, pays, coords, color_by: str = "label") -> dict:
+    def _points_value(self, library, model, method, dims, ids, pays, coords, color_by: str = "label",
+                      highlight_ids: list[str] | None = None, own_ids: list[str] | None = None) -> dict:
         n = len(ids)
         idx = np.arange(n)
         note = ""
@@ -302,7 +354,8 @@ class Services:
             idx = np.sort(np.random.default_rng(0).choice(n, MAX_3D_POINTS, replace=False))
             note = f"showing {MAX_3D_POINTS:,} of {n:,} points (decimated for 3D; 2D shows all)"
         c = np.round(coords[idx].astype(np.float64), 5)
-        pts = {"id": [ids[i] for i in idx], "x": c[:, 0].tolist(), "y": c[:, 1].tolist(),
+        shown = [ids[i] for i in idx]
+        pts = {"x": c[:, 0].tolist(), "y": c[:, 1].tolist(),
                "path": [pays[i].get("path", "") for i in idx], "label": [pays[i].get("label") for i in idx],
                "start_s": [pays[i].get("start_s", 0.0) if pays[i].get("segment") is not None else 0.0 for i in idx]}
         if any(pays[i].get("top_tags") for i in idx[:50]):
@@ -312,8 +365,13 @@ class Services:
         color = self._color([pays[i] for i in idx], color_by)
         if color is not None:
             pts["color_values"] = color.pop("values")
-        # the points travel as JSON fetched by the browser, not through the component's value
-        return {"library": library, "model": model, "dims": dims, "points_url": f"/mapdata/{self._publish(pts)}",
+        hl, own = set(highlight_ids or ()), set(own_ids or ())
+        token = self._publish(pts, shown)
+        # the points travel as JSON fetched by the browser, not through the component's value;
+        # highlighted / own points go as indices into them
+        return {"library": library, "model": model, "dims": dims, "points_url": f"/mapdata/{token}", "token": token,
+                "highlight_idx": [j for j, pid in enumerate(shown) if pid in hl],
+                "own_idx": [j for j, pid in enumerate(shown) if pid in own],
                 "n": len(idx), "note": note, "color": color,
                 "title": f"{library} · {model} · {METHOD_LABELS[method]} {dims}D",
                 "key": f"{library}/{model}/{method}/{dims}"}
@@ -321,7 +379,7 @@ class Services:
     def trajectory(self, library: str, model: str, method: str, dims: int, path: str,
                    seed: int = 0, params: dict | None = None) -> dict:
         """A file's frames placed into an existing map (the map does not move): times and coords."""
-        ids, X, pays, key, proj, _ = self._projection(library, model, method, dims, seed, params)
+        ids, X, pays, key, proj, _ = self._projection(library, model, method, dims, seed, params, quality=False)
         own = [(i, p) for i, p in enumerate(pays) if p.get("path") == path]
         if not own:
             raise ServiceError(f"no clip '{path}' in library '{library}' for model '{model}'")
@@ -337,11 +395,10 @@ class Services:
     def playback_value(self, library: str, model: str, method: str, dims: int, path: str,
                        trail_s: float = 0.0, rotate: bool = False, seed: int = 0) -> tuple[dict, str]:
         """Map value in playback mode: own points green, others grey, trajectory, audio, waveform, spectrogram."""
-        ids, X, pays, key, proj, _ = self._projection(library, model, method, dims, seed, None)
-        value = self._points_value(library, model, method, dims, ids, pays, proj.coords)
+        ids, X, pays, key, proj, _ = self._projection(library, model, method, dims, seed, None, quality=False)
         tr = self.trajectory(library, model, method, dims, path, seed)
+        value = self._points_value(library, model, method, dims, ids, pays, proj.coords, own_ids=tr["own_ids"])
         value["trajectory"] = {k: tr[k] for k in ("t", "x", "y", "z") if k in tr}
-        value["own_ids"] = tr["own_ids"]
         value["trail_s"] = float(trail_s)
         value["rotate"] = bool(rotate)
         value["autoplay"] = True
@@ -374,8 +431,7 @@ class Services:
         for m in models:
             ids, X, pays, key, proj, _ = self._projection(library, m, method, dims)
             hl = [ids[i] for i, p in enumerate(pays) if highlight_path and p.get("path") == highlight_path]
-            v = self._points_value(library, m, method, dims, ids, pays, proj.coords)
-            v["highlight_ids"] = hl
+            v = self._points_value(library, m, method, dims, ids, pays, proj.coords, highlight_ids=hl)
             v["height"] = 420
             q = proj.quality or {"trustworthiness": 0.0}
             v["title"] = f"{m}: trust {q['trustworthiness'] or 0:.2f}" + (

@@ -107,11 +107,22 @@ def build_map(svc: Services, ctx: dict) -> None:
                             "(fitted once, then cached)")
         try:
             params = {"umap": {"n_neighbors": int(nn), "min_dist": float(md)}, "tsne": {"perplexity": float(pp)}}
+            # the map first; its quality numbers (seconds at 50k points) in the next event, `on_quality`
             value, q = svc.map_value(library, model, method_, 3 if dims_ == "3D" else 2, color_by=color_by,
-                                     seed=int(sd or 0), params=params.get(method_, {}))
+                                     seed=int(sd or 0), params=params.get(method_, {}), quality=False)
         except Exception as exc:
             return {"message": f"Error: {one_line(exc)}"}, error_html(exc)
         return value, q
+
+    def on_quality(library, model, method_, dims_, color_by, nn, md, pp, sd):
+        if not library or not model:
+            return gr.skip()
+        try:
+            params = {"umap": {"n_neighbors": int(nn), "min_dist": float(md)}, "tsne": {"perplexity": float(pp)}}
+            return svc.map_status(library, model, method_, 3 if dims_ == "3D" else 2, seed=int(sd or 0),
+                                  params=params.get(method_, {}))
+        except Exception as exc:
+            return error_html(exc)
 
     def on_model(library, model):
         try:
@@ -121,7 +132,7 @@ def build_map(svc: Services, ctx: dict) -> None:
 
     def on_click(library, model, k_, evt: gr.EventData):
         data = getattr(evt, "_data", None) or {}
-        pid = data.get("id")
+        pid = data.get("id") or svc.map_point_id(data.get("token"), data.get("index"))
         if not pid:
             return "", None
         try:
@@ -133,12 +144,13 @@ def build_map(svc: Services, ctx: dict) -> None:
                 hits_html(library, hits[1:], f"Nearest to {head} ({model})")), pid
 
     inputs = [ctx["library"], ctx["model"], method, dims, color, n_neighbors, min_dist, perplexity, seed]
-    draw.click(on_draw, inputs, [mv, status])
+    draw.click(on_draw, inputs, [mv, status]).then(on_quality, inputs, status)
     for comp in (method, dims, color):
-        comp.change(on_draw, inputs, [mv, status])
+        comp.change(on_draw, inputs, [mv, status]).then(on_quality, inputs, status)
     ctx["model"].change(on_model, [ctx["library"], ctx["model"]], color)
     mv.point_click(on_click, [ctx["library"], ctx["model"], k], [neighbours, clicked])
     ctx["draw_map"] = (on_draw, inputs, [mv, status])
+    ctx["map_quality"] = (on_quality, inputs, status)
 
 
 def build_playback(svc: Services, ctx: dict) -> None:
@@ -278,7 +290,9 @@ def build_classes(svc: Services, ctx: dict) -> None:
                                    f"'{lb}': nearest clips from other classes (recommend, average vector)"))
         msg = (f"**Overall agreement@{st['k']}: {st['overall_agreement']:.3f}** over {st['n_labelled']} labelled "
                f"clips, {len(st['labels'])} classes ({model}). Label counts from a Qdrant facet, centroid "
-               f"neighbours from recommend (average vector), agreement from the kNN graph.")
+               f"neighbours from recommend (average vector), agreement from the kNN graph" +
+               (f" (estimated from {st['agreement_sampled']:,} clips drawn at random)."
+                if st.get("agreement_sampled") else "."))
         return msg, rows, heatmap_figure(st), "".join(parts)
 
     go_.click(run, [ctx["library"], ctx["model"], k], [status, table, plot, nearest])
@@ -537,8 +551,11 @@ def build_app(svc: Services) -> gr.Blocks:
         fn, ins, outs = ctx["refresh_library"]
         draw, draw_in, draw_out = ctx["draw_map"]
         tl_fn, tl_in, tl_out = ctx["trained_list"]
-        demo.load(refresh_selectors, [library, model], [library, model, banner]).then(fn, None, outs).then(
-            draw, draw_in, draw_out).then(tl_fn, tl_in, tl_out)
+        # the map first (what a user waits for), the library tab's tables beside it
+        loaded = demo.load(refresh_selectors, [library, model], [library, model, banner])
+        q_fn, q_in, q_out = ctx["map_quality"]
+        loaded.then(draw, draw_in, draw_out).then(q_fn, q_in, q_out)
+        loaded.then(fn, None, outs).then(tl_fn, tl_in, tl_out)
     return demo
 
 

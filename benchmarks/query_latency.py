@@ -1,16 +1,30 @@
-"""Query latency of the vector store backends (index/store.py), on random unit vectors.
+"""Query-by-example latency: Qdrant Edge, qdrant-client's in-memory backend and a numpy scan.
 
-    python benchmarks/query_latency.py                      # Edge, 20k x 512
-    python benchmarks/query_latency.py --n 5000 --backends edge,memory --knn
+    python benchmarks/query_latency.py                                   # 10k, 100k, 1M x 200-d and 512-d
+    python benchmarks/query_latency.py --sizes 10000,100000 --dims 512 --backends edge,numpy
+    python benchmarks/query_latency.py --hnsw 100000 --hnsw-dims 200     # also build Edge's HNSW graph there
 
-Prints one table row per backend: time to upsert everything, exact top-k query latency
-(median and 95th percentile, unfiltered and filtered on a keyword), batched query cost per
-query, and optionally the time of the full kNN graph.
+For each size and dimension the same random unit vectors (payload: a keyword label of 10
+classes, so the filter keeps 10 %) go into each backend through `index/store.py`, the code the
+app uses. Per backend: load time (upsert, or building the matrix), query-by-example latency p50
+and p99 over `--queries` queries (top-10, cosine), the same with a label filter, the filtered /
+plain ratio, and recall@10 against the exact answer (numpy). The numpy row is a brute-force
+scan of a float32 matrix (matmul + argpartition): the baseline and the memory-bandwidth floor;
+each row's `x_numpy` is its p50 over numpy's p50 in the same run.
+
+Edge scans exactly (Qdrant's exact search) up to `EXACT_SEARCH_MAX_POINTS` points, which is
+what the app does. With `--hnsw N`, at size N Edge also builds its HNSW graph (`optimize()`,
+timed) and is queried through it (ef = `HNSW_EF`): the `edge-hnsw` row.
+qdrant-client's local in-memory mode is a pure-Python scan; sizes above `--memory-max`
+are skipped for it (said so in the table).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import json
+import resource
 import sys
 import tempfile
 import time
@@ -21,89 +35,176 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from index.store import ClientStore, EdgeStore, Store  # noqa: E402
+import index.store as store_mod  # noqa: E402
+from index.store import ClientStore, EdgeStore  # noqa: E402
+
+K = 10
+N_CLASSES = 10
+COLLECTION = "bench"
 
 
-def _make(backend: str, root: Path) -> Store:
-    return EdgeStore(root / "qdrant") if backend == "edge" else ClientStore.in_memory()
+def make_vectors(n: int, dim: int, seed: int = 0) -> np.ndarray:
+    """n random unit vectors (float32), generated in chunks to keep the peak low."""
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, dim), dtype=np.float32)
+    for s in range(0, n, 100_000):
+        block = rng.standard_normal((min(100_000, n - s), dim), dtype=np.float32)
+        block /= np.linalg.norm(block, axis=1, keepdims=True)
+        out[s : s + len(block)] = block
+    return out
 
 
-def _latency_ms(fn, queries: np.ndarray) -> tuple[float, float]:
-    times = []
+def exact_topk(matrix: np.ndarray, q: np.ndarray, k: int, mask: np.ndarray | None = None) -> np.ndarray:
+    """Indices of the k best cosine scores (unit rows), best first; mask keeps rows."""
+    scores = matrix @ q
+    if mask is not None:
+        scores = np.where(mask, scores, -np.inf)
+    part = np.argpartition(-scores, k)[:k]
+    return part[np.argsort(-scores[part])]
+
+
+def timed(fn, queries: np.ndarray) -> tuple[list[float], list]:
+    times, answers = [], []
     for q in queries:
         t = time.perf_counter()
-        fn(q)
+        answers.append(fn(q))
         times.append((time.perf_counter() - t) * 1000)
-    return float(np.median(times)), float(np.percentile(times, 95))
+    return times, answers
 
 
-def run(backend: str, n: int, dim: int, n_queries: int, k: int, knn: bool) -> dict:
-    rng = np.random.default_rng(0)
-    vectors = rng.standard_normal((n, dim)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    ids = [str(uuid.UUID(int=int(rng.integers(1 << 62)) << 64 | i)) for i in range(n)]
-    payloads = [{"label": f"class{i % 10}", "start_s": float(i % 30)} for i in range(n)]
-    queries = rng.standard_normal((n_queries, dim)).astype(np.float32)
-    row: dict = {"backend": backend, "n": n, "dim": dim}
-    with tempfile.TemporaryDirectory() as tmp, _make(backend, Path(tmp)) as store:
-        store.create_collection("bench", dim, {"label": "keyword", "start_s": "float"})
-        t = time.perf_counter()
-        for start in range(0, n, 1024):
-            store.upsert(
-                "bench",
-                ids[start : start + 1024],
-                vectors[start : start + 1024],
-                payloads[start : start + 1024],
-            )
-        row["upsert_s"] = time.perf_counter() - t
-        row["query_p50_ms"], row["query_p95_ms"] = _latency_ms(lambda q: store.query("bench", q, k), queries)
-        row["filtered_p50_ms"], _ = _latency_ms(
-            lambda q: store.query("bench", q, k, {"label": "class3"}), queries
-        )
-        t = time.perf_counter()
-        store.query_batch("bench", queries, k)
-        row["batch_ms_per_query"] = (time.perf_counter() - t) * 1000 / n_queries
-        # every answer is exact: check one against numpy
-        want = np.argsort(-(vectors @ (queries[0] / np.linalg.norm(queries[0]))))[:k]
-        row["exact"] = [h.id for h in store.query("bench", queries[0], k)] == [ids[i] for i in want]
-        if knn:
+def recall(answers: list[list[int]], truth: list[np.ndarray]) -> float:
+    return float(np.mean([len(set(a) & set(t.tolist())) / len(t) for a, t in zip(answers, truth)]))
+
+
+def bench_store(kind: str, vectors: np.ndarray, labels: np.ndarray, queries: np.ndarray,
+                truth: list, truth_f: list, hnsw: bool = False) -> dict:
+    n, dim = vectors.shape
+    ids = [str(uuid.UUID(int=(0xABCD << 64) | i)) for i in range(n)]
+    index_of = {u: i for i, u in enumerate(ids)}
+    row: dict = {"backend": kind + ("-hnsw" if hnsw else ""), "n": n, "dim": dim}
+    with tempfile.TemporaryDirectory(prefix="qlat-") as tmp:
+        store = EdgeStore(Path(tmp) / "qdrant") if kind == "edge" else ClientStore.in_memory()
+        with store:
+            store.create_collection(COLLECTION, dim, {"label": "keyword"})
             t = time.perf_counter()
-            store.knn_graph("bench", 10)
-            row["knn_graph_s"] = time.perf_counter() - t
+            step = 4096
+            for s in range(0, n, step):
+                e = min(n, s + step)
+                store.upsert(COLLECTION, ids[s:e], vectors[s:e],
+                             [{"label": f"class{int(c)}"} for c in labels[s:e]])
+            row["load_s"] = time.perf_counter() - t
+            saved = store_mod.EXACT_SEARCH_MAX_POINTS
+            if hnsw:
+                t = time.perf_counter()
+                store.build_hnsw(COLLECTION)
+                row["hnsw_build_s"] = time.perf_counter() - t
+                store_mod.EXACT_SEARCH_MAX_POINTS = 0  # every query goes through the graph
+            try:
+                store.query(COLLECTION, queries[0], K)  # warm
+                plain_ms, plain = timed(lambda q: [index_of[h.id] for h in store.query(COLLECTION, q, K)], queries)
+                filt_ms, filt = timed(
+                    lambda q: [index_of[h.id] for h in store.query(COLLECTION, q, K, {"label": "class3"})], queries)
+            finally:
+                store_mod.EXACT_SEARCH_MAX_POINTS = saved
+    row.update(_summary(plain_ms, filt_ms))
+    row["recall@10"] = recall(plain, truth)
+    row["recall@10_f"] = recall(filt, truth_f)
     return row
 
 
+def bench_numpy(vectors: np.ndarray, labels: np.ndarray, queries: np.ndarray, truth: list, truth_f: list) -> dict:
+    n, dim = vectors.shape
+    t = time.perf_counter()
+    matrix = np.ascontiguousarray(vectors)
+    mask = labels == 3
+    row: dict = {"backend": "numpy", "n": n, "dim": dim, "load_s": time.perf_counter() - t}
+    exact_topk(matrix, queries[0], K)
+    plain_ms, plain = timed(lambda q: exact_topk(matrix, q, K).tolist(), queries)
+    filt_ms, filt = timed(lambda q: exact_topk(matrix, q, K, mask).tolist(), queries)
+    row.update(_summary(plain_ms, filt_ms))
+    row["recall@10"] = recall(plain, truth)
+    row["recall@10_f"] = recall(filt, truth_f)
+    return row
+
+
+def _summary(plain_ms: list[float], filt_ms: list[float]) -> dict:
+    p50, f50 = float(np.median(plain_ms)), float(np.median(filt_ms))
+    return {"p50_ms": p50, "p99_ms": float(np.percentile(plain_ms, 99)), "filt_p50_ms": f50,
+            "filt_p99_ms": float(np.percentile(filt_ms, 99)), "filt/plain": f50 / p50}
+
+
+COLUMNS = ["backend", "n", "dim", "load_s", "hnsw_build_s", "p50_ms", "p99_ms", "filt_p50_ms", "filt_p99_ms",
+           "filt/plain", "x_numpy", "recall@10", "recall@10_f", "note"]
+
+
+def print_table(rows: list[dict]) -> None:
+    def cell(v) -> str:
+        if isinstance(v, float):
+            return f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}"
+        return "" if v is None else str(v)
+
+    cells = [COLUMNS] + [[cell(r.get(c)) for c in COLUMNS] for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(COLUMNS))]
+    for j, line in enumerate(cells):
+        print("  ".join(v.rjust(w) for v, w in zip(line, widths)))
+        if j == 0:
+            print("  ".join("-" * w for w in widths))
+    sys.stdout.flush()
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--n", type=int, default=20_000, help="points in the collection")
-    parser.add_argument("--dim", type=int, default=512, help="vector size")
-    parser.add_argument("--queries", type=int, default=100, help="queries timed")
-    parser.add_argument("--k", type=int, default=10, help="neighbours per query")
-    parser.add_argument("--backends", default="edge", help="comma-separated: edge, memory")
-    parser.add_argument("--knn", action="store_true", help="also time the full kNN graph (k=10)")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="10000,100000,1000000", help="points per collection")
+    parser.add_argument("--dims", default="200,512", help="vector sizes")
+    parser.add_argument("--backends", default="edge,memory,numpy", help="comma-separated: edge, memory, numpy")
+    parser.add_argument("--queries", type=int, default=200, help="queries timed per cell")
+    parser.add_argument("--memory-max", type=int, default=100_000,
+                        help="largest size run on qdrant-client's in-memory backend")
+    parser.add_argument("--memory-queries", type=int, default=50,
+                        help="queries timed on the in-memory backend (slow: a Python scan)")
+    parser.add_argument("--hnsw", default="", help="sizes at which Edge also builds and uses HNSW")
+    parser.add_argument("--hnsw-dims", default="200", help="dims for the --hnsw runs")
+    parser.add_argument("--json", default=None, help="also write the rows here")
     args = parser.parse_args()
-    rows = [
-        run(b.strip(), args.n, args.dim, args.queries, args.k, args.knn) for b in args.backends.split(",")
-    ]
-    columns = [
-        "backend",
-        "n",
-        "dim",
-        "upsert_s",
-        "query_p50_ms",
-        "query_p95_ms",
-        "filtered_p50_ms",
-        "batch_ms_per_query",
-        "knn_graph_s",
-        "exact",
-    ]
-    columns = [c for c in columns if any(c in r for r in rows)]
-    print(" | ".join(f"{c:>18}" for c in columns))
-    for r in rows:
-        cells = [f"{r[c]:.2f}" if isinstance(r.get(c), float) else str(r.get(c, "")) for c in columns]
-        print(" | ".join(f"{c:>18}" for c in cells))
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    dims = [int(d) for d in args.dims.split(",") if d]
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    hnsw_sizes = {int(s) for s in args.hnsw.split(",") if s}
+    hnsw_dims = {int(d) for d in args.hnsw_dims.split(",") if d}
+    rows: list[dict] = []
+    for dim in dims:
+        for n in sizes:
+            vectors = make_vectors(n, dim)
+            labels = np.arange(n) % N_CLASSES
+            queries = make_vectors(args.queries, dim, seed=1)
+            truth = [exact_topk(vectors, q, K) for q in queries]
+            truth_f = [exact_topk(vectors, q, K, labels == 3) for q in queries]
+            cell_rows = []
+            for b in backends:
+                if b == "numpy":
+                    cell_rows.append(bench_numpy(vectors, labels, queries, truth, truth_f))
+                elif b == "memory" and n > args.memory_max:
+                    cell_rows.append({"backend": "memory", "n": n, "dim": dim,
+                                      "note": f"skipped: pure-Python scan above --memory-max {args.memory_max}"})
+                elif b == "memory":
+                    m = args.memory_queries
+                    cell_rows.append(bench_store(b, vectors, labels, queries[:m], truth[:m], truth_f[:m]))
+                else:
+                    cell_rows.append(bench_store(b, vectors, labels, queries, truth, truth_f))
+                gc.collect()
+            if "edge" in backends and n in hnsw_sizes and dim in hnsw_dims:
+                cell_rows.append(bench_store("edge", vectors, labels, queries, truth, truth_f, hnsw=True))
+            base = next((r["p50_ms"] for r in cell_rows if r["backend"] == "numpy"), None)
+            for r in cell_rows:
+                if base and "p50_ms" in r:
+                    r["x_numpy"] = r["p50_ms"] / base
+            rows.extend(cell_rows)
+            print_table(rows)
+            print(f"(peak RSS so far {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB)\n")
+            del vectors
+            gc.collect()
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":

@@ -229,6 +229,16 @@ class MapCache:
             self._remember(key, projector)
         return meta_path
 
+    def set_quality(self, key: MapKey, quality: dict[str, Any] | None) -> None:
+        """Store quality numbers for a cached map (fitted earlier without them)."""
+        meta = self._read_meta(key)
+        if meta is None:
+            raise ProjectionError("no cached map for this key: fit it first")
+        meta["quality"] = quality
+        _, meta_path = self.paths(key)
+        text = json.dumps(meta, indent=1, sort_keys=True, default=_json_default)
+        _atomic_write(meta_path, lambda f: f.write(text.encode("utf-8")))
+
     # -- placing new points ----------------------------------------------
     def projector(self, key: MapKey, X: Any = None) -> Projector | None:
         """A fitted projector for the cached map ``key`` that can ``transform``

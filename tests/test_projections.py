@@ -248,6 +248,24 @@ def test_cache_hit_returns_identical_coords_and_is_counted(tmp_path):
     assert not list(tmp_path.rglob("*.tmp"))  # atomic writes leave no temporary files
 
 
+def test_map_fitted_without_quality_gets_it_later_without_a_refit(tmp_path):
+    X, labels = blobs()
+    cache = MapCache(tmp_path)
+    key = MapKey.build("demo", "dsp-mfcc", "pca", 2, _ids(len(X)))
+    fitted = cache.get_or_fit(key, X, labels, quality_k=None)  # the map first (what the UI does)
+    assert fitted.quality is None and cache.get(key).quality is None
+    q = map_quality(X, fitted.coords, labels, k=5)
+    cache.set_quality(key, q)
+    reopened = MapCache(tmp_path).get(key)  # stored on disk, coordinates untouched
+    assert reopened.quality["trustworthiness"] == pytest.approx(q["trustworthiness"])
+    assert q["trustworthiness"] > 0.5
+    np.testing.assert_array_equal(reopened.coords, fitted.coords)
+    assert cache.stats.writes == 1
+    other = MapKey.build("demo", "dsp-mfcc", "pca", 3, _ids(len(X)))
+    with pytest.raises(ProjectionError, match="fit it first"):
+        cache.set_quality(other, q)
+
+
 def test_cache_survives_a_restart_and_places_points(tmp_path):
     X, labels = blobs()
     key = MapKey.build("demo", "dsp-mfcc", "lda", 2, _ids(len(X)), labels=labels)

@@ -19,20 +19,35 @@
   const PALETTE = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#17becf',
     '#bcbd22', '#7f7f7f', '#393b79', '#637939', '#8c6d31', '#843c39', '#7b4173', '#3182bd', '#e6550d',
     '#31a354', '#756bb1', '#636363'];
-  const state = { v: null, traj: null, markerTrace: -1, trailTrace: -1, last3d: 0, lastKey: '', rot: 0,
-                  playingIdx: -1 };
+  // state.pts: the drawn map's points, kept here and never in props.value: Gradio clones and
+  // proxies its components' values, which costs seconds of main thread for 50k points
+  const state = { v: null, pts: null, ptsUrl: null, traj: null, markerTrace: -1, trailTrace: -1, last3d: 0,
+                  lastKey: '', rot: 0, playingIdx: -1 };
   box.__aeState = state;
 
   function plotly() { return window.__AE_PLOTLY || window.Plotly; }
 
+  // plotly.js (~0.3 s to evaluate for the slim bundle, ~0.8 s for the full one) is fetched early by
+  // a <link rel=preload> in the page head and only run when a map is to be drawn: its evaluation
+  // overlaps the fetch of the points instead of delaying the app's first events
+  function loadPlotly() {
+    if (plotly() || window.__AE_PLOTLY_LOADING) return;
+    window.__AE_PLOTLY_LOADING = true;
+    const s = document.createElement('script');
+    s.src = '/static/plotly.min.js';
+    s.async = true;
+    s.onload = () => { window.__AE_PLOTLY = window.Plotly; };
+    document.head.appendChild(s);
+  }
+
   function whenPlotly(cb, tries) {
     if (plotly()) { cb(); return; }
-    if ((tries || 0) > 400) { note.textContent = 'Plotly did not load'; return; }
+    if ((tries || 0) > 2400) { note.textContent = 'Plotly did not load'; return; }
     setTimeout(() => whenPlotly(cb, (tries || 0) + 1), 25);
   }
 
   function audioUrl(v, i) {
-    const p = v.points;
+    const p = state.pts;
     if (p.url) return p.url[i];
     return '/audio/' + encodeURIComponent(v.library) + '/' + p.path[i].split('/').map(encodeURIComponent).join('/');
   }
@@ -46,13 +61,13 @@
   }
 
   function baseTraces(v) {
-    const p = v.points, is3d = v.dims === 3, n = p.x.length;
+    const p = state.pts, is3d = v.dims === 3, n = p.x.length;
     const type = is3d ? 'scatter3d' : 'scattergl';
     const size = is3d ? (n > 5000 ? 2 : 3.5) : (n > 20000 ? 3 : n > 3000 ? 5 : 8);
     const traces = [];
     const playback = !!v.trajectory;
-    const own = new Set(v.own_ids || []);
-    const hl = new Set(v.highlight_ids || []);
+    const own = new Set(v.own_idx || []);
+    const hl = new Set(v.highlight_idx || []);
     const mk = (idx, name, color, extra) => {
       const t = {
         type, mode: 'markers', name, x: idx.map(i => p.x[i]), y: idx.map(i => p.y[i]),
@@ -64,8 +79,8 @@
     };
     const all = [...Array(n).keys()];
     if (playback) {
-      const others = all.filter(i => !own.has(p.id[i]));
-      const mine = all.filter(i => own.has(p.id[i]));
+      const others = all.filter(i => !own.has(i));
+      const mine = all.filter(i => own.has(i));
       traces.push(mk(others, 'other clips', GREY));
       if (mine.length) traces.push(mk(mine, 'this file', '#2ca02c', { size: size * 1.8 }));
     } else if (v.color && v.color.mode === 'continuous') {
@@ -80,7 +95,7 @@
       });
     }
     if (hl.size) {
-      const idx = all.filter(i => hl.has(p.id[i]));
+      const idx = [...hl].filter(i => i < n);
       traces.push(mk(idx, 'selected', '#d62728', { size: size * 2.6, symbol: is3d ? 'diamond' : 'star',
         line: { color: '#000', width: 1 } }));
     }
@@ -90,17 +105,23 @@
   function render() {
     const v = props.value;
     state.v = v;
-    if (v && v.points_url && !v.points) {
+    if (v && v.points_url && state.ptsUrl !== v.points_url) {
       // the points come as JSON from the server's /mapdata route, not through the component value
       const url = v.points_url;
       state.loading = url;
       note.textContent = 'loading ' + (v.n || '') + ' points…';
+      loadPlotly();
       fetch(url).then(r => { if (!r.ok) throw new Error('map data ' + r.status); return r.json(); })
-        .then(pts => { if (state.loading !== url) return; v.points = pts; render(); })
+        .then(pts => {
+          if (state.loading !== url) return;
+          state.pts = pts; state.ptsUrl = url;
+          render();
+        })
         .catch(e => { note.textContent = String(e); });
       return;
     }
-    if (!v || !v.points || !v.points.x || v.points.x.length === 0) {
+    if (!v || !v.points_url) { state.pts = null; state.ptsUrl = null; }
+    if (!v || !state.pts || !state.pts.x || state.pts.x.length === 0) {
       const P = plotly();
       if (P) P.purge(plotDiv);
       plotDiv.__aeBound = false;
@@ -109,6 +130,7 @@
       timeline.style.display = 'none';
       return;
     }
+    loadPlotly();
     whenPlotly(() => draw(v));
   }
 
@@ -120,7 +142,9 @@
     const traces = baseTraces(v);
     state.traj = null; state.markerTrace = -1; state.trailTrace = -1;
     if (v.trajectory && v.trajectory.t && v.trajectory.t.length) {
-      const tr = v.trajectory;
+      const src = v.trajectory;  // plain copies: reading a proxied value every frame is slow
+      const tr = { t: Array.from(src.t), x: Array.from(src.x), y: Array.from(src.y),
+                   z: src.z ? Array.from(src.z) : undefined };
       state.traj = tr;
       const path = { type: is3d ? 'scatter3d' : 'scattergl', mode: 'lines', name: 'trajectory',
         x: tr.x, y: tr.y, line: { color: 'rgba(44,160,44,0.55)', width: is3d ? 3 : 2 }, hoverinfo: 'skip' };
@@ -156,8 +180,13 @@
     const t0 = performance.now();
     P.react(plotDiv, traces, layout, { responsive: true, displaylogo: false, scrollZoom: true }).then(() => {
       box.dataset.drawMs = String(Math.round(performance.now() - t0));
-      box.dataset.nPoints = String(v.points.x.length);
+      box.dataset.nPoints = String(state.pts.x.length);
       box.dataset.rendered = String(Date.now());
+      // painted: two animation frames later, the drawn map has reached the screen
+      requestAnimationFrame(() => requestAnimationFrame(() => {
+        box.dataset.paintMs = String(Math.round(performance.now() - t0));
+        box.dataset.painted = String(Date.now());
+      }));
       if (!plotDiv.__aeBound) {
         plotDiv.__aeBound = true;
         plotDiv.on('plotly_click', (ev) => {
@@ -166,7 +195,7 @@
           const i = pt.customdata;
           const vv = state.v;
           if (!vv.trajectory) play(vv, i);
-          trigger('point_click', { id: vv.points.id[i], index: i, clip: vv.points.path[i] });
+          trigger('point_click', { token: vv.token, index: i, clip: state.pts.path[i] });
         });
       }
     });
@@ -180,14 +209,15 @@
 
   function play(v, i) {
     const url = audioUrl(v, i);
-    const start = v.points.start_s ? v.points.start_s[i] || 0 : 0;
+    const p = state.pts;
+    const start = p.start_s ? p.start_s[i] || 0 : 0;
     state.playingIdx = i;
-    nowPlaying.textContent = '▶ ' + v.points.path[i] + (start ? ' @ ' + start.toFixed(1) + ' s' : '') +
-      (v.points.label[i] ? '  [' + v.points.label[i] + ']' : '');
+    nowPlaying.textContent = '▶ ' + p.path[i] + (start ? ' @ ' + start.toFixed(1) + ' s' : '') +
+      (p.label[i] ? '  [' + p.label[i] + ']' : '');
     if (audio.getAttribute('src') !== url) { audio.src = url; }
     const go = () => { try { audio.currentTime = start; } catch (e) {} audio.play().catch(() => {}); };
     if (audio.readyState >= 1) go(); else audio.addEventListener('loadedmetadata', go, { once: true });
-    box.dataset.playing = v.points.path[i];
+    box.dataset.playing = p.path[i];
   }
 
   function setupTimeline(v) {
