@@ -41,7 +41,7 @@ def test_sampled_agreement_estimates_the_exact_one(store):
 
 
 def test_class_stats_say_when_agreement_is_sampled(store, monkeypatch):
-    assert classes.class_stats(store, "big", "m", k=5)["agreement_sampled"] is None  # 600 <= 3000: exact
+    assert classes.class_stats(store, "big", "m", k=5)["agreement_sampled"] is None  # 600 <= 2000: exact
     monkeypatch.setattr(classes, "AGREEMENT_SAMPLE", 200)
     st = classes.class_stats(store, "big", "m", k=5)
     assert st["agreement_sampled"] == 200 and st["n_labelled"] == 600
