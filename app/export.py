@@ -91,7 +91,7 @@ def export_map(svc: Services, library: str, model: str, method: str, dims: int, 
             shutil.copy2(th, out / "thumbs" / th.name)
             p["thumb"] = "thumbs/" + th.name
     (out / "points.json").write_text(json.dumps(doc))
-    shutil.copy2(plotly_js_path(), out / "plotly.min.js")
+    shutil.copy2(plotly_js_path(slim=False), out / "plotly.min.js")  # loaded in <head>: the full bundle
     q = doc.get("quality") or {}
     subtitle = (f"{doc['n']} clips · {model} · {method.upper()} {dims}D"
                 + (f" · trustworthiness {q['trustworthiness']:.3f}" if q.get("trustworthiness") is not None else ""))

@@ -40,11 +40,12 @@ def _register_any_path() -> None:
         register_url_convertor("anypath", AnyPath())
 
 
-def plotly_js_path() -> Path:
-    """The map's plotly.js: the slim committed bundle, else the plotly package's full one."""
-    slim = Path(__file__).resolve().parent / "static" / "plotly-map.min.js"
-    if slim.is_file():
-        return slim
+def plotly_js_path(slim: bool = True) -> Path:
+    """The map's plotly.js: the slim committed bundle (it must be run once the page's body
+    exists, as mapview.js does), else, or with ``slim=False``, the plotly package's full one."""
+    path = Path(__file__).resolve().parent / "static" / "plotly-map.min.js"
+    if slim and path.is_file():
+        return path
     import plotly
 
     return Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
