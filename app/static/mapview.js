@@ -125,7 +125,7 @@
       const P = plotly();
       if (P) P.purge(plotDiv);
       plotDiv.__aeBound = false;
-      plotDiv.innerHTML = '<div class="ae-empty">' + ((v && v.message) || 'Nothing to show yet.') + '</div>';
+      plotDiv.innerHTML = '<div class="ae-empty">' + ((v && typeof v.message === 'string') ? v.message : 'Nothing to show yet.') + '</div>';
       title.textContent = ''; note.textContent = '';
       timeline.style.display = 'none';
       return;
