@@ -15,6 +15,7 @@
   const spec = root.querySelector('.ae-spec');
   const cursor = root.querySelector('.ae-cursor');
   const overlay = root.querySelector('.ae-marker');
+  const playRow = root.querySelector('.ae-play');
   const GREY = '#c8c8c8';
   const PALETTE = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#17becf',
     '#bcbd22', '#7f7f7f', '#393b79', '#637939', '#8c6d31', '#843c39', '#7b4173', '#3182bd', '#e6550d',
@@ -128,6 +129,7 @@
       plotDiv.innerHTML = '<div class="ae-empty">' + ((v && typeof v.message === 'string') ? v.message : 'Nothing to show yet.') + '</div>';
       title.textContent = ''; note.textContent = '';
       timeline.style.display = 'none';
+      playRow.style.display = 'none';  // nothing to play without a map
       return;
     }
     loadPlotly();
@@ -139,6 +141,7 @@
     const is3d = v.dims === 3;
     title.textContent = v.title || '';
     note.textContent = v.note || '';
+    playRow.style.display = '';
     const traces = baseTraces(v);
     state.traj = null; state.markerTrace = -1; state.trailTrace = -1;
     if (v.trajectory && v.trajectory.t && v.trajectory.t.length) {
