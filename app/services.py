@@ -208,12 +208,20 @@ class Services:
         k = min(10, max(1, len(ids) - 1))
         with self._lock:
             fit_lock = self._vector_locks.setdefault(("fit", key.digest), threading.Lock())
+            quality_lock = self._vector_locks.setdefault(("quality", key.digest), threading.Lock())
         with fit_lock:  # one fit per map, however many events ask for it at once
-            proj = self.maps.get_or_fit(key, X, labels, quality_k=k if quality else None)
-            if quality and proj.quality is None:  # fitted earlier without its quality numbers
-                proj.quality = projections.map_quality(X, proj.coords, labels, k=k)
-                self.maps.set_quality(key, proj.quality)
-        return ids, X, pays, key, proj, self.maps.stats.hits > hits_before
+            proj = self.maps.get_or_fit(key, X, labels, quality_k=None)
+        hit = self.maps.stats.hits > hits_before
+        if quality and proj.quality is None:
+            # apart from the fit: a map drawn meanwhile need not wait for these numbers
+            with quality_lock:
+                done = self.maps.get(key)
+                if done is not None and done.quality is not None:  # another event computed them
+                    proj.quality = done.quality
+                else:
+                    proj.quality = projections.map_quality(X, proj.coords, labels, k=k)
+                    self.maps.set_quality(key, proj.quality)
+        return ids, X, pays, key, proj, hit
 
     def _placer(self, key, X):
         """A fitted projector that places new points into the map `key` (the map does not move)."""
@@ -309,6 +317,7 @@ class Services:
         its default map (PCA 2D), so the first page shows it sooner; errors are ignored."""
         def work() -> None:
             try:
+                projections.preload()
                 libs = self.libraries()
                 if libs and libs[0].models:
                     first = (libs[0].name, list(libs[0].models)[0], "pca", 2)
