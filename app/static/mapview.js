@@ -26,7 +26,9 @@
                   lastKey: '', rot: 0, playingIdx: -1 };
   box.__aeState = state;
 
-  function plotly() { return window.__AE_PLOTLY || window.Plotly; }
+  // our own plotly.js instance: Gradio's gr.Plot lazy-loads another version and overwrites
+  // window.Plotly, so the map never draws with whatever window.Plotly happens to be
+  function plotly() { return window.__AE_PLOTLY; }
 
   // plotly.js (~0.3 s to evaluate for the slim bundle, ~0.8 s for the full one) is fetched early by
   // a <link rel=preload> in the page head and only run when a map is to be drawn: its evaluation
