@@ -111,6 +111,11 @@ def create_app(svc: Services):
 
     demo = ui.build_app(svc)
     demo.queue(default_concurrency_limit=4)
+    # Gradio keeps a copy of the UI's config per session (~0.33 MB for this UI), 10000 sessions by
+    # default; an API call without a session hash is a new session, so scripted clients grew the
+    # server by ~440 MB/min (benchmarks/load_test.py --sessionless). The oldest sessions beyond
+    # this many are dropped.
+    demo.state_session_capacity = session_capacity()
     app = gr.mount_gradio_app(api, demo, path="", head=mapview.HEAD, css=ui.CSS, show_error=True,
                               max_file_size=ui.MAX_UPLOAD)
     # Gradio checks that a file sent to an input was uploaded (is in its cache) only once the
@@ -118,6 +123,14 @@ def create_app(svc: Services):
     # name any server path ({"path": "/etc/passwd"}) and the app would read it.
     demo.has_launched = True
     return app
+
+
+def session_capacity() -> int:
+    """Sessions whose state the server keeps (`$AUDIO_EXPLORER_SESSIONS`, default 300)."""
+    try:
+        return max(1, int(os.environ.get("AUDIO_EXPLORER_SESSIONS", "300")))
+    except ValueError:
+        return 300
 
 
 def limit_malloc_arenas() -> None:

@@ -1,10 +1,12 @@
-"""Load: concurrent searchers against the served app on localhost, through gradio_client.
+"""Load: concurrent searchers against the served app on localhost, through Gradio's HTTP API.
 
     python benchmarks/load_test.py                          # builds a library, serves it, 20 searchers for 60 s
     python benchmarks/load_test.py --workers 20 --duration 60 --json out.json
     python benchmarks/load_test.py --url http://127.0.0.1:7860 --library demo   # a server already running here
 
-Each searcher is its own `gradio_client.Client` and loops until the deadline: mostly
+Each searcher calls the app's API endpoints over plain HTTP (`POST /gradio_api/call/<name>`, then
+the result from `GET /gradio_api/call/<name>/<event_id>`; uploads through `/gradio_api/upload`,
+what any other program would do) and loops until the deadline: mostly
 `/search_by_id` (a random clip, a random model of the library), and every `--file-every`-th call
 `/search_file` (uploads a clip, decoded and embedded on the server). The loop stops by itself.
 Reported: calls, errors, latency p50/p90/p99/max per endpoint, throughput, and the server
@@ -24,6 +26,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -53,22 +56,65 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+class ApiClient:
+    """Calls the served app's `api_name` endpoints through Gradio's REST API (stdlib HTTP only)."""
+
+    def __init__(self, url: str, timeout: float = 120.0, session: bool = True):
+        self.base = url.rstrip("/")
+        self.timeout = timeout
+        # one session per client, as a browser tab or gradio_client has; without, each call is a
+        # new session on the server (what a curl loop does)
+        self.session = uuid.uuid4().hex[:11] if session else None
+
+    def _open(self, req: urllib.request.Request | str) -> bytes:
+        with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            return resp.read()
+
+    def upload(self, path: Path) -> dict:
+        """Upload a file; the FileData that names it in a call."""
+        boundary = uuid.uuid4().hex
+        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{path.name}\"\r\n"
+                f"Content-Type: application/octet-stream\r\n\r\n").encode() + path.read_bytes() + \
+            f"\r\n--{boundary}--\r\n".encode()
+        req = urllib.request.Request(f"{self.base}/gradio_api/upload", data=body, method="POST",
+                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        server_path = json.loads(self._open(req))[0]
+        return {"path": server_path, "orig_name": path.name, "meta": {"_type": "gradio.FileData"}}
+
+    def predict(self, *args, api_name: str):
+        """The endpoint's first output, or RuntimeError with the app's message."""
+        name = api_name.lstrip("/")
+        req = urllib.request.Request(f"{self.base}/gradio_api/call/{name}", method="POST",
+                                     data=json.dumps({"data": list(args), "session_hash": self.session}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        event_id = json.loads(self._open(req))["event_id"]
+        event = None
+        for line in self._open(f"{self.base}/gradio_api/call/{name}/{event_id}").decode().splitlines():
+            if line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:") and event in ("complete", "error"):
+                data = json.loads(line[5:].strip() or "null")
+                if event == "error":
+                    raise RuntimeError(f"{api_name}: {data}")
+                return data[0]
+        raise RuntimeError(f"{api_name}: no result")
+
+
 def _pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
 def run_load(url: str, library: str, clip_ids: dict[str, list[str]], query_files: list[Path], duration_s: float = 60,
              workers: int = 20, file_every: int = 5, file_model: str | None = None, pid: int | None = None,
-             seed: int = 0) -> dict:
-    """`workers` concurrent searchers for `duration_s` seconds; latencies, errors and server RSS."""
-    from gradio_client import Client, handle_file
-
+             seed: int = 0, sessionless: bool = False) -> dict:
+    """`workers` concurrent searchers for `duration_s` seconds; latencies, errors and server RSS.
+    `sessionless`: every call without a session hash (each one a new session on the server)."""
     host = urllib.parse.urlparse(url).hostname
     if host not in ("127.0.0.1", "localhost", "::1"):
         raise SystemExit(f"refusing to load {url}: loopback addresses only")
     models = sorted(clip_ids)
     file_model = file_model or models[0]
-    clients = [Client(url.rstrip("/") + "/", verbose=False) for _ in range(workers)]
+    clients = [ApiClient(url, session=not sessionless) for _ in range(workers)]
     lat: dict[str, list[float]] = {"search_by_id": [], "search_file": []}
     errors: list[str] = []
     lock = threading.Lock()
@@ -86,7 +132,7 @@ def run_load(url: str, library: str, clip_ids: dict[str, list[str]], query_files
             try:
                 if file_every and n % file_every == 0:
                     kind = "search_file"
-                    hits = client.predict(library, file_model, handle_file(str(rng.choice(query_files))), 5,
+                    hits = client.predict(library, file_model, client.upload(rng.choice(query_files)), 5,
                                           api_name="/search_file")
                 else:
                     kind = "search_by_id"
@@ -118,11 +164,6 @@ def run_load(url: str, library: str, clip_ids: dict[str, list[str]], query_files
         th.join(timeout=duration_s + 300)
     wall = time.perf_counter() - t0
     sam.join(timeout=5)
-    for c in clients:
-        try:
-            c.close()
-        except Exception:
-            pass
     every = lat["search_by_id"] + lat["search_file"]
     out = {"workers": workers, "duration_s": round(wall, 1), "calls": len(every), "errors": len(errors),
            "error_samples": errors[:5], "calls_per_s": round(len(every) / wall, 1)}
@@ -143,15 +184,12 @@ def run_load(url: str, library: str, clip_ids: dict[str, list[str]], query_files
 
 def library_ids(url: str, library: str) -> dict[str, list[str]]:
     """{model: clip ids} of a served library, through the API."""
-    from gradio_client import Client
-
-    client = Client(url.rstrip("/") + "/", verbose=False)
+    client = ApiClient(url)
     libs = {lib["name"]: lib for lib in client.predict(api_name="/list_libraries")}
     ids = {}
     for model in libs[library]["models"]:
         doc = client.predict(library, model, "pca", 2, 0, api_name="/map_coordinates")
         ids[model] = [p["id"] for p in doc["points"]]
-    client.close()
     return ids
 
 
@@ -191,6 +229,8 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=20)
     ap.add_argument("--duration", type=float, default=60.0)
     ap.add_argument("--file-every", type=int, default=5, help="every n-th call of a searcher is /search_file")
+    ap.add_argument("--sessionless", action="store_true",
+                    help="calls without a session hash: every call is a new session on the server")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="load-test-"))
@@ -232,7 +272,7 @@ def main() -> int:
         # warm up: load the models in the server before timing
         run_load(url, args.library, ids, queries, duration_s=5, workers=2, file_every=2, pid=None)
         res = run_load(url, args.library, ids, queries, duration_s=args.duration, workers=args.workers,
-                       file_every=args.file_every, pid=pid)
+                       file_every=args.file_every, pid=pid, sessionless=args.sessionless)
         print(table(res))
         print(f"cores {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}")
         if args.json:

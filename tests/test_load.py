@@ -1,4 +1,4 @@
-"""Load: 20 concurrent gradio_client searchers against the served app for ~25 s (a bounded loop
+"""Load: 20 concurrent searchers (HTTP calls to the app's API endpoints) against the served app for ~25 s (a bounded loop
 that stops by itself): no errors, latency percentiles reported, server memory not growing
 without bound. The 60 s version with a larger library is benchmarks/load_test.py."""
 from __future__ import annotations
@@ -29,7 +29,8 @@ def test_twenty_concurrent_searchers(served_app):
     assert set(ids) == {"dsp", "vgg-msd"} and all(len(v) >= 19 for v in ids.values())
     queries = sorted(folder.rglob("*.wav"))[:8]
     lt.run_load(url, "demo", ids, queries, duration_s=3, workers=2, file_every=2)  # warm: models loaded
-    res = lt.run_load(url, "demo", ids, queries, duration_s=25, workers=20, file_every=5, pid=pid)
+    # sessionless calls (each a new server session, as from a curl loop): the harder case for memory
+    res = lt.run_load(url, "demo", ids, queries, duration_s=25, workers=20, file_every=5, pid=pid, sessionless=True)
     print("\n" + lt.table(res))
     assert res["errors"] == 0, res["error_samples"]
     assert res["search_by_id"]["n"] >= 40 and res["search_file"]["n"] >= 5
