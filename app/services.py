@@ -35,7 +35,7 @@ class Services:
         self._lock = threading.Lock()
         self.maps = projections.MapCache(self.data_dir / "maps")
         self._vectors: dict[tuple, tuple] = {}
-        self._vector_locks: dict[tuple, threading.Lock] = {}
+        self._key_locks: dict[tuple, threading.Lock] = {}  # one per vector read / map fit / quality
         self._payloads: "OrderedDict[str, dict]" = OrderedDict()  # map points served at /mapdata/<token>
 
     @property
@@ -173,14 +173,16 @@ class Services:
         return rep
 
     # ---- maps ---------------------------------------------------------------------------
+    def _key_lock(self, key: tuple) -> threading.Lock:
+        with self._lock:
+            return self._key_locks.setdefault(key, threading.Lock())
+
     def read_vectors(self, library: str, model: str):
         """ids, vectors [n, dim], payloads of a (library, model) collection (memoised until it changes)."""
         coll = index.collection_name(library, model)
         n = self.store.count(coll) if self.store.has_collection(coll) else 0
         key = (library, model)
-        with self._lock:
-            key_lock = self._vector_locks.setdefault(key, threading.Lock())
-        with key_lock:  # events of one page load ask at once: one read, the others wait for it
+        with self._key_lock(("vectors", *key)):  # a page load's events ask at once: one reads, the rest wait
             hit = self._vectors.get(key)
             if hit is not None and hit[0] == n:
                 return hit[1]
@@ -206,15 +208,12 @@ class Services:
                                        labels=labels)
         hits_before = self.maps.stats.hits
         k = min(10, max(1, len(ids) - 1))
-        with self._lock:
-            fit_lock = self._vector_locks.setdefault(("fit", key.digest), threading.Lock())
-            quality_lock = self._vector_locks.setdefault(("quality", key.digest), threading.Lock())
-        with fit_lock:  # one fit per map, however many events ask for it at once
+        with self._key_lock(("fit", key.digest)):  # one fit per map, however many events ask for it at once
             proj = self.maps.get_or_fit(key, X, labels, quality_k=None)
         hit = self.maps.stats.hits > hits_before
         if quality and proj.quality is None:
             # apart from the fit: a map drawn meanwhile need not wait for these numbers
-            with quality_lock:
+            with self._key_lock(("quality", key.digest)):
                 done = self.maps.get(key)
                 if done is not None and done.quality is not None:  # another event computed them
                     proj.quality = done.quality

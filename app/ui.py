@@ -100,16 +100,19 @@ def build_map(svc: Services, ctx: dict) -> None:
     clicked = gr.State(None)
     ctx["map"] = mv
 
+    def method_params(method_, nn, md, pp) -> dict:
+        return {"umap": {"n_neighbors": int(nn), "min_dist": float(md)},
+                "tsne": {"perplexity": float(pp)}}.get(method_, {})
+
     def on_draw(library, model, method_, dims_, color_by, nn, md, pp, sd, progress=gr.Progress()):
         if not library or not model:
             return {"message": EMPTY}, ""
         progress(0.05, desc=f"{METHOD_LABELS.get(method_, method_)} map of {library} · {model} "
                             "(fitted once, then cached)")
         try:
-            params = {"umap": {"n_neighbors": int(nn), "min_dist": float(md)}, "tsne": {"perplexity": float(pp)}}
             # the map first; its quality numbers (seconds at 50k points) in the next event, `on_quality`
             value, q = svc.map_value(library, model, method_, 3 if dims_ == "3D" else 2, color_by=color_by,
-                                     seed=int(sd or 0), params=params.get(method_, {}), quality=False)
+                                     seed=int(sd or 0), params=method_params(method_, nn, md, pp), quality=False)
         except Exception as exc:
             return {"message": f"Error: {one_line(exc)}"}, error_html(exc)
         return value, q
@@ -118,9 +121,8 @@ def build_map(svc: Services, ctx: dict) -> None:
         if not library or not model:
             return gr.skip()
         try:
-            params = {"umap": {"n_neighbors": int(nn), "min_dist": float(md)}, "tsne": {"perplexity": float(pp)}}
             return svc.map_status(library, model, method_, 3 if dims_ == "3D" else 2, seed=int(sd or 0),
-                                  params=params.get(method_, {}))
+                                  params=method_params(method_, nn, md, pp))
         except Exception as exc:
             return error_html(exc)
 
