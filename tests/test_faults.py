@@ -33,7 +33,6 @@ ROOT = Path(__file__).resolve().parent.parent
 LIB = "k"
 N_FILES = 60
 BATCH = 5
-NOBODY = "65534"  # uid and gid of nobody/nogroup
 
 
 def cli_env(data: Path, **extra: str) -> dict:
@@ -42,11 +41,13 @@ def cli_env(data: Path, **extra: str) -> dict:
     return env
 
 
-def cli(*args: str, data: Path, env: dict | None = None, user: str | None = None, timeout: int = 600):
-    """`python app.py ARGS --data-dir DATA`; as `user` (via setpriv) when given and we are root."""
+def cli(*args: str, data: Path, env: dict | None = None, obey_permissions: bool = False, timeout: int = 600):
+    """`python app.py ARGS --data-dir DATA`; with `obey_permissions`, when we are root, without the
+    capabilities that let root ignore file permissions (setpriv; still uid 0, so the checkout and
+    its venv stay readable wherever they are, e.g. in a 0700 mktemp folder)."""
     cmd = [sys.executable, "app.py", *args, "--data-dir", str(data)]
-    if user and os.geteuid() == 0:
-        cmd = ["setpriv", "--reuid", user, "--regid", user, "--clear-groups", "--"] + cmd  # numeric ids: no passwd lookups
+    if obey_permissions and os.geteuid() == 0:
+        cmd = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"] + cmd
     return subprocess.run(cmd, cwd=ROOT, env=env or cli_env(data), capture_output=True, text=True, timeout=timeout)
 
 
@@ -246,10 +247,10 @@ def _tree_mode(path: Path, dirs: int, files: int) -> None:
             os.chmod(p, dirs if p.is_dir() else files)
 
 
-@pytest.mark.skipif(os.geteuid() == 0 and shutil.which("setpriv") is None, reason="needs setpriv to drop root")
+@pytest.mark.skipif(os.geteuid() == 0 and shutil.which("setpriv") is None, reason="needs setpriv to drop root's capabilities")
 def test_read_only_data_folder_permissions(corpus, tmp_path):
-    """A data folder the user may not write (chmod; the CLI runs as `nobody` when the tests run as root,
-    since root ignores permissions): one-line errors, and the library is intact afterwards."""
+    """A data folder the user may not write (chmod; when the tests run as root, the CLI runs without
+    root's permission-bypassing capabilities): one-line errors, and the library is intact afterwards."""
     base = _world_writable_tmp()
     try:
         data = base / "data"
@@ -258,15 +259,15 @@ def test_read_only_data_folder_permissions(corpus, tmp_path):
                       AUDIO_EXPLORER_WEIGHTS=str(base / "weights"), MPLCONFIGDIR=str(base / "mpl"))
         (base / "weights" / "dsp").mkdir(parents=True)
         _tree_mode(base, 0o777, 0o666)
-        res = cli("index", str(kick), "--library", LIB, "--no-thumbnails", data=data, env=env, user=NOBODY)
+        res = cli("index", str(kick), "--library", LIB, "--no-thumbnails", data=data, env=env, obey_permissions=True)
         assert res.returncode == 0, res.stderr
         before = snapshot(data)
         assert len(before["dsp"]["ids"]) == 8
         _tree_mode(data, 0o555, 0o444)
         try:
-            res = cli("index", str(corpus), "--library", LIB, data=data, env=env, user=NOBODY)
+            res = cli("index", str(corpus), "--library", LIB, data=data, env=env, obey_permissions=True)
             one_line_error(res, "not writable")
-            res = cli("libraries", data=data, env=env, user=NOBODY)
+            res = cli("libraries", data=data, env=env, obey_permissions=True)
             one_line_error(res, "read-only or not writable")
         finally:
             _tree_mode(data, 0o777, 0o666)
