@@ -13,13 +13,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-
-VERBS = ("serve", "index", "search", "models", "libraries", "project", "classes", "train", "export", "delete")
-
-
-class CliError(Exception):
-    """A one-line error for the user."""
-
+from app.errors import CliError, one_line
 
 ENV_VAR = "AUDIO_EXPLORER_DATA"  # same as index.DATA_ENV_VAR (not imported here: --help stays fast)
 
@@ -181,10 +175,14 @@ def _table(rows: list[dict], cols: list[str]) -> str:
     return "\n".join(out)
 
 
-def _store(args):
-    import index
+def _services(args):
+    from app.services import Services
 
-    return index.open_store(index.data_dir(args.data_dir))
+    return Services(args.data_dir)
+
+
+def _store(args):
+    return _services(args).store
 
 
 def cmd_index(args) -> int:
@@ -217,18 +215,15 @@ def cmd_index(args) -> int:
 
 
 def cmd_search(args) -> int:
-    import index
-
     ranges = parse_ranges(args.where)
-    store = _store(args)
+    queries = _services(args).queries
     if args.file:
-        hits = index.search_file(store, args.library, args.model, args.file, k=args.k, label=args.label,
-                                 one_per_file=args.one_per_file, data_dir=args.data_dir, ranges=ranges)
+        hits = queries.search_file(args.library, args.model, args.file, k=args.k, label=args.label,
+                                   one_per_file=args.one_per_file, ranges=ranges)
     elif args.id:
-        hits = index.search_id(store, args.library, args.model, args.id, k=args.k, label=args.label, ranges=ranges)
+        hits = queries.search_id(args.library, args.model, args.id, k=args.k, label=args.label, ranges=ranges)
     else:
-        hits = index.search_text(store, args.library, args.model, args.text, k=args.k, label=args.label,
-                                 data_dir=args.data_dir)
+        hits = queries.search_text(args.library, args.model, args.text, k=args.k, label=args.label)
     rows = [h.to_dict() for h in hits]
     if args.json:
         print(json.dumps(rows))
@@ -254,10 +249,7 @@ def parse_ranges(specs: list[str]) -> dict[str, tuple[float | None, float | None
 
 
 def cmd_models(args) -> int:
-    import index
-
-    rows = [{"name": a.name, "family": a.family, "status": a.status, "dim": a.dim or "",
-             "reason": a.reason, "description": a.description} for a in index.available_models(args.data_dir)]
+    rows = [{**m, "dim": m["dim"] or ""} for m in _services(args).libs.models()]
     if args.json:
         print(json.dumps(rows))
     else:
@@ -266,13 +258,7 @@ def cmd_models(args) -> int:
 
 
 def cmd_libraries(args) -> int:
-    import index
-
-    store = _store(args)
-    rows = []
-    for lib in index.list_libraries(store):
-        counts = index.library_counts(store, lib.name)
-        rows.append({"name": lib.name, "root": lib.root, "models": lib.models, "counts": counts})
+    rows = [{k: r[k] for k in ("name", "root", "models", "counts")} for r in _services(args).libs.table()]
     if args.json:
         print(json.dumps(rows))
     elif not rows:
@@ -285,12 +271,9 @@ def cmd_libraries(args) -> int:
 
 
 def cmd_project(args) -> int:
-    from app import services
-
     params = {k: v for k, v in {"n_neighbors": args.n_neighbors, "min_dist": args.min_dist,
                                 "metric": args.metric, "perplexity": args.perplexity}.items() if v is not None}
-    svc = services.Services(args.data_dir)
-    doc = svc.map_document(args.library, args.model, args.method, args.dims, seed=args.seed,
+    doc = _services(args).maps.document(args.library, args.model, args.method, args.dims, seed=args.seed,
                            params=params, quality=args.quality)
     text = json.dumps(doc)
     if args.out:
@@ -302,17 +285,16 @@ def cmd_project(args) -> int:
 
 
 def cmd_classes(args) -> int:
-    from app import services
+    from app.services.formatting import number, plain
 
-    svc = services.Services(args.data_dir)
-    stats = svc.class_stats(args.library, args.model, k=args.k)
+    stats = _services(args).queries.class_stats(args.library, args.model, k=args.k)
     if args.json:
-        print(json.dumps(stats))
+        print(json.dumps(plain(stats)))
         return 0
     est = (f"; estimated from {stats['agreement_sampled']} clips drawn at random"
            if stats.get("agreement_sampled") else "")
-    print(f"overall agreement@{args.k}: {stats['overall_agreement']:.3f}  ({stats['n_labelled']} labelled clips{est})")
-    rows = [{"label": lb, "count": stats["counts"][lb], f"agreement@{args.k}": f"{stats['agreement'][lb]:.3f}"}
+    print(f"overall agreement@{args.k}: {number(stats['overall_agreement'])}  ({stats['n_labelled']} labelled clips{est})")
+    rows = [{"label": lb, "count": stats["counts"][lb], f"agreement@{args.k}": number(stats['agreement'][lb])}
             for lb in stats["labels"]]
     print(_table(rows, ["label", "count", f"agreement@{args.k}"]))
     labels = stats["labels"]
@@ -323,25 +305,21 @@ def cmd_classes(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from app import export, services
+    from app import export
 
-    svc = services.Services(args.data_dir)
-    res = export.export_map(svc, args.library, args.model, args.method, args.dims, args.out, seed=args.seed,
+    res = export.export_map(_services(args), args.library, args.model, args.method, args.dims, args.out, seed=args.seed,
                             copy_audio=args.copy_audio, vectors=args.vectors)
     print(f"wrote {res['page']} ({res['points']} points) and {res['vectors']}", file=sys.stderr)
     return 0
 
 
 def cmd_delete(args) -> int:
-    import index
-    from index.libraries import delete_model
-
-    store = _store(args)
+    libs = _services(args).libs
     if args.model:
-        delete_model(store, args.library, args.model)
+        libs.delete(args.library, args.model)
         print(f"deleted model '{args.model}' from library '{args.library}'", file=sys.stderr)
     else:
-        dropped = index.delete_library(store, args.library)
+        dropped = libs.delete(args.library)
         print(f"deleted library '{args.library}' ({len(dropped)} collections)", file=sys.stderr)
     return 0
 
@@ -419,13 +397,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 1
 
-
-def one_line(exc: BaseException) -> str:
-    """A single readable line for an exception (no traceback)."""
-    known = ("LibraryError", "EmbedderError", "AudioError", "StoreError", "ProjectionError", "CliError",
-             "NameError_", "ServiceError")
-    lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
-    msg = lines[0] if lines else ""
-    if type(exc).__name__ in known or isinstance(exc, (ValueError, FileNotFoundError)):
-        return msg or type(exc).__name__
-    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__

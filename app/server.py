@@ -13,6 +13,8 @@ import re
 import sys
 from pathlib import Path
 
+from app import assets
+from app.errors import one_line
 from app.services import Services
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -39,17 +41,6 @@ def _register_any_path() -> None:
         register_url_convertor("anypath", AnyPath())
 
 
-def plotly_js_path(slim: bool = True) -> Path:
-    """The map's plotly.js: the slim committed bundle (it must be run once the page's body
-    exists, as mapview.js does), else, or with ``slim=False``, the plotly package's full one."""
-    path = Path(__file__).resolve().parent / "static" / "plotly-map.min.js"
-    if slim and path.is_file():
-        return path
-    import plotly
-
-    return Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
-
-
 def create_app(svc: Services):
     """FastAPI app with the audio/thumbnail/static routes and the Gradio UI mounted at /."""
     import gradio as gr
@@ -57,7 +48,7 @@ def create_app(svc: Services):
     import orjson  # a Gradio dependency: ~10x json's speed on 50k points
     from fastapi.responses import FileResponse, Response
 
-    from app import mapview, ui
+    from app.wiring import build_app
 
     api = FastAPI(title="Audio embedding explorer")
     _register_any_path()
@@ -65,7 +56,7 @@ def create_app(svc: Services):
     @api.get("/audio/{library}/{rel_path:anypath}")
     def audio(library: str, rel_path: str):
         try:
-            lib = svc.library(library)
+            lib = svc.libs.get(library)
             target = lib.resolve(rel_path)
         except Exception:
             raise HTTPException(status_code=403, detail="refused: not a clip of an indexed library") from None
@@ -81,10 +72,10 @@ def create_app(svc: Services):
         if not UUID_RE.match(stem):
             raise HTTPException(status_code=403, detail="refused")
         try:
-            svc.library(library)
+            svc.libs.get(library)
         except Exception:
             raise HTTPException(status_code=404, detail="unknown library") from None
-        p = svc.thumbnail(library, stem)
+        p = svc.libs.thumbnail(library, stem)
         if p is None:
             raise HTTPException(status_code=404, detail="no thumbnail")
         return FileResponse(p, media_type="image/png")
@@ -93,25 +84,25 @@ def create_app(svc: Services):
     def mapdata(token: str):
         if not re.fullmatch(r"[0-9a-f]{32}", token):
             raise HTTPException(status_code=403, detail="refused")
-        data = svc.map_payload(token)
+        data = svc.maps.tokens.points(token)
         if data is None:
             raise HTTPException(status_code=404, detail="map expired: draw it again")
         return Response(orjson.dumps(data), media_type="application/json")
 
     @api.get("/static/plotly.min.js")
     def plotly_js():
-        return FileResponse(plotly_js_path(), media_type="application/javascript",
+        return FileResponse(assets.plotly_js_path(), media_type="application/javascript",
                             headers={"Cache-Control": "public, max-age=86400"})
 
-    demo = ui.build_app(svc)
+    demo = build_app(svc)
     demo.queue(default_concurrency_limit=4)
     # Gradio keeps a copy of the UI's config per session (~0.33 MB for this UI), 10000 sessions by
     # default; an API call without a session hash is a new session, so scripted clients grew the
     # server by ~440 MB/min (benchmarks/load_test.py --sessionless). The oldest sessions beyond
     # this many are dropped.
     demo.state_session_capacity = session_capacity()
-    app = gr.mount_gradio_app(api, demo, path="", head=mapview.HEAD, css=ui.CSS, show_error=True,
-                              max_file_size=ui.MAX_UPLOAD)
+    app = gr.mount_gradio_app(api, demo, path="", head=assets.HEAD, css=assets.CSS, show_error=True,
+                              max_file_size=assets.MAX_UPLOAD)
     # Gradio checks that a file sent to an input was uploaded (is in its cache) only once the
     # Blocks "has launched", which mount_gradio_app never sets: without this, an API call could
     # name any server path ({"path": "/etc/passwd"}) and the app would read it.
@@ -157,16 +148,14 @@ def serve(data_dir=None, host: str | None = None, port: int | None = None, demo:
     limit_malloc_arenas()
     svc = Services(data_dir)
     try:
-        libs = svc.libraries()
+        libs = svc.libs.list()
     except Exception as exc:
-        from app.cli import one_line
-
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 1
     if demo and not libs:
         print("building the demo library (first run; a minute or two)...", file=sys.stderr)
-        svc.ensure_demo(progress=None)
-    svc.prewarm()  # the first library's default map, read while the server starts
+        svc.libs.ensure_demo(progress=None)
+    svc.maps.prewarm()  # the first library's default map, read while the server starts
     app = create_app(svc)
     host = host or os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
     port = port or int(os.environ.get("GRADIO_SERVER_PORT", "7860"))

@@ -7,6 +7,10 @@ expose `resolve(name, data_dir) -> ModelSpec | None` for parametric names
 """
 from __future__ import annotations
 
+from .cpu import pin_numba_target
+
+pin_numba_target()  # before librosa / umap-learn import numba
+
 import importlib
 import threading
 from pathlib import Path

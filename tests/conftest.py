@@ -32,6 +32,9 @@ def pytest_configure(config):
     """Keep every test away from the user's data folder; share converted weights across tests."""
     import tempfile
 
+    from embedders.cpu import pin_numba_target
+
+    pin_numba_target()  # numba's host target crashes on some CPUs (see embedders/cpu.py); children inherit it
     base = Path(tempfile.mkdtemp(prefix="ae-tests-"))
     config._ae_tmp = base
     os.environ.setdefault("AUDIO_EXPLORER_WEIGHTS", str(base / "weights"))

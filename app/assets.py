@@ -1,0 +1,124 @@
+"""Static pieces of the pages: plotly.js, CSS, the map component's template and script, and the
+exported map's page template."""
+from __future__ import annotations
+
+from pathlib import Path
+
+STATIC = Path(__file__).resolve().parent / "static"
+MAX_UPLOAD = "200mb"
+
+# the explorer's own styles (hit rows, errors, status lines)
+CSS = """
+.ae-hits { display: flex; flex-direction: column; gap: 6px; }
+.ae-hit { display: grid; grid-template-columns: 2.2em 5em 160px 1fr 300px; gap: 10px; align-items: center;
+  padding: 4px 6px; border-bottom: 1px solid #eee; font-size: 13px; }
+.ae-hit img { width: 160px; height: 48px; object-fit: fill; border-radius: 3px; background: #111; }
+.ae-hit audio { width: 300px; height: 32px; }
+.ae-hit .lbl { display: inline-block; padding: 0 6px; border-radius: 8px; background: #eef; color: #224; }
+.ae-hit .path { font-family: monospace; word-break: break-all; }
+.ae-hit .score { font-variant-numeric: tabular-nums; }
+.ae-error { color: #b00020; font-weight: 600; }
+.ae-quality { color: #555; }
+"""
+
+# the map component (Plotly WebGL inside gr.HTML): its template never depends on ${value}, so
+# Gradio's DOM diff keeps what mapview.js adds
+MAP_TEMPLATE = """
+<div class="ae-map">
+  <div class="ae-head"><span class="ae-title"></span><span class="ae-note"></span></div>
+  <div class="ae-plotwrap"><div class="ae-plot"></div><div class="ae-marker"></div></div>
+  <div class="ae-play"><audio class="ae-audio" controls preload="auto"></audio><span class="ae-now"></span></div>
+  <div class="ae-timeline"><canvas class="ae-wave"></canvas><img class="ae-spec" alt="spectrogram"/>
+    <div class="ae-cursor"></div></div>
+</div>
+"""
+
+MAP_CSS = """
+.ae-map { width: 100%; font-size: 13px; }
+.ae-head { display: flex; gap: 1em; align-items: baseline; min-height: 1.4em; }
+.ae-title { font-weight: 600; }
+.ae-note { color: #777; }
+.ae-plotwrap { position: relative; }
+.ae-plot { width: 100%; min-height: 300px; }
+.ae-empty { padding: 3em 1em; text-align: center; color: #666; font-size: 15px; }
+.ae-marker { position: absolute; display: none; width: 16px; height: 16px; margin: -8px 0 0 -8px;
+  border-radius: 50%; background: #e00000; border: 2px solid #fff; box-shadow: 0 0 6px rgba(0,0,0,.5);
+  pointer-events: none; z-index: 5; }
+.ae-play { display: flex; align-items: center; gap: 1em; margin-top: 4px; }
+.ae-audio { height: 36px; min-width: 320px; }
+.ae-now { color: #444; font-family: monospace; }
+.ae-timeline { position: relative; display: none; margin-top: 6px; cursor: pointer; }
+.ae-wave { width: 100%; height: 60px; display: block; background: #f4f6fb; }
+.ae-spec { width: 100%; height: 96px; display: block; image-rendering: auto; }
+.ae-cursor { position: absolute; top: 0; bottom: 0; width: 2px; background: #e00000; left: 0; pointer-events: none; }
+"""
+
+# fetched early, run by mapview.js once the app has mounted
+HEAD = '<link rel="preload" href="/static/plotly.min.js" as="script">'
+
+
+def mapview_js() -> str:
+    """The map component's js_on_load code."""
+    return (STATIC / "mapview.js").read_text()
+
+
+def plotly_js_path(slim: bool = True) -> Path:
+    """The map's plotly.js: the slim committed bundle (scattergl + scatter3d; it must be run once
+    the page's body exists, as mapview.js does), else, or with ``slim=False``, the plotly
+    package's full one."""
+    path = STATIC / "plotly-map.min.js"
+    if slim and path.is_file():
+        return path
+    import plotly
+
+    return Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
+
+
+# a self-contained page of a map (app/export.py): points inlined, plotly.min.js beside it
+EXPORT_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>{title}</title>
+<script src="plotly.min.js"></script>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 12px 20px; color: #222; }}
+#info {{ display: flex; gap: 14px; align-items: center; min-height: 70px; }}
+#thumb {{ width: 200px; height: 64px; background: #111; }}
+#plot {{ width: 100%; height: 78vh; }}
+.meta {{ color: #666; font-size: 13px; }}
+</style></head>
+<body>
+<h2>{title}</h2>
+<div class="meta">{subtitle}</div>
+<div id="info"><img id="thumb" alt=""/><div><div id="now">Click a point to hear it.</div>
+<audio id="player" controls></audio></div></div>
+<div id="plot"></div>
+<script>
+const DATA = {data};
+const pts = DATA.points, is3d = DATA.dims === 3;
+const PALETTE = ['#1f77b4','#ff7f0e','#2ca02c','#d62728','#9467bd','#8c564b','#e377c2','#17becf','#bcbd22',
+  '#7f7f7f','#393b79','#637939','#8c6d31','#843c39','#7b4173'];
+const labels = [...new Set(pts.map(p => p.label == null ? '(no label)' : p.label))].sort();
+const traces = labels.map((lb, k) => {{
+  const idx = pts.map((p, i) => i).filter(i => (pts[i].label == null ? '(no label)' : pts[i].label) === lb);
+  const t = {{ type: is3d ? 'scatter3d' : 'scattergl', mode: 'markers', name: lb + ' (' + idx.length + ')',
+    x: idx.map(i => pts[i].x), y: idx.map(i => pts[i].y), customdata: idx,
+    text: idx.map(i => pts[i].path), hovertemplate: '%{{text}}<extra></extra>',
+    marker: {{ size: is3d ? 3 : 7, color: lb === '(no label)' ? '#bbb' : PALETTE[k % PALETTE.length] }} }};
+  if (is3d) t.z = idx.map(i => pts[i].z);
+  return t;
+}});
+const gd = document.getElementById('plot');
+Plotly.newPlot(gd, traces, {{ margin: {{l: 0, r: 0, t: 0, b: 0}}, hovermode: 'closest',
+  legend: {{ itemsizing: 'constant' }} }}, {{ responsive: true, displaylogo: false }}).then(() => {{
+  document.body.dataset.points = String(pts.length);
+}});
+gd.on('plotly_click', ev => {{
+  const i = ev.points[0].customdata, p = pts[i];
+  document.getElementById('now').textContent = p.path + (p.label ? '  [' + p.label + ']' : '');
+  const a = document.getElementById('player');
+  a.src = p.audio; a.currentTime = p.start_s || 0; a.play().catch(() => {{}});
+  const th = document.getElementById('thumb');
+  if (p.thumb) {{ th.src = p.thumb; th.style.visibility = 'visible'; }} else th.style.visibility = 'hidden';
+  document.body.dataset.playing = p.path;
+}});
+</script></body></html>
+"""

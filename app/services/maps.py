@@ -1,0 +1,298 @@
+"""Maps: fitted once per (library, model, method, params, point set) and cached on disk; the
+values the map component draws; the points published to the browser; trajectories; comparisons."""
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+import numpy as np
+
+import index
+import projections
+
+from app.errors import ServiceError
+from app.services.formatting import DESCRIPTORS, METHOD_LABELS, compare_title, map_status
+
+if TYPE_CHECKING:
+    from app.services import Services
+
+MAX_3D_POINTS = 30000  # 3D overview maps above this are decimated (and say so)
+POINT_FIELDS = ("path", "label", "top_tags", "start_s", "end_s", "file_id") + DESCRIPTORS
+
+
+@dataclass
+class MapFit:
+    """A fitted map of a (library, model) and what it was fitted on."""
+
+    ids: list[str]                  # point ids, [n]
+    vectors: np.ndarray             # [n, dim] float32, the full-space vectors
+    payloads: list[dict]            # [n] Qdrant payloads
+    key: projections.MapKey | None  # the cache key (None for a 'latent' map, which is not fitted)
+    projection: projections.Projection  # coords [n, dims], quality (or None until computed)
+    cached: bool                    # read from the cache rather than fitted now
+
+    @property
+    def coords(self) -> np.ndarray:
+        """[n, dims] map coordinates."""
+        return self.projection.coords
+
+
+class TokenStore:
+    """The points of the last maps drawn, fetched by the browser from /mapdata/<token>; a click
+    names its point by (token, index) and the server resolves the id."""
+
+    def __init__(self, keep: int = 12):
+        self._keep = keep
+        self._lock = threading.Lock()
+        self._held: "OrderedDict[str, tuple[dict, list[str]]]" = OrderedDict()
+
+    def publish(self, points: dict, ids: list[str]) -> str:
+        """Hold `points` (and their ids) under a new token."""
+        token = uuid.uuid4().hex
+        with self._lock:
+            self._held[token] = (points, ids)
+            while len(self._held) > self._keep:
+                self._held.popitem(last=False)
+        return token
+
+    def points(self, token: str) -> dict | None:
+        """The published points of `token` (no point ids), if still held."""
+        with self._lock:
+            got = self._held.get(token)
+        return got[0] if got else None
+
+    def point_id(self, token: str | None, index_: object) -> str | None:
+        """The id of the index-th point of a published map, if it is still held."""
+        with self._lock:
+            got = self._held.get(str(token))
+        if not got or not isinstance(index_, int) or isinstance(index_, bool) or not 0 <= index_ < len(got[1]):
+            return None
+        return got[1][index_]
+
+
+class _Identity:
+    """Places points of a 3-D model's own space as they are."""
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(X, np.float32)
+
+
+class MapService:
+    """Fits, caches and serves the maps of one data folder."""
+
+    def __init__(self, svc: "Services", cache: projections.MapCache):
+        self._svc = svc
+        self.cache = cache
+        self.tokens = TokenStore()
+
+    # ---- fitting --------------------------------------------------------------------------
+    def fit(self, library: str, model: str, method: str, dims: int, seed: int = 0,
+            params: dict | None = None, quality: bool = True) -> MapFit:
+        """The map (fitted once, then read from the cache); with ``quality`` its quality numbers
+        too (computed apart from the fit, so a map drawn meanwhile need not wait for them)."""
+        ids, X, pays = self._svc.vectors.read(library, model)
+        if len(ids) == 0:
+            raise ServiceError(f"library '{library}' has no clips for model '{model}'")
+        labels = [p.get("label") for p in pays]
+        k = min(10, max(1, len(ids) - 1))
+        if method == "latent":
+            # a model with a 3-D output (the autoencoder) is its own map: no projection
+            if X.shape[1] != 3 or dims != 3:
+                raise ServiceError(f"'latent' needs a model with 3-D vectors shown in 3D "
+                                   f"('{model}' gives {X.shape[1]}-d): use PCA, LDA, UMAP or t-SNE")
+            q = projections.map_quality(X, X, labels, k=k)
+            return MapFit(ids, X, pays, None, projections.Projection(coords=X, method="latent", dims=3, quality=q),
+                          True)
+        key = projections.MapKey.build(library, model, method, dims, ids, params={"seed": seed, **(params or {})},
+                                       labels=labels)
+        hits_before = self.cache.stats.hits
+        with self._svc.locks(("fit", key.digest)):  # one fit per map, however many events ask at once
+            proj = self.cache.get_or_fit(key, X, labels, quality_k=None)
+        cached = self.cache.stats.hits > hits_before
+        if quality and proj.quality is None:
+            with self._svc.locks(("quality", key.digest)):
+                done = self.cache.get(key)
+                if done is not None and done.quality is not None:  # another event computed them
+                    proj.quality = done.quality
+                else:
+                    proj.quality = projections.map_quality(X, proj.coords, labels, k=k)
+                    self.cache.set_quality(key, proj.quality)
+        return MapFit(ids, X, pays, key, proj, cached)
+
+    def placer(self, fit: MapFit):
+        """A fitted projector that places new points into the map (the map does not move)."""
+        if fit.key is None:  # the 'latent' map: frames are placed as they are
+            return _Identity()
+        placer = self.cache.projector(fit.key, fit.vectors)
+        if placer is None:
+            raise ServiceError("this map cannot place new points; redraw it")
+        return placer
+
+    def prewarm(self) -> threading.Thread:
+        """In a background thread, read the first library's vectors (its first model) and load or fit
+        its default map (PCA 2D), so the first page shows it sooner; errors are ignored."""
+        def work() -> None:
+            try:
+                projections.preload()
+                libs = self._svc.libs.list()
+                if libs and libs[0].models:
+                    first = (libs[0].name, list(libs[0].models)[0], "pca", 2)
+                    self.fit(*first, quality=False)  # the map ...
+                    self.fit(*first)  # ... then its quality numbers
+            except Exception:
+                pass
+
+        t = threading.Thread(target=work, name="prewarm", daemon=True)
+        t.start()
+        return t
+
+    # ---- what the faces get ----------------------------------------------------------------
+    def document(self, library: str, model: str, method: str = "umap", dims: int = 2, seed: int = 0,
+                 params: dict | None = None, quality: bool = False) -> dict:
+        """Coordinates plus payload (path, label, tags, descriptors) of every clip, JSON-ready."""
+        fit = self.fit(library, model, method, dims, seed, params, quality)
+        pts = []
+        for i, (pid, p) in enumerate(zip(fit.ids, fit.payloads)):
+            row = {"id": pid, "x": float(fit.coords[i, 0]), "y": float(fit.coords[i, 1])}
+            if dims == 3:
+                row["z"] = float(fit.coords[i, 2])
+            row.update({k: p[k] for k in POINT_FIELDS if k in p})
+            pts.append(row)
+        doc = {"library": library, "model": model, "method": method, "dims": dims, "params": fit.projection.params,
+               "n": len(pts), "cached": fit.cached, "points": pts}
+        if quality:
+            doc["quality"] = fit.projection.quality
+        return doc
+
+    def color_options(self, library: str, model: str) -> list[str]:
+        """What a map can be coloured by: label, descriptors present, and tags."""
+        _ids, _X, pays = self._svc.vectors.read(library, model)
+        opts = ["label"]
+        opts += [d for d in DESCRIPTORS if any(p.get(d) is not None for p in pays[:200])]
+        tags: dict[str, int] = {}
+        for p in pays:
+            for t in p.get("top_tags", [])[:1]:
+                tags[t] = tags.get(t, 0) + 1
+        opts += [f"tag: {t}" for t in sorted(tags, key=lambda t: -tags[t])[:30]]
+        return opts
+
+    @staticmethod
+    def colors(pays: list[dict], color_by: str) -> dict | None:
+        """{mode, name, values} to colour points by a tag's score or a descriptor (None: by label)."""
+        if not color_by or color_by == "label":
+            return None
+        if color_by.startswith("tag: "):
+            tag = color_by[5:]
+            vals = []
+            for p in pays:
+                tags, scores = p.get("top_tags", []), p.get("tag_scores", [])
+                vals.append(float(scores[tags.index(tag)]) if tag in tags and len(scores) > tags.index(tag) else 0.0)
+            return {"mode": "continuous", "name": tag, "values": vals}
+        if color_by in DESCRIPTORS:
+            vals = [p.get(color_by) for p in pays]
+            return {"mode": "continuous", "name": color_by, "values": [float(v) if v is not None else None for v in vals]}
+        raise ServiceError(f"cannot colour by '{color_by}'")
+
+    def value(self, library: str, model: str, method: str, dims: int, color_by: str = "label",
+              seed: int = 0, params: dict | None = None, highlight_ids: list[str] | None = None,
+              quality: bool = True) -> tuple[dict, str]:
+        """(value for the map component, one-line status). With ``quality=False`` a map fitted now
+        skips its quality numbers (seconds at 50k points; `status` computes them after)."""
+        fit = self.fit(library, model, method, dims, seed, params, quality)
+        value = self.points_value(library, model, method, dims, fit, color_by=color_by, highlight_ids=highlight_ids)
+        return value, map_status(len(fit.ids), model, method, dims, fit.cached, fit.projection.quality)
+
+    def status(self, library: str, model: str, method: str, dims: int, seed: int = 0,
+               params: dict | None = None) -> str:
+        """The map's one-line status with its quality numbers (computed and cached if missing)."""
+        fit = self.fit(library, model, method, dims, seed, params)
+        return map_status(len(fit.ids), model, method, dims, True, fit.projection.quality)
+
+    def points_value(self, library: str, model: str, method: str, dims: int, fit: MapFit,
+                     color_by: str = "label", highlight_ids: list[str] | None = None,
+                     own_ids: list[str] | None = None) -> dict:
+        """The map component's value: the points are published (fetched by the browser from
+        `points_url`, not sent through Gradio), highlighted / own points go as indices into them."""
+        ids, pays = fit.ids, fit.payloads
+        n = len(ids)
+        idx = np.arange(n)
+        note = ""
+        if dims == 3 and n > MAX_3D_POINTS:
+            idx = np.sort(np.random.default_rng(0).choice(n, MAX_3D_POINTS, replace=False))
+            note = f"showing {MAX_3D_POINTS:,} of {n:,} points (decimated for 3D; 2D shows all)"
+        c = np.round(fit.coords[idx].astype(np.float64), 5)
+        shown = [ids[i] for i in idx]
+        pts = {"x": c[:, 0].tolist(), "y": c[:, 1].tolist(),
+               "path": [pays[i].get("path", "") for i in idx], "label": [pays[i].get("label") for i in idx],
+               "start_s": [pays[i].get("start_s", 0.0) if pays[i].get("segment") is not None else 0.0 for i in idx]}
+        if any(pays[i].get("top_tags") for i in idx[:50]):
+            pts["tags"] = [", ".join(pays[i].get("top_tags", [])[:3]) for i in idx]
+        if dims == 3:
+            pts["z"] = c[:, 2].tolist()
+        color = self.colors([pays[i] for i in idx], color_by)
+        if color is not None:
+            pts["color_values"] = color.pop("values")
+        hl, own = set(highlight_ids or ()), set(own_ids or ())
+        token = self.tokens.publish(pts, shown)
+        return {"library": library, "model": model, "dims": dims, "points_url": f"/mapdata/{token}", "token": token,
+                "highlight_idx": [j for j, pid in enumerate(shown) if pid in hl],
+                "own_idx": [j for j, pid in enumerate(shown) if pid in own],
+                "n": len(idx), "note": note, "color": color,
+                "title": f"{library} · {model} · {METHOD_LABELS[method]} {dims}D",
+                "key": f"{library}/{model}/{method}/{dims}"}
+
+    def trajectory(self, library: str, model: str, method: str, dims: int, path: str,
+                   seed: int = 0, params: dict | None = None, fit: MapFit | None = None) -> dict:
+        """A file's frames placed into an existing map (the map does not move): times and coords."""
+        fit = fit or self.fit(library, model, method, dims, seed, params, quality=False)
+        own = [(i, p) for i, p in enumerate(fit.payloads) if p.get("path") == path]
+        if not own:
+            raise ServiceError(f"no clip '{path}' in library '{library}' for model '{model}'")
+        file_id = own[0][1].get("file_id") or fit.ids[own[0][0]]
+        times, frames = index.read_frames(self._svc.store, library, model, file_id)
+        placed = self.placer(fit).transform(frames)
+        out = {"t": np.round(times, 4).tolist(), "x": np.round(placed[:, 0], 5).tolist(),
+               "y": np.round(placed[:, 1], 5).tolist(), "file_id": file_id, "own_ids": [fit.ids[i] for i, _ in own]}
+        if dims == 3:
+            out["z"] = np.round(placed[:, 2], 5).tolist()
+        return out
+
+    def playback_value(self, library: str, model: str, method: str, dims: int, path: str,
+                       trail_s: float = 0.0, rotate: bool = False, seed: int = 0) -> tuple[dict, str]:
+        """Map value in playback mode: own points green, others grey, trajectory, audio, waveform, spectrogram."""
+        fit = self.fit(library, model, method, dims, seed, None, quality=False)
+        tr = self.trajectory(library, model, method, dims, path, seed, fit=fit)
+        value = self.points_value(library, model, method, dims, fit, own_ids=tr["own_ids"])
+        value["trajectory"] = {k: tr[k] for k in ("t", "x", "y", "z") if k in tr}
+        value["trail_s"] = float(trail_s)
+        value["rotate"] = bool(rotate)
+        value["autoplay"] = True
+        value["audio_url"] = f"/audio/{quote(library)}/{quote(path)}"
+        value["audio_label"] = path
+        value.update(self._svc.queries.waveform(library, path))
+        value["key"] = value["key"] + "/play"
+        n = len(tr["t"])
+        note = (f"{n} frame{'s' if n != 1 else ''} of {path} placed into the {METHOD_LABELS[method]} map with "
+                f"`transform` (the map does not move)")
+        return value, note
+
+    def compare(self, library: str, models: list[str], method: str, dims: int,
+                highlight_path: str | None = None) -> tuple[list[dict], list[dict]]:
+        """The same library in several models (same method), the same clip highlighted in all:
+        (map values, quality rows)."""
+        values, rows = [], []
+        for m in models:
+            fit = self.fit(library, m, method, dims)
+            hl = [fit.ids[i] for i, p in enumerate(fit.payloads) if highlight_path and p.get("path") == highlight_path]
+            v = self.points_value(library, m, method, dims, fit, highlight_ids=hl)
+            v["height"] = 420
+            q = fit.projection.quality or {}
+            v["title"] = compare_title(m, q)
+            values.append(v)
+            rows.append({"model": m, "trustworthiness": q.get("trustworthiness"),
+                         "agreement_full": q.get("agreement_full"), "agreement_map": q.get("agreement_map")})
+        return values, rows

@@ -1,0 +1,37 @@
+"""A (library, model)'s vectors and payloads, read from Qdrant once until the collection changes."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+import index
+
+if TYPE_CHECKING:
+    from app.services import Services
+
+
+class VectorCache:
+    """Memoised `index.read_vectors`: one read per (library, model) while its point count holds."""
+
+    def __init__(self, svc: "Services"):
+        self._svc = svc
+        self._got: dict[tuple[str, str], tuple[int, tuple]] = {}
+
+    def read(self, library: str, model: str) -> tuple[list[str], np.ndarray, list[dict]]:
+        """ids, vectors [n, dim], payloads of (library, model)."""
+        store = self._svc.store
+        coll = index.collection_name(library, model)
+        n = store.count(coll) if store.has_collection(coll) else 0
+        key = (library, model)
+        with self._svc.locks(("vectors", *key)):  # a page load's events ask at once: one reads, the rest wait
+            hit = self._got.get(key)
+            if hit is not None and hit[0] == n:
+                return hit[1]
+            got = index.read_vectors(store, library, model)
+            self._got[key] = (len(got[0]), got)
+            return got
+
+    def clear(self) -> None:
+        """Forget every read (after indexing or deleting)."""
+        self._got.clear()

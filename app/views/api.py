@@ -1,0 +1,80 @@
+"""The programmatic API: exactly the endpoints the README documents, with stable names.
+
+Results name a clip's path relative to its library `file` (not `path`, which gradio_client
+would try to download)."""
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from app.services import Services
+from app.services.formatting import plain
+from app.views import bind
+
+# the README's list; tests/test_api_surface.py checks that a client can call these and nothing else
+ENDPOINTS = ("list_libraries", "list_models", "search_file", "search_by_id", "map_coordinates", "taggram",
+             "class_stats")
+
+
+def api_json(obj: Any) -> Any:
+    """JSON for a client: hits as dicts, and every "path" key renamed "file" (gradio_client
+    downloads any result dict with a "path" key)."""
+    return _rename(plain(obj))
+
+
+def _rename(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {("file" if k == "path" else k): _rename(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_rename(v) for v in obj]
+    return obj
+
+
+def list_libraries(svc: Services) -> list[dict]:
+    """Every library: name, root, models and clip counts."""
+    return svc.libs.table()
+
+
+def list_models(svc: Services) -> list[dict]:
+    """Every model with its availability (ready / downloadable / unavailable and why)."""
+    return svc.libs.models()
+
+
+def search_by_id(svc: Services, library: str, model: str, point_id: str, k: int = 10) -> list[dict]:
+    """The k clips nearest a clip of the library (itself first)."""
+    return api_json(svc.queries.search_id(library, model, point_id, k=int(k)))
+
+
+def map_coordinates(svc: Services, library: str, model: str, method: str = "umap", dims: int = 2,
+                    seed: int = 0) -> dict:
+    """Map coordinates with payload (path, label, tags) of every clip."""
+    return api_json(svc.maps.document(library, model, method, int(dims), seed=int(seed)))
+
+
+def taggram(svc: Services, library: str, model: str, path: str) -> dict:
+    """A clip's taggram over time: times_s, tag names, scores [T, n_tags]."""
+    return api_json(svc.queries.taggram(library, model, path))
+
+
+def class_stats(svc: Services, library: str, model: str, k: int = 5) -> dict:
+    """Label counts, agreement@k per class and overall, centroid similarity matrix."""
+    return api_json(svc.queries.class_stats(library, model, k=int(k)))
+
+
+def search_file(svc: Services, library: str, model: str, path: str, k: int = 10) -> list[dict]:
+    """The k clips most similar to an uploaded audio file."""
+    return api_json(svc.queries.search_file(library, model, path, k=int(k or 10)))
+
+
+def build(svc: Services) -> None:
+    """Register the endpoints (search_file through a hidden file input, so clients can upload)."""
+    for fn in (list_libraries, list_models, search_by_id, map_coordinates, taggram, class_stats):
+        gr.api(bind(fn, svc), api_name=fn.__name__)
+    with gr.Row(visible=False):
+        lib, model = gr.Textbox(), gr.Textbox()
+        f = gr.File(type="filepath")
+        k = gr.Number(value=10, precision=0)
+        out = gr.JSON()
+        btn = gr.Button()
+    btn.click(bind(search_file, svc), [lib, model, f, k], out, api_name="search_file")

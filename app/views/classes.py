@@ -1,0 +1,63 @@
+"""Classes view: label counts (Qdrant facet), agreement@k per class and overall (kNN graph), the
+centroid cosine-similarity heatmap, each class's most typical clips and its nearest clips from
+other classes (recommend, average-vector strategy)."""
+from __future__ import annotations
+
+import gradio as gr
+import plotly.graph_objects as go
+
+from app.components import EMPTY, error_md, hits_html
+from app.services import Services
+from app.services.formatting import number
+from app.views import PRIVATE, bind
+
+
+def heatmap_figure(stats: dict) -> go.Figure:
+    """Centroid cosine-similarity heatmap."""
+    labels, sim = stats["labels"], stats["centroid_similarity"]
+    fig = go.Figure(go.Heatmap(z=sim, x=labels, y=labels, colorscale="Viridis",
+                               zmin=-1 if sim and min(map(min, sim)) < 0 else 0, zmax=1,
+                               text=[[f"{v:.2f}" for v in row] for row in sim],
+                               texttemplate="%{text}", hovertemplate="%{y} · %{x}: %{z:.3f}<extra></extra>"))
+    fig.update_layout(title=f"Centroid cosine similarity ({stats['model']})", height=460,
+                      margin=dict(l=10, r=10, t=40, b=10), yaxis=dict(autorange="reversed"))
+    return fig
+
+
+def summary(stats: dict, model: str) -> str:
+    """The view's headline: overall agreement and how it was computed."""
+    sampled = stats.get("agreement_sampled")
+    return (f"**Overall agreement@{stats['k']}: {number(stats['overall_agreement'])}** over {stats['n_labelled']} "
+            f"labelled clips, {len(stats['labels'])} classes ({model}). Label counts from a Qdrant facet, centroid "
+            f"neighbours from recommend (average vector), agreement from the kNN graph"
+            + (f" (estimated from {sampled:,} clips drawn at random)." if sampled else "."))
+
+
+def compute(svc: Services, library: str | None, model: str | None, k: float = 5):
+    """(headline, per-class rows, heatmap figure, typical/nearest clips HTML)."""
+    if not library or not model:
+        return EMPTY, None, None, ""
+    try:
+        st = svc.queries.class_stats(library, model, k=int(k))
+    except Exception as exc:
+        return error_md(exc), None, None, ""
+    rows = [[lb, st["counts"][lb], number(st["agreement"][lb])] for lb in st["labels"]]
+    parts = []
+    for lb in st["labels"]:
+        parts.append(hits_html(library, st["typical"][lb], f"'{lb}': most typical clips (nearest the centroid)"))
+        parts.append(hits_html(library, st["nearest"][lb],
+                               f"'{lb}': nearest clips from other classes (recommend, average vector)"))
+    return summary(st, model), rows, heatmap_figure(st), "".join(parts)
+
+
+def build(svc: Services, library: gr.Dropdown, model: gr.Dropdown) -> None:
+    """Lay out the classes view and wire its own events."""
+    with gr.Row():
+        k = gr.Slider(1, 20, value=5, step=1, label="k (neighbours for agreement)")
+        go_btn = gr.Button("Compute", variant="primary")
+    status = gr.Markdown()
+    with gr.Row():
+        table = gr.Dataframe(headers=["label", "clips", "agreement@k"], interactive=False, label="Per class")
+        plot = gr.Plot(label="Centroid similarity", elem_id="ae-heatmap")
+    nearest = gr.HTML()
+    go_btn.click(bind(compute, svc), [library, model, k], [status, table, plot, nearest], **PRIVATE)

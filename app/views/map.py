@@ -1,0 +1,116 @@
+"""Map view: library x model x method x dims; colour by label/tag/descriptor; click a point to
+hear it and list its nearest neighbours (a Qdrant query)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gradio as gr
+
+from app.components import EMPTY, choices, dims_of, error_html, hits_html, map_view
+from app.errors import one_line
+from app.services import METHOD_LABELS, Services
+from app.views import PRIVATE, bind
+
+METHOD_CHOICES = [(label, key) for key, label in METHOD_LABELS.items()]
+
+
+@dataclass
+class MapHandles:
+    """What other views connect to."""
+
+    view: gr.HTML
+    status: gr.Markdown
+    inputs: list  # the draw / quality callbacks' inputs, pickers first
+
+
+def method_params(method: str, n_neighbors: float, min_dist: float, perplexity: float) -> dict:
+    """The map method's own parameters from the sliders."""
+    return {"umap": {"n_neighbors": int(n_neighbors), "min_dist": float(min_dist)},
+            "tsne": {"perplexity": float(perplexity)}}.get(method, {})
+
+
+def draw(svc: Services, library: str | None, model: str | None, method: str, dims: str, color_by: str,
+         n_neighbors: float = 15, min_dist: float = 0.1, perplexity: float = 30, seed: float = 0,
+         progress=gr.Progress()) -> tuple[dict, str]:
+    """(map value, status line): the map first; its quality numbers come from `quality`."""
+    if not library or not model:
+        return {"message": EMPTY}, ""
+    progress(0.05, desc=f"{METHOD_LABELS.get(method, method)} map of {library} · {model} (fitted once, then cached)")
+    try:
+        return svc.maps.value(library, model, method, dims_of(dims), color_by=color_by, seed=int(seed or 0),
+                              params=method_params(method, n_neighbors, min_dist, perplexity), quality=False)
+    except Exception as exc:
+        return {"message": f"Error: {one_line(exc)}"}, error_html(exc)
+
+
+def quality(svc: Services, library: str | None, model: str | None, method: str, dims: str, color_by: str,
+            n_neighbors: float = 15, min_dist: float = 0.1, perplexity: float = 30, seed: float = 0) -> str | dict:
+    """The status line with the map's quality numbers (computed once, cached with the map)."""
+    if not library or not model:
+        return gr.skip()
+    try:
+        return svc.maps.status(library, model, method, dims_of(dims), seed=int(seed or 0),
+                               params=method_params(method, n_neighbors, min_dist, perplexity))
+    except Exception as exc:
+        return error_html(exc)
+
+
+def color_choices(svc: Services, library: str | None, model: str | None) -> dict:
+    """What the map can be coloured by for this (library, model)."""
+    try:
+        return choices(svc.maps.color_options(library, model), "label")
+    except Exception:
+        return choices(["label"], "label")
+
+
+def click(svc: Services, library: str, model: str, k: float, token: str | None, index_: int | None,
+          point_id: str | None = None) -> tuple[str, str | None]:
+    """(clicked clip and its k nearest neighbours as HTML, the clicked point id)."""
+    pid = point_id or svc.maps.tokens.point_id(token, index_)
+    if not pid:
+        return "", None
+    try:
+        hits = svc.queries.search_id(library, model, pid, k=int(k) + 1)
+    except Exception as exc:
+        return error_html(exc), None
+    head = hits[0].path if hits else ""
+    return (hits_html(library, hits[:1], "Clicked clip") +
+            hits_html(library, hits[1:], f"Nearest to {head} ({model})")), pid
+
+
+def clicked_clip(evt: gr.EventData) -> str | dict:
+    """The path of a clicked point (for the Playback view's file picker)."""
+    return (getattr(evt, "_data", None) or {}).get("clip") or gr.skip()
+
+
+def build(svc: Services, library: gr.Dropdown, model: gr.Dropdown) -> MapHandles:
+    """Lay out the map view and wire its own events."""
+    with gr.Row():
+        method = gr.Radio(METHOD_CHOICES, value="pca", label="Method", info="LDA fits on labelled clips only")
+        dims = gr.Radio(["2D", "3D"], value="2D", label="Dimensions")
+        color = gr.Dropdown(["label"], value="label", label="Colour by", allow_custom_value=False)
+        draw_btn = gr.Button("Draw map", variant="primary")
+    with gr.Accordion("Parameters", open=False):
+        with gr.Row():
+            n_neighbors = gr.Slider(2, 100, value=15, step=1, label="UMAP n_neighbors")
+            min_dist = gr.Slider(0.0, 0.99, value=0.1, step=0.01, label="UMAP min_dist")
+            perplexity = gr.Slider(2, 100, value=30, step=1, label="t-SNE perplexity")
+            seed = gr.Number(value=0, precision=0, label="Seed")
+    status = gr.Markdown(elem_classes=["ae-quality"])
+    view = map_view(elem_id="ae-map-main")
+    with gr.Row():
+        k = gr.Slider(1, 30, value=8, step=1, label="Neighbours of a clicked point", scale=1)
+    neighbours = gr.HTML("<p>Click a point to hear it and see its nearest neighbours (a Qdrant query).</p>")
+    clicked = gr.State(None)
+
+    inputs = [library, model, method, dims, color, n_neighbors, min_dist, perplexity, seed]
+    for trigger in (draw_btn.click, method.change, dims.change, color.change):
+        trigger(bind(draw, svc), inputs, [view, status], **PRIVATE).then(bind(quality, svc), inputs, status, **PRIVATE)
+    model.change(bind(color_choices, svc), [library, model], color, **PRIVATE)
+
+    def on_click(library_, model_, k_, evt: gr.EventData):
+        data = getattr(evt, "_data", None) or {}
+        return click(svc, library_, model_, k_, data.get("token"), data.get("index"), data.get("id"))
+
+    view.point_click(on_click, [library, model, k], [neighbours, clicked], **PRIVATE)
+    return MapHandles(view, status, inputs)

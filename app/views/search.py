@@ -1,0 +1,70 @@
+"""Search view: upload or record a clip (or describe a sound for CLAP models); top-k similar clips
+with players; filter by label or a descriptor range; one result per file."""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import gradio as gr
+
+from app.components import EMPTY, choices, error_html, hits_html
+from app.services import DESCRIPTORS, Services
+from app.views import PRIVATE, bind
+
+ANY, NONE = "(any)", "(none)"
+
+
+def label_choices(svc: Services, library: str | None, model: str | None) -> dict:
+    """'(any)' and the labels of (library, model)."""
+    try:
+        labels = svc.queries.labels(library, model) if library and model else []
+    except Exception:
+        labels = []
+    return choices([ANY] + labels, ANY)
+
+
+def run(svc: Services, library: str | None, model: str | None, path: str | None, text: str | None = None,
+        k: float = 10, label: str | None = None, one_per_file: bool = False, field: str | None = None,
+        lo: float | None = None, hi: float | None = None) -> tuple[str, str]:
+    """(status line, results HTML) for an uploaded/recorded clip, or a text for CLAP models."""
+    if not library or not model:
+        return EMPTY, ""
+    lab = None if label in (None, "", ANY) else label
+    ranges = ({field: (lo, hi)} if field not in (None, "", NONE) and (lo is not None or hi is not None) else None)
+    try:
+        if text and text.strip() and not path:
+            hits = svc.queries.search_text(library, model, text.strip(), k=int(k), label=lab)
+            what = f'"{text.strip()}"'
+        elif path:
+            hits = svc.queries.search_file(library, model, path, k=int(k), label=lab,
+                                           one_per_file=bool(one_per_file), ranges=ranges)
+            what = Path(path).name
+        else:
+            return "Upload or record a clip (or type a description) first.", ""
+    except Exception as exc:
+        return "", error_html(exc)
+    return f"{len(hits)} results for {html.escape(what)} with **{model}**", hits_html(library, hits)
+
+
+def build(svc: Services, library: gr.Dropdown, model: gr.Dropdown) -> None:
+    """Lay out the search view and wire its own events."""
+    with gr.Row():
+        with gr.Column(scale=2):
+            audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Query clip",
+                             elem_id="ae-search-audio")
+            text = gr.Textbox(label="…or describe a sound (CLAP models only)", placeholder="dog barking")
+        with gr.Column(scale=1):
+            k = gr.Slider(1, 50, value=10, step=1, label="k")
+            label = gr.Dropdown([], value=None, label="Only label", allow_custom_value=False)
+            one = gr.Checkbox(value=False, label="One result per file")
+            with gr.Accordion("Filter by a descriptor", open=False):
+                field = gr.Dropdown([NONE, *DESCRIPTORS], value=NONE, label="Descriptor")
+                with gr.Row():
+                    lo = gr.Number(value=None, label="min")
+                    hi = gr.Number(value=None, label="max")
+            go = gr.Button("Search", variant="primary", elem_id="ae-search-go")
+    status = gr.Markdown()
+    results = gr.HTML(elem_id="ae-search-results")
+    for comp in (library, model):
+        comp.change(bind(label_choices, svc), [library, model], label, **PRIVATE)
+    go.click(bind(run, svc), [library, model, audio, text, k, label, one, field, lo, hi], [status, results], **PRIVATE)

@@ -1,0 +1,43 @@
+"""The whole UI: the views laid out in tabs and connected, explicitly, in one place."""
+from __future__ import annotations
+
+import gradio as gr
+
+from app.services import Services
+from app.views import PRIVATE, api, bind, classes, compare, library, pickers, playback, search
+from app.views import map as maps
+
+
+def build_app(svc: Services) -> gr.Blocks:
+    """The Gradio Blocks of the explorer."""
+    with gr.Blocks(title="Audio embedding explorer") as demo:
+        gr.Markdown("## Audio embedding explorer")
+        top = pickers.build()
+        with gr.Tab("Map", id="map"):
+            mapv = maps.build(svc, top.library, top.model)
+        with gr.Tab("Playback", id="playback"):
+            play = playback.build(svc, top.library, top.model)
+        with gr.Tab("Search", id="search"):
+            search.build(svc, top.library, top.model)
+        with gr.Tab("Classes", id="classes"):
+            classes.build(svc, top.library, top.model)
+        with gr.Tab("Library", id="library"):
+            lib = library.build(svc)
+        with gr.Tab("Compare", id="compare"):
+            compare.build(svc, top.library)
+        api.build(svc)
+
+        selectors = ([top.library, top.model], [top.library, top.model, top.banner])
+        top.library.change(bind(pickers.models_for, svc), top.library, top.model, **PRIVATE)
+        # a clicked point's file becomes the Playback view's file
+        mapv.view.point_click(maps.clicked_clip, None, play.file, **PRIVATE)
+        # indexing or deleting a library changes what the pickers offer
+        for event in lib.changed:
+            event.then(bind(pickers.refresh, svc), *selectors, **PRIVATE)
+        # page load: the pickers, then the map (what a user waits for), the library tables beside it
+        loaded = demo.load(bind(pickers.refresh, svc), *selectors, **PRIVATE)
+        loaded.then(bind(maps.draw, svc), mapv.inputs, [mapv.view, mapv.status], **PRIVATE).then(
+            bind(maps.quality, svc), mapv.inputs, mapv.status, **PRIVATE)
+        loaded.then(bind(library.tables, svc), None, lib.tables, **PRIVATE).then(
+            bind(library.trained_choices, svc), None, lib.trained, **PRIVATE)
+    return demo
