@@ -23,6 +23,15 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help=f"folder for Qdrant data, caches and weights (default: ${ENV_VAR} or ./data)")
 
 
+def _map_options(p: argparse.ArgumentParser) -> None:
+    """--library, --model and the map's --method, --dims, --seed."""
+    p.add_argument("--library", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--method", default="umap", choices=["pca", "lda", "umap", "tsne"])
+    p.add_argument("--dims", type=int, default=2, choices=[2, 3])
+    p.add_argument("--seed", type=int, default=0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every verb."""
     ap = argparse.ArgumentParser(
@@ -79,11 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("project", help="2D/3D map of a library (PCA, LDA, UMAP, t-SNE) as JSON")
     _common(p)
-    p.add_argument("--library", required=True)
-    p.add_argument("--model", required=True)
-    p.add_argument("--method", default="umap", choices=["pca", "lda", "umap", "tsne"])
-    p.add_argument("--dims", type=int, default=2, choices=[2, 3])
-    p.add_argument("--seed", type=int, default=0)
+    _map_options(p)
     p.add_argument("--n-neighbors", type=int, default=None, help="UMAP n_neighbors")
     p.add_argument("--min-dist", type=float, default=None, help="UMAP min_dist")
     p.add_argument("--metric", default=None, help="UMAP metric (default cosine)")
@@ -100,11 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="a static page of a map (open it from disk) plus vectors for notebooks")
     _common(p)
-    p.add_argument("--library", required=True)
-    p.add_argument("--model", required=True)
-    p.add_argument("--method", default="umap", choices=["pca", "lda", "umap", "tsne"])
-    p.add_argument("--dims", type=int, default=2, choices=[2, 3])
-    p.add_argument("--seed", type=int, default=0)
+    _map_options(p)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--copy-audio", action="store_true", help="copy the audio next to the page (for hosting)")
     p.add_argument("--vectors", default="npz", choices=["npz", "parquet"], help="format of the vectors file")

@@ -72,3 +72,14 @@ def test_audio_is_served_only_from_libraries(served_app, path, code):
     except urllib.error.HTTPError as e:
         got = e.code
     assert got == code
+
+
+def test_a_client_sees_exactly_the_documented_endpoints(client):
+    from tests.test_views import readme_endpoints
+
+    api = client.view_api(return_format="dict", print_info=False)
+    assert sorted(n.lstrip("/") for n in api["named_endpoints"]) == readme_endpoints()
+    assert not api["unnamed_endpoints"]
+    for hidden in ("/run_index", "/delete", "/draw", "/refresh", "/run"):
+        with pytest.raises(Exception):
+            client.predict(api_name=hidden)
