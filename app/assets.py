@@ -25,7 +25,11 @@ CSS = """
 # Gradio's DOM diff keeps what mapview.js adds
 MAP_TEMPLATE = """
 <div class="ae-map">
-  <div class="ae-head"><span class="ae-title"></span><span class="ae-note"></span></div>
+  <div class="ae-head"><span class="ae-title"></span><span class="ae-note"></span>
+    <span class="ae-tools"><span class="ae-selinfo"></span>
+      <button class="ae-audition" style="display:none">▶ audition selection</button>
+      <label class="ae-hoverlabel" title="play a point when the mouse passes over it">
+        <input type="checkbox" class="ae-hoverplay"/> hover to hear</label></span></div>
   <div class="ae-plotwrap"><div class="ae-plot"></div><div class="ae-marker"></div></div>
   <div class="ae-play"><audio class="ae-audio" controls preload="auto"></audio><span class="ae-now"></span></div>
   <div class="ae-timeline"><canvas class="ae-wave"></canvas><img class="ae-spec" alt="spectrogram"/>
@@ -36,6 +40,10 @@ MAP_TEMPLATE = """
 MAP_CSS = """
 .ae-map { width: 100%; font-size: 13px; }
 .ae-head { display: flex; gap: 1em; align-items: baseline; min-height: 1.4em; }
+.ae-tools { margin-left: auto; display: flex; gap: 0.8em; align-items: baseline; color: #333; }
+.ae-selinfo { font-weight: 600; }
+.ae-audition { padding: 1px 8px; border: 1px solid #888; border-radius: 4px; background: #f6f6f6; cursor: pointer; }
+.ae-hoverlabel { cursor: pointer; user-select: none; }
 .ae-title { font-weight: 600; }
 .ae-note { color: #777; }
 .ae-plotwrap { position: relative; }

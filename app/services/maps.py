@@ -199,11 +199,12 @@ class MapService:
 
     def value(self, library: str, model: str, method: str, dims: int, color_by: str = "label",
               seed: int = 0, params: dict | None = None, highlight_ids: list[str] | None = None,
-              quality: bool = True) -> tuple[dict, str]:
+              quality: bool = True, selected_ids: list[str] | None = None) -> tuple[dict, str]:
         """(value for the map component, one-line status). With ``quality=False`` a map fitted now
         skips its quality numbers (seconds at 50k points; `status` computes them after)."""
         fit = self.fit(library, model, method, dims, seed, params, quality)
-        value = self.points_value(library, model, method, dims, fit, color_by=color_by, highlight_ids=highlight_ids)
+        value = self.points_value(library, model, method, dims, fit, color_by=color_by, highlight_ids=highlight_ids,
+                                  selected_ids=selected_ids)
         return value, map_status(len(fit.ids), model, method, dims, fit.cached, fit.projection.quality)
 
     def status(self, library: str, model: str, method: str, dims: int, seed: int = 0,
@@ -214,7 +215,7 @@ class MapService:
 
     def points_value(self, library: str, model: str, method: str, dims: int, fit: MapFit,
                      color_by: str = "label", highlight_ids: list[str] | None = None,
-                     own_ids: list[str] | None = None) -> dict:
+                     own_ids: list[str] | None = None, selected_ids: list[str] | None = None) -> dict:
         """The map component's value: the points are published (fetched by the browser from
         `points_url`, not sent through Gradio), highlighted / own points go as indices into them."""
         ids, pays = fit.ids, fit.payloads
@@ -229,6 +230,8 @@ class MapService:
         pts = {"x": c[:, 0].tolist(), "y": c[:, 1].tolist(),
                "path": [pays[i].get("path", "") for i in idx], "label": [pays[i].get("label") for i in idx],
                "start_s": [pays[i].get("start_s", 0.0) if pays[i].get("segment") is not None else 0.0 for i in idx]}
+        if any(pays[i].get("segment") is not None for i in idx[:2000]):
+            pts["end_s"] = [pays[i].get("end_s") if pays[i].get("segment") is not None else None for i in idx]
         if any(pays[i].get("top_tags") for i in idx[:50]):
             pts["tags"] = [", ".join(pays[i].get("top_tags", [])[:3]) for i in idx]
         if dims == 3:
@@ -236,11 +239,12 @@ class MapService:
         color = self.colors([pays[i] for i in idx], color_by)
         if color is not None:
             pts["color_values"] = color.pop("values")
-        hl, own = set(highlight_ids or ()), set(own_ids or ())
+        hl, own, sel = set(highlight_ids or ()), set(own_ids or ()), set(selected_ids or ())
         token = self.tokens.publish(pts, shown)
         return {"library": library, "model": model, "dims": dims, "points_url": f"/mapdata/{token}", "token": token,
                 "highlight_idx": [j for j, pid in enumerate(shown) if pid in hl],
                 "own_idx": [j for j, pid in enumerate(shown) if pid in own],
+                "selected_idx": [j for j, pid in enumerate(shown) if pid in sel] if sel else [],
                 "n": len(idx), "note": note, "color": color,
                 "title": f"{library} · {model} · {METHOD_LABELS[method]} {dims}D",
                 "key": f"{library}/{model}/{method}/{dims}"}

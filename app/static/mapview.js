@@ -23,7 +23,14 @@
   // state.pts: the drawn map's points, kept here and never in props.value: Gradio clones and
   // proxies its components' values, which costs seconds of main thread for 50k points
   const state = { v: null, pts: null, ptsUrl: null, traj: null, markerTrace: -1, trailTrace: -1, last3d: 0,
-                  lastKey: '', rot: 0, playingIdx: -1 };
+                  lastKey: '', rot: 0, playingIdx: -1,
+                  // the selection: indices into state.pts (Python keeps it as point ids and sends it
+                  // back as selected_idx with every map it draws)
+                  sel: new Set(), selTrace: -1, nBase: 0, shift: false,
+                  audition: null, hoverPlay: false, hoverIdx: -1, hoverTimer: 0 };
+  const selectInfo = root.querySelector('.ae-selinfo');
+  const auditionBtn = root.querySelector('.ae-audition');
+  const hoverBox = root.querySelector('.ae-hoverplay');
   box.__aeState = state;
 
   // our own plotly.js instance: Gradio's gr.Plot lazy-loads another version and overwrites
@@ -97,6 +104,15 @@
         traces.push(mk(idx, c + ' (' + idx.length + ')', c === '(no label)' ? GREY : PALETTE[k % PALETTE.length]));
       });
     }
+    state.nBase = traces.length;
+    state.selTrace = -1;
+    if (!playback) {
+      const sel = [...state.sel].filter(i => i < n);
+      const t = mk(sel, 'selection (' + sel.length + ')', 'rgba(0,0,0,0)',
+        { size: size * 1.9, line: { color: '#111', width: 2 }, opacity: 1 });
+      traces.push(t);
+      state.selTrace = traces.length - 1;
+    }
     if (hl.size) {
       const idx = [...hl].filter(i => i < n);
       traces.push(mk(idx, 'selected', '#d62728', { size: size * 2.6, symbol: is3d ? 'diamond' : 'star',
@@ -108,6 +124,8 @@
   function render() {
     const v = props.value;
     state.v = v;
+    state.sel = new Set((v && v.selected_idx) || []);
+    stopAudition();
     if (v && v.points_url && state.ptsUrl !== v.points_url) {
       // the points come as JSON from the server's /mapdata route, not through the component value
       const url = v.points_url;
@@ -187,6 +205,7 @@
       box.dataset.drawMs = String(Math.round(performance.now() - t0));
       box.dataset.nPoints = String(state.pts.x.length);
       box.dataset.rendered = String(Date.now());
+      showSelection();
       // painted: two animation frames later, the drawn map has reached the screen
       requestAnimationFrame(() => requestAnimationFrame(() => {
         box.dataset.paintMs = String(Math.round(performance.now() - t0));
@@ -199,8 +218,34 @@
           if (!pt || pt.customdata === undefined || pt.customdata === null) return;
           const i = pt.customdata;
           const vv = state.v;
+          if ((state.shift || (ev.event && ev.event.shiftKey)) && !vv.trajectory) {  // shift-click adds a point to the selection, or removes it
+            if (state.sel.has(i)) state.sel.delete(i); else state.sel.add(i);
+            selectionChanged();
+            return;
+          }
           if (!vv.trajectory) play(vv, i);
           trigger('point_click', { token: vv.token, index: i, clip: state.pts.path[i] });
+        });
+        plotDiv.on('plotly_selected', (ev) => {  // box or lasso (2D)
+          if (!ev || !ev.points || state.v.trajectory) return;
+          const got = new Set(state.shift ? state.sel : []);
+          for (const pt of ev.points) {
+            if (pt.curveNumber < state.nBase && pt.customdata !== undefined && pt.customdata !== null) got.add(pt.customdata);
+          }
+          state.sel = got;
+          // our own ring trace shows the selection; Plotly's dimming and outline would disagree with it
+          const P = plotly();
+          P.restyle(plotDiv, { selectedpoints: [null] }, [...Array(state.nBase).keys()]);
+          P.relayout(plotDiv, { selections: [] });
+          selectionChanged();
+        });
+        plotDiv.on('plotly_hover', (ev) => {
+          if (!state.hoverPlay || state.v.trajectory) return;
+          const pt = ev.points && ev.points[0];
+          if (!pt || pt.customdata === undefined || pt.customdata === null || pt.customdata === state.hoverIdx) return;
+          clearTimeout(state.hoverTimer);
+          const i = pt.customdata;
+          state.hoverTimer = setTimeout(() => { state.hoverIdx = i; play(state.v, i); }, 90);
         });
       }
     });
@@ -211,6 +256,61 @@
       if (v.autoplay) audio.play().catch(() => {});
     }
   }
+
+  function showSelection() {
+    const n = state.sel.size;
+    selectInfo.textContent = n ? n + ' selected' : '';
+    auditionBtn.style.display = n ? '' : 'none';
+    box.dataset.selected = String(n);
+    const P = plotly(), p = state.pts;
+    if (!P || !p || state.selTrace < 0 || !plotDiv.classList.contains('js-plotly-plot')) return;
+    const idx = [...state.sel];
+    const upd = { x: [idx.map(i => p.x[i])], y: [idx.map(i => p.y[i])], customdata: [idx],
+                  text: [idx.map(i => hover(p, i))], name: 'selection (' + idx.length + ')' };
+    if (state.v.dims === 3) upd.z = [idx.map(i => p.z[i])];
+    P.restyle(plotDiv, upd, [state.selTrace]);
+  }
+
+  function selectionChanged() {
+    showSelection();
+    trigger('select', { token: state.v.token, indices: [...state.sel] });
+  }
+
+  // audition: the selection played one clip after another (a segment of a long file up to its end)
+  function stopAudition() {
+    if (!state.audition) return;
+    state.audition = null;
+    auditionBtn.textContent = '▶ audition selection';
+    audio.pause();
+  }
+
+  function auditionNext() {
+    const a = state.audition;
+    if (!a) return;
+    a.pos += 1;
+    if (a.pos >= a.order.length) { stopAudition(); box.dataset.auditioned = String(a.order.length); return; }
+    box.dataset.auditionPos = String(a.pos);
+    play(state.v, a.order[a.pos]);
+  }
+
+  auditionBtn.addEventListener('click', () => {
+    if (state.audition) { stopAudition(); return; }
+    if (!state.sel.size) return;
+    state.audition = { order: [...state.sel].sort((a, b) => a - b), pos: -1 };
+    auditionBtn.textContent = '■ stop';
+    auditionNext();
+  });
+  audio.addEventListener('ended', () => auditionNext());
+  audio.addEventListener('timeupdate', () => {
+    const a = state.audition, p = state.pts;
+    if (!a || !p || !p.end_s || a.pos < 0) return;
+    const end = p.end_s[a.order[a.pos]];
+    if (end && audio.currentTime >= end) auditionNext();
+  });
+  hoverBox.addEventListener('change', () => { state.hoverPlay = hoverBox.checked; state.hoverIdx = -1; });
+  window.addEventListener('keydown', (e) => { if (e.key === 'Shift') state.shift = true; });
+  window.addEventListener('keyup', (e) => { if (e.key === 'Shift') state.shift = false; });
+  window.addEventListener('blur', () => { state.shift = false; });
 
   function play(v, i) {
     const url = audioUrl(v, i);
