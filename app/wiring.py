@@ -4,7 +4,7 @@ from __future__ import annotations
 import gradio as gr
 
 from app.services import Services
-from app.views import PRIVATE, api, bind, classes, compare, library, pickers, playback, search
+from app.views import PRIVATE, api, bind, classes, compare, curate, library, pickers, playback, search, selection
 from app.views import map as maps
 
 
@@ -15,10 +15,13 @@ def build_app(svc: Services) -> gr.Blocks:
         top = pickers.build()
         with gr.Tab("Map", id="map"):
             mapv = maps.build(svc, top.library, top.model)
+            sel = selection.build(svc, top.library, top.model, mapv.view, mapv.selection)
         with gr.Tab("Playback", id="playback"):
             play = playback.build(svc, top.library, top.model)
         with gr.Tab("Search", id="search"):
             search.build(svc, top.library, top.model)
+        with gr.Tab("Curate", id="curate"):
+            curate.build(svc, top.library, top.model, mapv.selection, mapv.view)
         with gr.Tab("Classes", id="classes"):
             classes.build(svc, top.library, top.model)
         with gr.Tab("Library", id="library"):
@@ -29,6 +32,9 @@ def build_app(svc: Services) -> gr.Blocks:
 
         selectors = ([top.library, top.model], [top.library, top.model, top.banner])
         top.library.change(bind(pickers.models_for, svc), top.library, top.model, **PRIVATE)
+        # ids are the same in every model of a library: the selection survives a model change, not a library change
+        top.library.change(lambda _lib: ([], selection.panel(svc, None, None, [])), top.library,
+                           [mapv.selection, sel.panel], **PRIVATE)
         # a clicked point's file becomes the Playback view's file
         mapv.view.point_click(maps.clicked_clip, None, play.file, **PRIVATE)
         # indexing or deleting a library changes what the pickers offer

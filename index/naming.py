@@ -79,3 +79,12 @@ def relative_label(root: Path, path: Path) -> tuple[str, str | None]:
     rel = path.relative_to(root)
     label = rel.parent.name if rel.parent != Path(".") else None
     return rel.as_posix(), label
+
+
+EDITS_SUFFIX = "__edits"
+
+
+def edits_collection_name(library: str) -> str:
+    """The collection of a library's user edits (tags, user labels), one point per clip id: what
+    re-indexing merges from. No model part can clash with it: model parts never hold '__'."""
+    return library_prefix(library) + "user" + EDITS_SUFFIX

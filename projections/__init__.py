@@ -14,6 +14,8 @@ quality numbers.
 """
 
 from .base import Projection, ProjectionError, Projector
+from . import clusters
+from .clusters import ClusterCache, Clustering, cluster
 from .cache import CacheStats, MapCache, MapKey, ids_hash, labels_hash
 from .linear import LDAProjector, PCAProjector
 from .methods import METHODS, canonical_params, make, normalize_method
@@ -29,6 +31,10 @@ def preload() -> None:
     import sklearn.discriminant_analysis  # noqa: F401
 
 __all__ = [
+    "ClusterCache",
+    "Clustering",
+    "cluster",
+    "clusters",
     "METHODS",
     "CacheStats",
     "LDAProjector",

@@ -4,6 +4,7 @@
 - `libs` (`LibraryService`): libraries, models, indexing, deleting, training logs, thumbnails;
 - `queries` (`QueryService`): search, class statistics, taggrams, waveforms;
 - `vectors` (`VectorCache`): a (library, model)'s vectors read once until the collection changes;
+- `curation` (`CurationService`): the selection, tags/labels, clusters, duplicates, exports;
 - `maps` (`MapService`): fitted maps (`MapFit`), their values for the map component, the points
   published to the browser (`TokenStore`), trajectories, comparisons.
 Formatting of status lines lives in `formatting`.
@@ -18,6 +19,7 @@ import index
 import projections
 
 from app.errors import ServiceError
+from app.services.curation import CurationService
 from app.services.formatting import DESCRIPTORS, METHOD_LABELS
 from app.services.library import DEMO_LIBRARY, DEMO_MODELS, LibraryService
 from app.services.locks import KeyLocks
@@ -38,6 +40,7 @@ class Services:
         self.libs = LibraryService(self)
         self.queries = QueryService(self)
         self.maps = MapService(self, projections.MapCache(self.data_dir / "maps"))
+        self.curation = CurationService(self)
 
     @property
     def store(self) -> index.Store:
@@ -48,5 +51,5 @@ class Services:
             return self._store
 
 
-__all__ = ["DEMO_LIBRARY", "DEMO_MODELS", "DESCRIPTORS", "METHOD_LABELS", "KeyLocks", "LibraryService", "MapFit",
+__all__ = ["CurationService", "DEMO_LIBRARY", "DEMO_MODELS", "DESCRIPTORS", "METHOD_LABELS", "KeyLocks", "LibraryService", "MapFit",
            "MapService", "QueryService", "ServiceError", "Services", "TokenStore", "VectorCache"]

@@ -172,6 +172,13 @@ class MapService:
         """What a map can be coloured by: label, descriptors present, and tags."""
         _ids, _X, pays = self._svc.vectors.read(library, model)
         opts = ["label"]
+        if any(p.get("cluster_name") for p in pays):
+            opts.append("cluster")
+        user_tags: dict[str, int] = {}
+        for p in pays:
+            for t in p.get("tags") or []:
+                user_tags[t] = user_tags.get(t, 0) + 1
+        opts += [f"user tag: {t}" for t in sorted(user_tags, key=lambda t: (-user_tags[t], t))[:50]]
         opts += [d for d in DESCRIPTORS if any(p.get(d) is not None for p in pays[:200])]
         tags: dict[str, int] = {}
         for p in pays:
@@ -185,6 +192,13 @@ class MapService:
         """{mode, name, values} to colour points by a tag's score or a descriptor (None: by label)."""
         if not color_by or color_by == "label":
             return None
+        if color_by == "cluster":
+            return {"mode": "categorical", "name": "cluster",
+                    "values": [p.get("cluster_name") if p.get("cluster", -1) != -1 else None for p in pays]}
+        if color_by.startswith("user tag: "):
+            tag = color_by[len("user tag: "):]
+            return {"mode": "categorical", "name": tag,
+                    "values": [tag if tag in (p.get("tags") or []) else None for p in pays]}
         if color_by.startswith("tag: "):
             tag = color_by[5:]
             vals = []
@@ -234,6 +248,8 @@ class MapService:
             pts["end_s"] = [pays[i].get("end_s") if pays[i].get("segment") is not None else None for i in idx]
         if any(pays[i].get("top_tags") for i in idx[:50]):
             pts["tags"] = [", ".join(pays[i].get("top_tags", [])[:3]) for i in idx]
+        if any(pays[i].get("tags") for i in idx):
+            pts["user_tags"] = [", ".join(pays[i].get("tags") or []) for i in idx]
         if dims == 3:
             pts["z"] = c[:, 2].tolist()
         color = self.colors([pays[i] for i in idx], color_by)

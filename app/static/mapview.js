@@ -62,11 +62,16 @@
     return '/audio/' + encodeURIComponent(v.library) + '/' + p.path[i].split('/').map(encodeURIComponent).join('/');
   }
 
+  function esc(t) {
+    return String(t).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]));
+  }
+
   function hover(p, i) {
-    let s = p.path[i];
+    let s = esc(p.path[i]);
     if (p.start_s && p.start_s[i]) s += ' @ ' + p.start_s[i].toFixed(1) + ' s';
-    if (p.label[i] != null) s += '<br>label: ' + p.label[i];
-    if (p.tags && p.tags[i]) s += '<br>tags: ' + p.tags[i];
+    if (p.label[i] != null) s += '<br>label: ' + esc(p.label[i]);
+    if (p.user_tags && p.user_tags[i]) s += '<br>tags: ' + esc(p.user_tags[i]);
+    if (p.tags && p.tags[i]) s += '<br>model tags: ' + p.tags[i];
     return s;
   }
 
@@ -97,11 +102,15 @@
       traces.push(mk(all, v.color.name, p.color_values, {
         colorscale: 'Viridis', showscale: true, colorbar: { title: { text: v.color.name }, thickness: 12 } }));
     } else {
-      const cats = p.label.map(l => l == null ? '(no label)' : l);
-      const names = [...new Set(cats)].sort((a, b) => a === '(no label)' ? 1 : b === '(no label)' ? -1 : (a < b ? -1 : 1));
+      // categories: the label, or a categorical colouring (cluster, a user tag) sent as color_values
+      const catMode = v.color && v.color.mode === 'categorical';
+      const none = catMode ? (v.color.name === 'cluster' ? '(noise)' : '(not ' + v.color.name + ')') : '(no label)';
+      const src = catMode ? p.color_values : p.label;
+      const cats = src.map(l => l == null ? none : l);
+      const names = [...new Set(cats)].sort((a, b) => a === none ? 1 : b === none ? -1 : (a < b ? -1 : 1));
       names.forEach((c, k) => {
         const idx = all.filter(i => cats[i] === c);
-        traces.push(mk(idx, c + ' (' + idx.length + ')', c === '(no label)' ? GREY : PALETTE[k % PALETTE.length]));
+        traces.push(mk(idx, esc(c) + ' (' + idx.length + ')', c === none ? GREY : PALETTE[k % PALETTE.length]));
       });
     }
     state.nBase = traces.length;
@@ -273,7 +282,7 @@
 
   function selectionChanged() {
     showSelection();
-    trigger('select', { token: state.v.token, indices: [...state.sel] });
+    trigger('selection', { token: state.v.token, indices: [...state.sel] });
   }
 
   // audition: the selection played one clip after another (a segment of a long file up to its end)

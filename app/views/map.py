@@ -20,7 +20,8 @@ class MapHandles:
 
     view: gr.HTML
     status: gr.Markdown
-    inputs: list  # the draw / quality callbacks' inputs, pickers first
+    inputs: list  # the draw / quality callbacks' inputs, pickers first, the selection last
+    selection: gr.State  # point ids of the selection
 
 
 def method_params(method: str, n_neighbors: float, min_dist: float, perplexity: float) -> dict:
@@ -31,20 +32,23 @@ def method_params(method: str, n_neighbors: float, min_dist: float, perplexity: 
 
 def draw(svc: Services, library: str | None, model: str | None, method: str, dims: str, color_by: str,
          n_neighbors: float = 15, min_dist: float = 0.1, perplexity: float = 30, seed: float = 0,
-         progress=gr.Progress()) -> tuple[dict, str]:
-    """(map value, status line): the map first; its quality numbers come from `quality`."""
+         selected: list[str] | None = None, progress=gr.Progress()) -> tuple[dict, str]:
+    """(map value, status line): the map first, the selection marked; its quality numbers come
+    from `quality`."""
     if not library or not model:
         return {"message": EMPTY}, ""
     progress(0.05, desc=f"{METHOD_LABELS.get(method, method)} map of {library} · {model} (fitted once, then cached)")
     try:
         return svc.maps.value(library, model, method, dims_of(dims), color_by=color_by, seed=int(seed or 0),
-                              params=method_params(method, n_neighbors, min_dist, perplexity), quality=False)
+                              params=method_params(method, n_neighbors, min_dist, perplexity), quality=False,
+                              selected_ids=selected)
     except Exception as exc:
         return {"message": f"Error: {one_line(exc)}"}, error_html(exc)
 
 
 def quality(svc: Services, library: str | None, model: str | None, method: str, dims: str, color_by: str,
-            n_neighbors: float = 15, min_dist: float = 0.1, perplexity: float = 30, seed: float = 0) -> str | dict:
+            n_neighbors: float = 15, min_dist: float = 0.1, perplexity: float = 30, seed: float = 0,
+            selected: list[str] | None = None) -> str | dict:
     """The status line with the map's quality numbers (computed once, cached with the map)."""
     if not library or not model:
         return gr.skip()
@@ -102,8 +106,9 @@ def build(svc: Services, library: gr.Dropdown, model: gr.Dropdown) -> MapHandles
         k = gr.Slider(1, 30, value=8, step=1, label="Neighbours of a clicked point", scale=1)
     neighbours = gr.HTML("<p>Click a point to hear it and see its nearest neighbours (a Qdrant query).</p>")
     clicked = gr.State(None)
+    selection = gr.State([])
 
-    inputs = [library, model, method, dims, color, n_neighbors, min_dist, perplexity, seed]
+    inputs = [library, model, method, dims, color, n_neighbors, min_dist, perplexity, seed, selection]
     for trigger in (draw_btn.click, method.change, dims.change, color.change):
         trigger(bind(draw, svc), inputs, [view, status], **PRIVATE).then(bind(quality, svc), inputs, status, **PRIVATE)
     model.change(bind(color_choices, svc), [library, model], color, **PRIVATE)
@@ -113,4 +118,4 @@ def build(svc: Services, library: gr.Dropdown, model: gr.Dropdown) -> MapHandles
         return click(svc, library_, model_, k_, data.get("token"), data.get("index"), data.get("id"))
 
     view.point_click(on_click, [library, model, k], [neighbours, clicked], **PRIVATE)
-    return MapHandles(view, status, inputs)
+    return MapHandles(view, status, inputs, selection)

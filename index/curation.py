@@ -1,0 +1,341 @@
+"""User edits and curation, as Qdrant payload updates on the clip's shared point id.
+
+- Tags (`tags`, a list) and a user label (`label` with `label_source: "user"`, the folder's
+  label kept as `folder_label`) are written to the clip's point in every model collection of
+  the library, and to the library's edits collection (`naming.edits_collection_name`), which is
+  the record re-indexing merges from (`merge_edits`): a re-index never clobbers an edit, and a
+  model indexed after the edit gets it too.
+- Edits of one library are serialised by a lock (no lost update between two tabs of one
+  server); the last edits can be undone.
+- Cluster ids (`cluster`, `cluster_name`) are written to the chosen model's collection only:
+  clusters are a model's view of the library.
+- Near-duplicates: every clip's nearest neighbours above a cosine threshold, from batched
+  Qdrant queries, joined into groups; exact duplicates share a content hash.
+"""
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .libraries import LibraryError, get_library
+from .naming import collection_name, edits_collection_name
+from .store import Store
+
+EDIT_INDEXES = {"tags": "keyword", "label_source": "keyword", "cluster": "integer"}
+UNDO_DEPTH = 20
+MAX_TAG_LEN = 64
+_UNSET = object()
+
+_locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
+_locks_guard = threading.Lock()
+_undo: dict[str, list[list[tuple[str, dict | None]]]] = defaultdict(list)
+
+
+def _lock(library: str) -> threading.Lock:
+    with _locks_guard:
+        return _locks[library]
+
+
+@dataclass
+class EditResult:
+    """What an edit did."""
+
+    changed: int                      # clips whose tags or label changed
+    missing: list[str] = field(default_factory=list)  # ids asked for that are not in the library
+    collections: int = 0              # model collections written
+    clips: int = 0                    # clips the edit applied to (after expanding to whole files)
+
+    def summary(self) -> str:
+        """One line for the user."""
+        s = f"{self.changed} of {self.clips} clips changed in {self.collections} model collections"
+        if self.missing:
+            s += f"; {len(self.missing)} no longer in the library (skipped)"
+        return s
+
+
+def check_tag(tag: str) -> str:
+    """A tag as stored (trimmed); ValueError for an empty or over-long one."""
+    t = " ".join(str(tag).split())
+    if not t:
+        raise ValueError("a tag cannot be empty")
+    if len(t) > MAX_TAG_LEN:
+        raise ValueError(f"a tag has at most {MAX_TAG_LEN} characters ('{t[:20]}…' has {len(t)})")
+    return t
+
+
+def clip_collections(store: Store, library: str) -> list[str]:
+    """The clip collections of every model of the library."""
+    lib = get_library(store, library)
+    return [c for c in (collection_name(library, m) for m in lib.models) if store.has_collection(c)]
+
+
+def _ensure_edits(store: Store, library: str) -> str:
+    coll = edits_collection_name(library)
+    if not store.has_collection(coll):
+        store.create_collection(coll, 1, indexes={"tags": "keyword", "file_id": "keyword"})
+    return coll
+
+
+def _edit_records(store: Store, library: str, ids: Sequence[str]) -> dict[str, dict]:
+    coll = edits_collection_name(library)
+    if not ids or not store.has_collection(coll):
+        return {}
+    return {r.id: r.payload for r in store.retrieve(coll, list(ids))}
+
+
+def _current(store: Store, colls: list[str], ids: Sequence[str]) -> dict[str, dict]:
+    """The present payload of each id (from the first collection that has it)."""
+    out: dict[str, dict] = {}
+    left = list(ids)
+    for coll in colls:
+        if not left:
+            break
+        for r in store.retrieve(coll, left):
+            out[r.id] = r.payload
+        left = [i for i in left if i not in out]
+    return out
+
+
+def whole_files(store: Store, library: str, ids: Sequence[str]) -> list[str]:
+    """`ids` plus every other segment of the same files (a tag for the whole recording)."""
+    colls = clip_collections(store, library)
+    if not colls:
+        return list(ids)
+    cur = _current(store, colls, ids)
+    file_ids = sorted({p.get("file_id") for p in cur.values() if p.get("file_id")})
+    out = list(dict.fromkeys(ids))
+    if file_ids:
+        seen = set(out)
+        for r in store.scroll(colls[0], flt={"file_id": file_ids}):
+            if r.id not in seen:
+                seen.add(r.id)
+                out.append(r.id)
+    return out
+
+
+def _edit_payload(rec: dict) -> dict:
+    """The clip payload fields an edits record stands for."""
+    p: dict = {"tags": sorted(rec.get("tags") or [])}
+    if rec.get("user_label"):
+        p.update(label=rec["user_label"], label_source="user", folder_label=rec.get("folder_label"))
+    else:
+        p.update(label=rec.get("folder_label"), label_source=None, folder_label=rec.get("folder_label"))
+    return p
+
+
+def _write(store: Store, library: str, colls: list[str], records: dict[str, dict]) -> None:
+    """Write edits records (id -> record) to the edits collection and every model collection."""
+    if not records:
+        return
+    ecoll = _ensure_edits(store, library)
+    ids = list(records)
+    store.upsert(ecoll, ids, np.ones((len(ids), 1), np.float32), [records[i] for i in ids])
+    groups: dict[str, list[str]] = defaultdict(list)  # one payload update per distinct payload
+    payloads: dict[str, dict] = {}
+    for i, rec in records.items():
+        p = _edit_payload(rec)
+        key = repr(sorted(p.items()))
+        groups[key].append(i)
+        payloads[key] = p
+    for coll in colls:
+        for key in EDIT_INDEXES:
+            if key != "cluster":
+                store.ensure_index(coll, key, EDIT_INDEXES[key])
+        for key, members in groups.items():
+            p = payloads[key]
+            store.set_payload(coll, members, {k: v for k, v in p.items() if v is not None})
+            gone = [k for k, v in p.items() if v is None]
+            if gone:
+                store.delete_payload(coll, members, gone)
+
+
+def edit(store: Store, library: str, ids: Iterable[str], add: Iterable[str] = (), remove: Iterable[str] = (),
+         label: object = _UNSET, whole_file: bool = False) -> EditResult:
+    """Add/remove tags and/or set the user label (a str; None reverts to the folder's label) of
+    clips, in every model collection of the library. Unknown ids are reported, not fatal."""
+    add_t = [check_tag(t) for t in add]
+    rm_t = {check_tag(t) for t in remove}
+    if label is not _UNSET and label is not None:
+        label = check_tag(str(label))
+    ids = list(dict.fromkeys(str(i) for i in ids))
+    if not ids:
+        raise ValueError("nothing selected: select clips on the map (or give ids) first")
+    if not add_t and not rm_t and label is _UNSET:
+        raise ValueError("nothing to do: give a tag to add or remove, or a label")
+    with _lock(library):
+        colls = clip_collections(store, library)
+        if not colls:
+            raise LibraryError(f"library '{library}' has no clips yet")
+        if whole_file:
+            ids = whole_files(store, library, ids)
+        cur = _current(store, colls, ids)
+        missing = [i for i in ids if i not in cur]
+        present = [i for i in ids if i in cur]
+        before = _edit_records(store, library, present)
+        new: dict[str, dict] = {}
+        undo: list[tuple[str, dict | None]] = []
+        for i in present:
+            p = cur[i]
+            rec = dict(before.get(i) or {"tags": [], "user_label": None,
+                                         "folder_label": p.get("folder_label", p.get("label")),
+                                         "file_id": p.get("file_id"), "path": p.get("path")})
+            tags = [t for t in rec.get("tags") or [] if t not in rm_t]
+            tags += [t for t in add_t if t not in tags]
+            rec["tags"] = sorted(tags)
+            if label is not _UNSET:
+                rec["user_label"] = label
+            old = before.get(i) or {"tags": [], "user_label": None}
+            if sorted(old.get("tags") or []) != rec["tags"] or old.get("user_label") != rec["user_label"]:
+                new[i] = rec
+                undo.append((i, before.get(i)))
+        _write(store, library, colls, new)
+        if undo:
+            stack = _undo[library]
+            stack.append(undo)
+            del stack[:-UNDO_DEPTH]
+        return EditResult(len(new), missing, len(colls), len(present))
+
+
+def undo_last(store: Store, library: str) -> EditResult:
+    """Undo the library's last edit (in this process); ValueError when there is none."""
+    with _lock(library):
+        stack = _undo[library]
+        if not stack:
+            raise ValueError("nothing to undo")
+        last = stack.pop()
+        colls = clip_collections(store, library)
+        cur = _current(store, colls, [i for i, _ in last])
+        records = {}
+        for i, rec in last:
+            if i not in cur:
+                continue
+            p = cur[i]
+            records[i] = rec or {"tags": [], "user_label": None, "folder_label": p.get("folder_label", p.get("label")),
+                                 "file_id": p.get("file_id"), "path": p.get("path")}
+        _write(store, library, colls, records)
+        return EditResult(len(records), [i for i, _ in last if i not in cur], len(colls), len(last))
+
+
+def can_undo(library: str) -> bool:
+    """Whether the library has an edit to undo."""
+    return bool(_undo.get(library))
+
+
+def merge_edits(store: Store, library: str, ids: Sequence[str], payloads: list[dict]) -> list[dict]:
+    """Payloads about to be (re)written for `ids`, with the library's user edits applied (so
+    re-indexing, and a model indexed later, keep them)."""
+    recs = _edit_records(store, library, ids)
+    if not recs:
+        return payloads
+    out = []
+    for i, p in zip(ids, payloads):
+        rec = recs.get(i)
+        if rec is None:
+            out.append(p)
+            continue
+        q = dict(p)
+        rec = {**rec, "folder_label": p.get("label")}  # the folder's label as indexed now
+        q.update({k: v for k, v in _edit_payload(rec).items() if v is not None})
+        out.append(q)
+    return out
+
+
+def tag_counts(store: Store, library: str, model: str) -> dict[str, int]:
+    """{tag: clips} in (library, model), most used first (Qdrant facet)."""
+    coll = collection_name(library, model)
+    if not store.has_collection(coll):
+        raise LibraryError(f"library '{library}' has no collection for model '{model}'")
+    store.ensure_index(coll, "tags", "keyword")
+    return {k: v for k, v in store.facet(coll, "tags", limit=10000).items() if k not in (None, "")}
+
+
+def ids_where(store: Store, library: str, model: str, flt: dict) -> list[str]:
+    """Ids of the clips of (library, model) matching a payload filter (e.g. {"tags": "keep"})."""
+    coll = collection_name(library, model)
+    if not store.has_collection(coll):
+        raise LibraryError(f"library '{library}' has no collection for model '{model}'")
+    return [r.id for r in store.scroll(coll, flt=flt)]
+
+
+def write_clusters(store: Store, library: str, model: str, ids: Sequence[str], clusters: Sequence[int],
+                   names: dict[int, str]) -> None:
+    """Persist cluster ids (and names) in (library, model)'s payload; noise gets cluster -1."""
+    coll = collection_name(library, model)
+    store.ensure_index(coll, "cluster", "integer")
+    groups: dict[int, list[str]] = defaultdict(list)
+    for i, c in zip(ids, clusters):
+        groups[int(c)].append(i)
+    for c, members in groups.items():
+        store.set_payload(coll, members, {"cluster": c, "cluster_name": names.get(c, "noise")})
+
+
+@dataclass
+class DuplicateGroup:
+    """Clips that are the same sound."""
+
+    ids: list[str]                 # the group's clips, the one to keep first
+    paths: list[str]
+    kind: str                      # "exact" (same bytes) or "near" (cosine above the threshold)
+    similarity: float              # the lowest similarity that joined the group (1.0 for exact)
+
+
+def near_duplicates(store: Store, library: str, model: str, threshold: float = 0.98, k: int = 8,
+                    batch: int = 256) -> list[DuplicateGroup]:
+    """Groups of clips whose vectors' cosine is at least `threshold` (batched Qdrant queries for
+    each clip's k nearest neighbours, joined transitively), plus exact duplicates (same content
+    hash, recorded at indexing as `copies`). Largest groups first."""
+    if not 0 < threshold <= 1:
+        raise ValueError(f"the threshold is a cosine similarity in (0, 1], got {threshold}")
+    coll = collection_name(library, model)
+    if not store.has_collection(coll):
+        raise LibraryError(f"library '{library}' has no collection for model '{model}'")
+    ids, vecs, pays = [], [], []
+    for r in store.scroll(coll, with_vectors=True):
+        ids.append(r.id)
+        vecs.append(r.vector)
+        pays.append(r.payload)
+    pos = {i: n for n, i in enumerate(ids)}
+    parent = list(range(len(ids)))
+    weakest: dict[int, float] = {}
+
+    def find(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    X = np.asarray(vecs, np.float32) if vecs else np.zeros((0, 1), np.float32)
+    for start in range(0, len(ids), batch):
+        rows = store.query_batch(coll, X[start:start + batch], k + 1)
+        for n, hits in enumerate(rows):
+            a = start + n
+            for h in hits:
+                b = pos.get(h.id)
+                if b is None or b == a or h.score < threshold:
+                    continue
+                ra, rb = find(a), find(b)
+                if ra != rb:
+                    parent[rb] = ra
+                    weakest[ra] = min(weakest.get(ra, 1.0), weakest.get(rb, 1.0), float(h.score))
+                else:
+                    weakest[ra] = min(weakest.get(ra, 1.0), float(h.score))
+    groups: dict[int, list[int]] = defaultdict(list)
+    for n in range(len(ids)):
+        groups[find(n)].append(n)
+    out = []
+    for root, members in groups.items():
+        if len(members) < 2:
+            continue
+        members.sort(key=lambda n: (pays[n].get("path", ""), pays[n].get("start_s", 0.0)))
+        out.append(DuplicateGroup([ids[n] for n in members], [pays[n].get("path", "") for n in members], "near",
+                                  round(weakest.get(root, 1.0), 6)))
+    for n, p in enumerate(pays):  # byte-identical files: one point, the other paths in `copies`
+        if p.get("copies"):
+            out.append(DuplicateGroup([ids[n]] * (1 + len(p["copies"])), [p.get("path", "")] + list(p["copies"]),
+                                      "exact", 1.0))
+    out.sort(key=lambda g: (-len(g.ids), g.paths[0]))
+    return out
