@@ -147,6 +147,47 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--library", required=True)
     p.add_argument("--model", default=None, help="only this model's collections")
+
+    p = sub.add_parser("tag", help="add or remove a tag, or set the label, of clips (every model of the library)")
+    _common(p)
+    p.add_argument("--library", required=True)
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--ids", help="comma-separated clip ids")
+    g.add_argument("--where", action="append", metavar="FIELD=VALUE",
+                   help="clips whose payload FIELD equals VALUE (label=kick, tags=keep, cluster=3; repeatable: all hold)")
+    p.add_argument("--model", default=None, help="model whose payload --where reads (default: the library's first)")
+    a = p.add_mutually_exclusive_group(required=True)
+    a.add_argument("--add", metavar="TAG", help="add this tag")
+    a.add_argument("--remove", metavar="TAG", help="remove this tag")
+    a.add_argument("--label", metavar="LABEL", help="set the user label ('' restores the folder's label)")
+    p.add_argument("--whole-file", action="store_true", help="apply to every segment of the files")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("clusters", help="HDBSCAN clusters of a model's vectors: names, sizes, medoids")
+    _common(p)
+    p.add_argument("--library", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--min-size", type=int, default=5, help="smallest cluster (default 5)")
+    p.add_argument("--no-pca", action="store_true", help="cluster the full vectors without PCA to 50 dimensions")
+    p.add_argument("--json", action="store_true", help="clusters with their members' ids as JSON")
+
+    p = sub.add_parser("duplicates", help="groups of near-duplicate clips (cosine above a threshold) and exact copies")
+    _common(p)
+    p.add_argument("--library", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--threshold", type=float, default=0.98, help="cosine similarity (default 0.98)")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("export-selection", help="copy a set of clips (ids, a tag or a cluster) with a manifest "
+                                                "to a folder or a ZIP")
+    _common(p)
+    p.add_argument("--library", required=True)
+    p.add_argument("--model", default=None, help="model whose payload is read (default: the library's first)")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--ids", help="comma-separated clip ids")
+    g.add_argument("--tag", help="every clip with this tag")
+    g.add_argument("--cluster", type=int, help="every clip of this persisted cluster (see `clusters`)")
+    p.add_argument("--out", required=True, help="a folder, or FILE.zip")
     return ap
 
 
@@ -372,9 +413,98 @@ def cmd_serve(args) -> int:
     return server.serve(data_dir=args.data_dir, host=args.host, port=args.port, demo=not args.no_demo)
 
 
+def _model_of(svc, library: str, model: str | None) -> str:
+    models = svc.libs.models_of(library)
+    if model:
+        if model not in models:
+            raise CliError(f"library '{library}' has no model '{model}' (indexed: {', '.join(models) or 'none'})")
+        return model
+    if not models:
+        raise CliError(f"library '{library}' has no indexed model yet")
+    return models[0]
+
+
+def parse_where(specs: list[str]) -> dict:
+    """['label=kick', 'cluster=3'] -> a payload filter; CliError on a bad spec."""
+    flt: dict = {}
+    for spec in specs:
+        field, sep, value = spec.partition("=")
+        if not sep or not field.strip():
+            raise CliError(f"bad --where '{spec}': use FIELD=VALUE")
+        v: object = value
+        if value.lstrip("-").isdigit():
+            v = int(value)
+        flt[field.strip()] = v
+    return flt
+
+
+def cmd_tag(args) -> int:
+    svc = _services(args)
+    cur = svc.curation
+    if args.ids:
+        ids = [i.strip() for i in args.ids.split(",") if i.strip()]
+    else:
+        ids = cur.ids_matching(args.library, _model_of(svc, args.library, args.model), parse_where(args.where))
+        if not ids:
+            raise CliError("no clip matches --where")
+    if args.add is not None:
+        res = cur.edit(args.library, ids, add=[args.add], whole_file=args.whole_file)
+    elif args.remove is not None:
+        res = cur.edit(args.library, ids, remove=[args.remove], whole_file=args.whole_file)
+    else:
+        res = cur.edit(args.library, ids, label=args.label or None, whole_file=args.whole_file)
+    print(res.summary(), file=sys.stderr)
+    if args.json:
+        print(json.dumps({"changed": res.changed, "clips": res.clips, "collections": res.collections,
+                          "missing": res.missing}))
+    return 0
+
+
+def cmd_clusters(args) -> int:
+    rep = _services(args).curation.clusters(args.library, args.model, min_size=args.min_size,
+                                            pca_dims=None if args.no_pca else 50)
+    if args.json:
+        print(json.dumps(rep.to_dict()))
+        return 0
+    from app.services.formatting import number
+
+    print(f"{sum(1 for r in rep.rows if r.cluster != -1)} clusters; purity {number(rep.purity)}, "
+          f"adjusted Rand index {number(rep.ari)} against {rep.n_labelled} labelled clips", file=sys.stderr)
+    print(_table([{"id": r.cluster, "name": r.name, "size": r.size, "medoid": r.medoid_path} for r in rep.rows],
+                 ["id", "name", "size", "medoid"]))
+    return 0
+
+
+def cmd_duplicates(args) -> int:
+    groups = _services(args).curation.duplicates(args.library, args.model, threshold=args.threshold)
+    if args.json:
+        print(json.dumps([{"kind": g.kind, "similarity": g.similarity, "ids": g.ids, "paths": g.paths}
+                          for g in groups]))
+        return 0
+    print(f"{len(groups)} groups at cosine >= {args.threshold}", file=sys.stderr)
+    for n, g in enumerate(groups, 1):
+        print(f"group {n} ({g.kind}, >= {g.similarity:.4f}): " + "  ".join(g.paths))
+    return 0
+
+
+def cmd_export_selection(args) -> int:
+    svc = _services(args)
+    model = _model_of(svc, args.library, args.model)
+    if args.ids:
+        ids = [i.strip() for i in args.ids.split(",") if i.strip()]
+    else:
+        ids = svc.curation.ids_where(args.library, model, tag=args.tag, cluster=args.cluster)
+    res = svc.curation.export(args.library, model, ids, out=args.out)
+    for path in res["missing"]:
+        print(f"missing {path} (listed in the manifest)", file=sys.stderr)
+    print(f"wrote {res['files']} files and a manifest of {res['clips']} clips to {res['out']}", file=sys.stderr)
+    return 0
+
+
 COMMANDS = {"serve": cmd_serve, "index": cmd_index, "search": cmd_search, "models": cmd_models,
             "libraries": cmd_libraries, "project": cmd_project, "classes": cmd_classes, "export": cmd_export,
-            "train": cmd_train, "delete": cmd_delete}
+            "train": cmd_train, "delete": cmd_delete, "tag": cmd_tag, "clusters": cmd_clusters,
+            "duplicates": cmd_duplicates, "export-selection": cmd_export_selection}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

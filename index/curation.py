@@ -6,7 +6,7 @@
   the record re-indexing merges from (`merge_edits`): a re-index never clobbers an edit, and a
   model indexed after the edit gets it too.
 - Edits of one library are serialised by a lock (no lost update between two tabs of one
-  server); the last edits can be undone.
+  server); each edit returns what it replaced, which `restore` puts back (undo).
 - Cluster ids (`cluster`, `cluster_name`) are written to the chosen model's collection only:
   clusters are a model's view of the library.
 - Near-duplicates: every clip's nearest neighbours above a cosine threshold, from batched
@@ -26,13 +26,12 @@ from .naming import collection_name, edits_collection_name
 from .store import Store
 
 EDIT_INDEXES = {"tags": "keyword", "label_source": "keyword", "cluster": "integer"}
-UNDO_DEPTH = 20
 MAX_TAG_LEN = 64
 _UNSET = object()
 
 _locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
 _locks_guard = threading.Lock()
-_undo: dict[str, list[list[tuple[str, dict | None]]]] = defaultdict(list)
+Undo = list[tuple[str, "dict | None"]]  # (clip id, its edits record before the edit, None: had none)
 
 
 def _lock(library: str) -> threading.Lock:
@@ -48,6 +47,7 @@ class EditResult:
     missing: list[str] = field(default_factory=list)  # ids asked for that are not in the library
     collections: int = 0              # model collections written
     clips: int = 0                    # clips the edit applied to (after expanding to whole files)
+    undo: Undo = field(default_factory=list)  # what `restore` needs to undo the edit
 
     def summary(self) -> str:
         """One line for the user."""
@@ -193,20 +193,12 @@ def edit(store: Store, library: str, ids: Iterable[str], add: Iterable[str] = ()
                 new[i] = rec
                 undo.append((i, before.get(i)))
         _write(store, library, colls, new)
-        if undo:
-            stack = _undo[library]
-            stack.append(undo)
-            del stack[:-UNDO_DEPTH]
-        return EditResult(len(new), missing, len(colls), len(present))
+        return EditResult(len(new), missing, len(colls), len(present), undo)
 
 
-def undo_last(store: Store, library: str) -> EditResult:
-    """Undo the library's last edit (in this process); ValueError when there is none."""
+def restore(store: Store, library: str, last: Undo) -> EditResult:
+    """Put back what an edit replaced (its `EditResult.undo`): the undo of that edit."""
     with _lock(library):
-        stack = _undo[library]
-        if not stack:
-            raise ValueError("nothing to undo")
-        last = stack.pop()
         colls = clip_collections(store, library)
         cur = _current(store, colls, [i for i, _ in last])
         records = {}
@@ -218,11 +210,6 @@ def undo_last(store: Store, library: str) -> EditResult:
                                  "file_id": p.get("file_id"), "path": p.get("path")}
         _write(store, library, colls, records)
         return EditResult(len(records), [i for i, _ in last if i not in cur], len(colls), len(last))
-
-
-def can_undo(library: str) -> bool:
-    """Whether the library has an edit to undo."""
-    return bool(_undo.get(library))
 
 
 def merge_edits(store: Store, library: str, ids: Sequence[str], payloads: list[dict]) -> list[dict]:

@@ -26,6 +26,7 @@ from app.services.formatting import DESCRIPTORS
 if TYPE_CHECKING:
     from app.services import Services
 
+UNDO_DEPTH = 20       # edits a library can undo, per server
 MAX_POSITIVES = 256   # "more like these": a larger selection is sampled (and says so)
 DESCRIPTOR_WORDS = {  # (low, high) words for a cluster whose median sits in a descriptor's extreme fifth
     "loudness_dbfs": ("quiet", "loud"), "spectral_centroid_hz": ("dark", "bright"),
@@ -109,6 +110,7 @@ class CurationService:
     def __init__(self, svc: "Services"):
         self._svc = svc
         self.clusters_cache = projections.ClusterCache(svc.data_dir / "clusters")
+        self._undo: dict[str, list[curation.Undo]] = {}
 
     # ---- the selection --------------------------------------------------------------------
     def resolve(self, token: str | None, indices: Sequence[int]) -> list[str]:
@@ -140,21 +142,34 @@ class CurationService:
              label: object = curation._UNSET, whole_file: bool = False) -> curation.EditResult:
         """Tag / untag / relabel clips in every model collection of the library."""
         try:
-            return curation.edit(self._svc.store, library, ids, add=add, remove=remove, label=label,
-                                 whole_file=whole_file)
+            res = curation.edit(self._svc.store, library, ids, add=add, remove=remove, label=label,
+                                whole_file=whole_file)
         finally:
             self._svc.vectors.clear()
+        if res.undo:
+            stack = self._undo.setdefault(library, [])
+            stack.append(res.undo)
+            del stack[:-UNDO_DEPTH]
+        return res
 
     def undo(self, library: str) -> curation.EditResult:
-        """Undo the library's last edit."""
+        """Undo the library's last edit made through this server; ServiceError when there is none."""
+        stack = self._undo.get(library)
+        if not stack:
+            raise ServiceError("nothing to undo")
+        last = stack.pop()
         try:
-            return curation.undo_last(self._svc.store, library)
+            return curation.restore(self._svc.store, library, last)
         finally:
             self._svc.vectors.clear()
 
     def tag_counts(self, library: str, model: str) -> dict[str, int]:
         """{tag: clips} (Qdrant facet)."""
         return curation.tag_counts(self._svc.store, library, model)
+
+    def ids_matching(self, library: str, model: str, flt: dict) -> list[str]:
+        """Ids of the clips whose payload matches a filter spec ({"label": "kick", "tags": "keep"})."""
+        return curation.ids_where(self._svc.store, library, model, flt)
 
     def ids_where(self, library: str, model: str, tag: str | None = None, cluster: int | None = None) -> list[str]:
         """Ids with a tag, or in a persisted cluster."""
