@@ -327,11 +327,12 @@ def cmd_project(args) -> int:
 
 
 def cmd_classes(args) -> int:
-    from app.services.formatting import number, plain
+    from app.services.formatting import number
+    from index.classes import class_stats_json
 
     stats = _services(args).queries.class_stats(args.library, args.model, k=args.k)
     if args.json:
-        print(json.dumps(plain(stats)))
+        print(json.dumps(class_stats_json(stats)))
         return 0
     est = (f"; estimated from {stats['agreement_sampled']} clips drawn at random"
            if stats.get("agreement_sampled") else "")

@@ -5,7 +5,7 @@
     python benchmarks/query_latency.py --hnsw 100000 --hnsw-dims 200     # also build Edge's HNSW graph there
 
 For each size and dimension the same random unit vectors (payload: a keyword label of 10
-classes, so the filter keeps 10 %) go into each backend through `index/store.py`, the code the
+classes, so the filter keeps 10 %) go into each backend through `index/store/`, the code the
 app uses. Per backend: load time (upsert, or building the matrix), query-by-example latency p50
 and p99 over `--queries` queries (top-10, cosine), the same with a label filter, the filtered /
 plain ratio, and recall@10 against the exact answer (numpy). The numpy row is a brute-force

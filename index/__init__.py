@@ -9,9 +9,9 @@ from .libraries import (Library, LibraryError, delete_library, get_library, libr
                         list_libraries)
 from .naming import collection_name, frames_collection_name, point_id
 from . import naming
-from .queries import (SearchHit, clip_overview, read_frames, read_vectors, search_file, search_id, search_text,
-                      search_vector, taggram)
-from .store import Store, StoreError, open_store
+from .queries import (clip_overview, read_frames, read_vectors, search_file, search_id, search_text, search_vector,
+                      taggram)
+from .store import Hit, Store, StoreError, open_store
 from embedders import EmbedderError, available as available_models, check as check_model
 from embedders.audio import AudioError
 from embedders.paths import ENV_VAR as DATA_ENV_VAR, data_dir
@@ -19,7 +19,7 @@ from embedders.trained import training_log
 
 __all__ = [
     "AudioError", "DATA_ENV_VAR", "EmbedderError", "available_models", "check_model", "data_dir",
-    "IngestReport", "Library", "LibraryError", "SearchHit", "Store", "StoreError",
+    "Hit", "IngestReport", "Library", "LibraryError", "Store", "StoreError",
     "collection_name", "delete_library", "frames_collection_name", "get_library", "index_files",
     "index_folder", "library_counts", "list_libraries", "open_store", "point_id", "read_frames",
     "read_vectors", "scan_folder", "clip_overview", "taggram", "naming", "search_file", "search_id", "search_text", "search_vector", "training_log",

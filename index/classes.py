@@ -3,19 +3,24 @@
 - label counts: facet on `label`;
 - the clips nearest each class centroid: recommend with the average-vector strategy over
   the class's ids;
-- agreement@k: the kNN graph (Qdrant's search matrix, or its Edge equivalent);
+- agreement@k: neighbour indices from Qdrant (the kNN graph: its search matrix, or its Edge
+  equivalent; batched queries for a sample of a big library), scored by the project's one
+  agreement function, `projections.quality.knn_agreement`;
 - centroid vectors for the similarity heatmap: Qdrant has no vector aggregation, so each
   centroid is a running mean over a filtered scroll (one page of vectors in memory at a time).
 """
 from __future__ import annotations
 
-from collections import defaultdict
+import math
 
 import numpy as np
 
+from embedders.base import l2_normalise
+from projections.quality import AGREEMENT_SAMPLE, knn_agreement, knn_agreement_per_class, sample_rows
+
 from .libraries import LibraryError
 from .queries import _collection
-from .store import Store
+from .store import Hit, Store
 
 
 def label_counts(store: Store, library: str, model: str) -> dict[str, int]:
@@ -42,7 +47,7 @@ def centroid(store: Store, coll: str, label: str, page: int = 512) -> np.ndarray
 
 
 def nearest_to_centroid(store: Store, library: str, model: str, label: str, k: int = 5,
-                        same_label_only: bool = False, centre: np.ndarray | None = None) -> list[dict]:
+                        same_label_only: bool = False, centre: np.ndarray | None = None) -> list[Hit]:
     """Clips nearest a class centroid (Qdrant recommend, average-vector strategy).
 
     Qdrant leaves the example points out of recommend results, so with
@@ -52,17 +57,11 @@ def nearest_to_centroid(store: Store, library: str, model: str, label: str, k: i
     coll = _collection(store, library, model)
     if same_label_only:
         centre = centroid(store, coll, label) if centre is None else centre
-        hits = store.query(coll, centre, k, flt={"label": label})
-    else:
-        ids = label_ids(store, coll, label)
-        if not ids:
-            raise LibraryError(f"no clips with label '{label}'")
-        hits = store.recommend_average(coll, ids, k)
-    return [{"id": h.id, "score": round(float(h.score), 6), "path": h.payload.get("path"),
-             "label": h.payload.get("label")} for h in hits]
-
-
-AGREEMENT_SAMPLE = 2000  # above this many labelled clips, agreement is estimated from a sample
+        return store.query(coll, centre, k, flt={"label": label})
+    ids = label_ids(store, coll, label)
+    if not ids:
+        raise LibraryError(f"no clips with label '{label}'")
+    return store.recommend_average(coll, ids, k)
 
 
 def agreement(store: Store, library: str, model: str, k: int = 5, sample: int | None = -1,
@@ -70,10 +69,12 @@ def agreement(store: Store, library: str, model: str, k: int = 5, sample: int | 
     """Fraction of each labelled clip's k nearest labelled neighbours that share its label.
 
     Returns {"overall": float, "per_label": {label: float}, "n": labelled clips, "sampled": m or
-    None}. Neighbours come from Qdrant: the exact kNN graph over labelled clips, or, when there are
-    more than ``sample`` of them (-1: ``AGREEMENT_SAMPLE``; None: never), a batched query for each of ``sample`` clips drawn at random
-    (seeded) against all labelled clips: the same statistic, estimated (its standard error is
-    about 0.5 / sqrt(sample): at most 0.011 for 2000).
+    None}; NaN (overall) or an absent label (per_label) where no clip was scored. Neighbours come
+    from Qdrant: the exact kNN graph over labelled clips, or, when there are more than ``sample``
+    of them (-1: ``AGREEMENT_SAMPLE``; None: never), a batched query for each of ``sample`` clips
+    drawn at random (seeded, ``projections.quality.sample_rows``) against all labelled clips: the
+    same statistic, estimated (its standard error is about 0.5 / sqrt(sample): at most 0.011 for
+    2000). The score itself is ``projections.quality.knn_agreement``.
     """
     coll = _collection(store, library, model)
     labelled = {"__not__": {"label": None}}
@@ -81,48 +82,43 @@ def agreement(store: Store, library: str, model: str, k: int = 5, sample: int | 
     if sample == -1:
         sample = AGREEMENT_SAMPLE
     if sample and n > sample:
-        return _sampled_agreement(store, coll, k, labelled, n, sample, seed)
-    ids, nbr, _scores = store.knn_graph(coll, k, flt=labelled)
-    if len(ids) < 2:
-        raise LibraryError(f"agreement needs at least 2 labelled clips (found {len(ids)})")
-    labels = {r.id: r.payload.get("label") for r in store.retrieve(coll, ids)}
-    lab = [labels[i] for i in ids]
-    per: dict[str, list[float]] = defaultdict(list)
-    for row, own in enumerate(lab):
-        js = [j for j in nbr[row] if j >= 0]
-        if not js:
-            continue
-        per[own].append(float(np.mean([lab[j] == own for j in js])))
-    return _summarise(per, len(ids), None)
+        labels, neighbours, rows = _sampled_neighbours(store, coll, k, labelled, sample, seed)
+    else:
+        ids, neighbours, _scores = store.knn_graph(coll, k, flt=labelled)
+        if len(ids) < 2:
+            raise LibraryError(f"agreement needs at least 2 labelled clips (found {len(ids)})")
+        by_id = {r.id: r.payload.get("label") for r in store.retrieve(coll, ids)}
+        labels, rows, n = [by_id.get(i) for i in ids], None, len(ids)
+    return {"overall": knn_agreement(neighbours, labels, rows),
+            "per_label": knn_agreement_per_class(neighbours, labels, rows), "n": n,
+            "sampled": None if rows is None else len(rows)}
 
 
-def _sampled_agreement(store: Store, coll: str, k: int, labelled: dict, n: int, sample: int, seed: int) -> dict:
-    ids = [r.id for r in store.scroll(coll, labelled)]
-    rng = np.random.default_rng(seed)
-    chosen = store.retrieve(coll, [ids[i] for i in np.sort(rng.choice(len(ids), sample, replace=False))],
-                            with_vectors=True)
-    per: dict[str, list[float]] = defaultdict(list)
-    for start in range(0, len(chosen), 256):
-        part = chosen[start : start + 256]
-        rows = store.query_batch(coll, np.stack([r.vector for r in part]), k + 1, labelled)
-        for rec, hits in zip(part, rows):
-            others = [h for h in hits if h.id != rec.id][:k]
-            if others:
-                own = rec.payload.get("label")
-                per[own].append(float(np.mean([h.payload.get("label") == own for h in others])))
-    return _summarise(per, n, len(chosen))
-
-
-def _summarise(per: dict[str, list[float]], n: int, sampled: int | None) -> dict:
-    all_scores = [s for v in per.values() for s in v]
-    return {"overall": float(np.mean(all_scores)) if all_scores else 0.0,
-            "per_label": {k_: float(np.mean(v)) for k_, v in sorted(per.items())}, "n": n, "sampled": sampled}
+def _sampled_neighbours(store: Store, coll: str, k: int, labelled: dict, sample: int,
+                        seed: int) -> tuple[list, np.ndarray, np.ndarray]:
+    """(labels of all labelled clips in point-id order, neighbour rows [sample, k] (-1: none),
+    the sampled rows): each sampled clip queried against all labelled clips, itself dropped."""
+    records = sorted(store.scroll(coll, labelled), key=lambda r: r.id)
+    ids = [r.id for r in records]
+    labels = [r.payload.get("label") for r in records]
+    row_of = {pid: i for i, pid in enumerate(ids)}
+    rows = sample_rows(len(ids), sample, seed)
+    found = {r.id: r.vector for r in store.retrieve(coll, [ids[i] for i in rows], with_vectors=True)}
+    rows = np.array([i for i in rows if ids[i] in found], dtype=np.int64)  # a clip deleted meanwhile: skipped
+    neighbours = np.full((len(rows), k), -1, dtype=np.int64)
+    if len(rows):
+        hits = store.query_batch(coll, np.stack([found[ids[i]] for i in rows]), k + 1, labelled)
+        for out, (row, row_hits) in enumerate(zip(rows, hits)):
+            others = [row_of[h.id] for h in row_hits if h.id != ids[row] and h.id in row_of][:k]
+            neighbours[out, :len(others)] = others
+    return labels, neighbours, rows
 
 
 def class_stats(store: Store, library: str, model: str, k: int = 5, nearest: int = 5) -> dict:
     """Label counts, agreement@k (overall and per class), centroid cosine matrix, the most typical
     members of each class (nearest its centroid) and the nearest clips from outside the class
-    (Qdrant recommend, average-vector strategy, which leaves the class's own clips out)."""
+    (Qdrant recommend, average-vector strategy, which leaves the class's own clips out), both as
+    lists of `Hit` by label. NaN where an agreement is undefined. JSON: `class_stats_json`."""
     coll = _collection(store, library, model)
     counts = label_counts(store, library, model)
     if len(counts) < 1:
@@ -130,12 +126,24 @@ def class_stats(store: Store, library: str, model: str, k: int = 5, nearest: int
     labels = sorted(counts)
     agr = agreement(store, library, model, k)
     cents = np.stack([centroid(store, coll, lb) for lb in labels])
-    unit = cents / np.maximum(np.linalg.norm(cents, axis=1, keepdims=True), 1e-12)
+    unit = l2_normalise(cents)
     sim = unit @ unit.T
     typical = {lb: nearest_to_centroid(store, library, model, lb, k=nearest, same_label_only=True, centre=c)
                for lb, c in zip(labels, cents)}
     near = {lb: nearest_to_centroid(store, library, model, lb, k=nearest) for lb in labels}
     return {"library": library, "model": model, "k": k, "labels": labels, "counts": counts,
             "n_labelled": agr["n"], "agreement_sampled": agr["sampled"], "overall_agreement": agr["overall"],
-            "agreement": {lb: agr["per_label"].get(lb, 0.0) for lb in labels},
+            "agreement": {lb: agr["per_label"].get(lb, math.nan) for lb in labels},
             "centroid_similarity": np.round(sim, 6).tolist(), "typical": typical, "nearest": near}
+
+
+def class_stats_json(stats: dict) -> dict:
+    """``class_stats`` as JSON (the API and ``classes --json``): hits as {id, score, path, label},
+    an undefined (NaN) agreement as None."""
+    def number(x: float) -> float | None:
+        return None if math.isnan(x) else x
+
+    return {**stats, "overall_agreement": number(stats["overall_agreement"]),
+            "agreement": {lb: number(v) for lb, v in stats["agreement"].items()},
+            "typical": {lb: [h.to_dict(detail=False) for h in hits] for lb, hits in stats["typical"].items()},
+            "nearest": {lb: [h.to_dict(detail=False) for h in hits] for lb, hits in stats["nearest"].items()}}

@@ -35,7 +35,7 @@ from embedders.descriptors import describe, write_thumbnail
 from embedders.paths import data_dir as resolve_data_dir
 
 from .labels import Labeler, make_labeler
-from .libraries import Library, LibraryError, get_library, save_library
+from .libraries import Library, LibraryError, UnknownLibraryError, get_library, save_library
 from .naming import (check_library_name, collection_name, content_hash, frame_point_id,
                      frames_collection_name, point_id)
 from . import store as store_module
@@ -449,13 +449,12 @@ def index_files(store: Store, library: str, root: str | os.PathLike, files: Sequ
     with library_lock(ddir, library):
         try:
             lib = get_library(store, library)
+        except UnknownLibraryError:
+            lib = Library(name=library, root=str(root), kind=kind)
+        else:
             if Path(lib.root).resolve() != root:
                 raise LibraryError(f"library '{library}' is rooted at {lib.root}, not {root}; "
                                    f"choose another library name")
-        except LibraryError as exc:
-            if "unknown library" not in str(exc):
-                raise
-            lib = Library(name=library, root=str(root), kind=kind)
         for emb in embs:
             ensure_collections(store, library, emb)
         lib.models = list(dict.fromkeys(lib.models + [e.name for e in embs]))

@@ -7,13 +7,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .naming import (FRAMES_SUFFIX, META_COLLECTION, check_library_name, collection_name,
-                     frames_collection_name, library_prefix, meta_point_id)
+from .naming import (META_COLLECTION, check_library_name, collection_name, frames_collection_name,
+                     library_prefix, meta_point_id)
 from .store import Store
 
 
 class LibraryError(ValueError):
     """A user-facing problem with a library (unknown, empty, bad name)."""
+
+
+class UnknownLibraryError(LibraryError):
+    """No library of that name."""
 
 
 @dataclass
@@ -60,7 +64,7 @@ def get_library(store: Store, name: str) -> Library:
             p = recs[0].payload
             return Library(**{k: p[k] for k in Library.__dataclass_fields__ if k in p})
     known = ", ".join(lib.name for lib in list_libraries(store)) or "none yet"
-    raise LibraryError(f"unknown library '{name}' (libraries: {known})")
+    raise UnknownLibraryError(f"unknown library '{name}' (libraries: {known})")
 
 
 def list_libraries(store: Store) -> list[Library]:
@@ -70,11 +74,6 @@ def list_libraries(store: Store) -> list[Library]:
     libs = [Library(**{k: r.payload[k] for k in Library.__dataclass_fields__ if k in r.payload})
             for r in store.scroll(META_COLLECTION)]
     return sorted(libs, key=lambda lib: lib.name)
-
-
-def library_models(store: Store, name: str) -> list[str]:
-    """Models that have a clip collection in this library."""
-    return list(get_library(store, name).models)
 
 
 def library_counts(store: Store, name: str) -> dict[str, int]:
@@ -105,8 +104,3 @@ def delete_model(store: Store, name: str, model: str) -> None:
     store.delete_collection(collection_name(name, model))
     lib.models = [m for m in lib.models if m != model]
     save_library(store, lib)
-
-
-def is_frames_collection(name: str) -> bool:
-    """True for companion frame collections."""
-    return name.endswith(FRAMES_SUFFIX)

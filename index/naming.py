@@ -5,7 +5,6 @@ import hashlib
 import os
 import re
 import uuid
-from pathlib import Path
 
 NAMESPACE = uuid.UUID("6f1c2a7e-1d0b-5c38-9a57-3e0f7b1f4d21")
 LIBRARY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -72,13 +71,6 @@ def frame_point_id(clip_id: str, frame_index: int) -> str:
 def meta_point_id(library: str) -> str:
     """Id of a library's metadata point."""
     return str(uuid.uuid5(NAMESPACE, f"library:{library}"))
-
-
-def relative_label(root: Path, path: Path) -> tuple[str, str | None]:
-    """(path relative to root as posix, label = name of the parent sub-folder or None at the root)."""
-    rel = path.relative_to(root)
-    label = rel.parent.name if rel.parent != Path(".") else None
-    return rel.as_posix(), label
 
 
 EDITS_SUFFIX = "__edits"

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,25 +15,6 @@ from .naming import collection_name, frames_collection_name
 from .store import Hit, Store
 
 
-@dataclass
-class SearchHit:
-    """One search result."""
-
-    id: str
-    score: float
-    path: str
-    label: str | None
-    payload: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        """JSON-ready dict: id, score, path, label, plus start/end and top tags when present."""
-        d = {"id": self.id, "score": round(float(self.score), 6), "path": self.path, "label": self.label}
-        for k in ("start_s", "end_s", "duration_s", "top_tags"):
-            if k in self.payload:
-                d[k] = self.payload[k]
-        return d
-
-
 def _collection(store: Store, library: str, model: str) -> str:
     lib = get_library(store, library)
     if model not in lib.models:
@@ -44,10 +24,6 @@ def _collection(store: Store, library: str, model: str) -> str:
     if not store.has_collection(coll):
         raise LibraryError(f"library '{library}' has no collection for model '{model}'; index it first")
     return coll
-
-
-def _hits(hits: list[Hit]) -> list[SearchHit]:
-    return [SearchHit(h.id, h.score, h.payload.get("path", ""), h.payload.get("label"), h.payload) for h in hits]
 
 
 Ranges = dict[str, tuple[float | None, float | None]]  # payload field -> (min, max), either may be None
@@ -74,20 +50,20 @@ def embed_query(model: str, wave: np.ndarray, sample_rate: int,
 
 def search_vector(store: Store, library: str, model: str, vector: np.ndarray, k: int = 10,
                   label: str | list[str] | None = None, one_per_file: bool = False,
-                  ranges: Ranges | None = None) -> list[SearchHit]:
+                  ranges: Ranges | None = None) -> list[Hit]:
     """Nearest clips to a vector; optionally filtered by label and payload ranges, and grouped to
     one hit per file (Qdrant groups)."""
     coll = _collection(store, library, model)
     flt = _flt(label, ranges)
     if one_per_file:
         groups = store.query_groups(coll, vector, group_by="path", groups=k, group_size=1, flt=flt)
-        return _hits([g[0] for g in groups if g])
-    return _hits(store.query(coll, vector, k, flt=flt))
+        return [g[0] for g in groups if g]
+    return store.query(coll, vector, k, flt=flt)
 
 
 def search_file(store: Store, library: str, model: str, path: str | os.PathLike, k: int = 10,
                 label: str | list[str] | None = None, one_per_file: bool = False,
-                data_dir: str | os.PathLike | None = None, ranges: Ranges | None = None) -> list[SearchHit]:
+                data_dir: str | os.PathLike | None = None, ranges: Ranges | None = None) -> list[Hit]:
     """Query by example: the clips most similar to an audio file."""
     _collection(store, library, model)
     wave, sr = decode(path)
@@ -96,7 +72,7 @@ def search_file(store: Store, library: str, model: str, path: str | os.PathLike,
 
 
 def search_id(store: Store, library: str, model: str, point_id: str, k: int = 10,
-              label: str | list[str] | None = None, ranges: Ranges | None = None) -> list[SearchHit]:
+              label: str | list[str] | None = None, ranges: Ranges | None = None) -> list[Hit]:
     """The clips nearest a clip already in the library (itself first)."""
     coll = _collection(store, library, model)
     try:
@@ -105,25 +81,17 @@ def search_id(store: Store, library: str, model: str, point_id: str, k: int = 10
         raise LibraryError(f"no clip with id {printable(str(point_id))[:80]!r}: clip ids are UUIDs") from None
     if not store.existing_ids(coll, [point_id]):
         raise LibraryError(f"no clip with id {point_id} in library '{library}' for model '{model}'")
-    return _hits(store.query_by_id(coll, point_id, k, flt=_flt(label, ranges)))
+    return store.query_by_id(coll, point_id, k, flt=_flt(label, ranges))
 
 
 def search_text(store: Store, library: str, model: str, text: str, k: int = 10,
-                label: str | list[str] | None = None, data_dir: str | os.PathLike | None = None) -> list[SearchHit]:
+                label: str | list[str] | None = None, data_dir: str | os.PathLike | None = None) -> list[Hit]:
     """Search by a description, for models with a text tower (CLAP)."""
     emb = embedders.load(model, data_dir)
     if not getattr(emb, "supports_text", False):
         raise LibraryError(f"model '{model}' has no text tower; text search needs a CLAP model")
     vec = emb.embed_text([text])[0]
     return search_vector(store, library, model, vec, k, label)
-
-
-def find_clip(store: Store, library: str, model: str, path: str) -> SearchHit | None:
-    """The clip stored under a relative path, if any."""
-    coll = _collection(store, library, model)
-    for rec in store.scroll(coll, flt={"path": path}):
-        return SearchHit(rec.id, 1.0, rec.payload.get("path", ""), rec.payload.get("label"), rec.payload)
-    return None
 
 
 def read_vectors(store: Store, library: str, model: str) -> tuple[list[str], np.ndarray, list[dict]]:

@@ -23,6 +23,7 @@ from embedders.training.autoencoder import AutoencoderConfig
 from embedders.training.common import TrainingError, TrainResult
 from embedders.training.selfsup import SelfSupConfig
 from embedders.training.supcon import SupConConfig
+from projections.quality import knn_agreement
 
 from .libraries import LibraryError, get_library
 from .naming import collection_name
@@ -184,4 +185,4 @@ def train_contrastive(store: Store, library: str, base: str, name: str | None = 
                  "frame_hop_s": emb.frame_hop_s, "window_s": emb.window_s}
     source = {"library": library, "n_clips": len(rows), "n_unlabelled_skipped": len(payloads) - len(rows)}
     return _done(supcon.train(vectors[rows], labels, files, folder, model, base_info, config, resume=resume,
-                              progress=progress, log=log, source=source))
+                              progress=progress, log=log, source=source, agreement=knn_agreement))

@@ -19,7 +19,8 @@ from .clusters import ClusterCache, Clustering, cluster
 from .cache import CacheStats, MapCache, MapKey, ids_hash, labels_hash
 from .linear import LDAProjector, PCAProjector
 from .methods import METHODS, canonical_params, make, normalize_method
-from .quality import LabelAgreement, knn_label_agreement, map_quality, trustworthiness
+from .quality import (AGREEMENT_SAMPLE, LabelAgreement, knn_agreement, knn_agreement_per_class, knn_label_agreement,
+                      map_quality, sample_rows, trustworthiness)
 from .tsne_projector import TSNEProjector
 from .umap_projector import UMAPProjector
 
@@ -31,6 +32,7 @@ def preload() -> None:
     import sklearn.discriminant_analysis  # noqa: F401
 
 __all__ = [
+    "AGREEMENT_SAMPLE",
     "ClusterCache",
     "Clustering",
     "cluster",
@@ -49,11 +51,14 @@ __all__ = [
     "UMAPProjector",
     "canonical_params",
     "ids_hash",
+    "knn_agreement",
+    "knn_agreement_per_class",
     "knn_label_agreement",
     "labels_hash",
     "make",
     "map_quality",
     "normalize_method",
     "preload",
+    "sample_rows",
     "trustworthiness",
 ]

@@ -79,6 +79,15 @@ def as_matrix(X: Any, what: str = "vectors") -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+def unit_rows(X: Any) -> np.ndarray:
+    """Rows of ``X`` scaled to unit length, float32 (zero rows stay zero): projections' twin of
+    ``embedders.base.l2_normalise``, which this room may not import."""
+    Y = np.array(X, dtype=np.float32)  # a copy
+    norms = np.linalg.norm(Y, axis=-1, keepdims=True)
+    np.divide(Y, norms, out=Y, where=norms > 0)
+    return Y
+
+
 def is_unlabelled(label: Any) -> bool:
     """True for None, "" and float NaN (how pandas spells a missing label)."""
     if label is None:

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .base import ProjectionError, as_matrix
+from .base import ProjectionError, as_matrix, unit_rows
 
 NOISE = -1
 
@@ -38,11 +38,6 @@ class Clustering:
         return np.flatnonzero(self.labels == cluster)
 
 
-def _unit(X: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(X, axis=1, keepdims=True)
-    return X / np.maximum(n, 1e-12)
-
-
 def cluster(vectors: Any, min_cluster_size: int = 5, min_samples: int | None = None, pca_dims: int | None = 50,
             seed: int = 0) -> Clustering:
     """HDBSCAN (scikit-learn) on unit-normalised `vectors` [n, d] (Euclidean distance on unit
@@ -50,7 +45,7 @@ def cluster(vectors: Any, min_cluster_size: int = 5, min_samples: int | None = N
     from sklearn.cluster import HDBSCAN
     from sklearn.decomposition import PCA
 
-    X = _unit(as_matrix(vectors).astype(np.float32))
+    X = unit_rows(as_matrix(vectors))
     n = X.shape[0]
     if min_cluster_size < 2:
         raise ProjectionError("min_cluster_size must be at least 2")
@@ -66,7 +61,7 @@ def cluster(vectors: Any, min_cluster_size: int = 5, min_samples: int | None = N
     medoids = {}
     for c in sorted(set(labels.tolist()) - {NOISE}):
         idx = np.flatnonzero(labels == c)
-        centre = _unit(X[idx].mean(axis=0, keepdims=True))[0]
+        centre = unit_rows(X[idx].mean(axis=0))
         medoids[int(c)] = int(idx[np.argmax(X[idx] @ centre)])
     params = {"min_cluster_size": int(min_cluster_size), "min_samples": min_samples, "pca_dims": pca_dims,
               "seed": seed}

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import ProjectionError, Projector, n_cores
+from .base import ProjectionError, Projector, n_cores, unit_rows
 from .knn import ExactNeighbors, check_metric, neighbor_graph
 
 #: FFT gradients have a fixed cost per iteration (the interpolation grid) that
@@ -29,12 +29,9 @@ def _unit_rows(X: np.ndarray, metric: str) -> np.ndarray:
     distance between them is sqrt(2 * (1 - similarity)), a monotone function
     of the cosine / correlation distance that openTSNE's neighbour search
     (Annoy's "angular" or exact) handles natively."""
-    Y = X.astype(np.float32, copy=True)
     if metric == "correlation":
-        Y -= Y.mean(axis=1, keepdims=True)
-    norms = np.linalg.norm(Y, axis=1, keepdims=True)
-    np.divide(Y, norms, out=Y, where=norms > 0)
-    return Y
+        X = X - X.mean(axis=1, keepdims=True)
+    return unit_rows(X)
 
 
 def _threads(n: int) -> int:

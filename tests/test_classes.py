@@ -46,3 +46,52 @@ def test_class_stats_say_when_agreement_is_sampled(store, monkeypatch):
     st = classes.class_stats(store, "big", "m", k=5)
     assert st["agreement_sampled"] == 200 and st["n_labelled"] == 600
     assert set(st["agreement"]) == set(st["labels"]) == {"c0", "c1", "c2", "c3"}
+
+
+def _brute_force_agreement(X: np.ndarray, labels: list, k: int, rows: np.ndarray) -> tuple[float, dict]:
+    """Agreement@k by numpy: cosine neighbours among all points, each query row's own point left out."""
+    unit = X / np.linalg.norm(X, axis=1, keepdims=True)
+    sim = unit[rows] @ unit.T
+    sim[np.arange(len(rows)), rows] = -np.inf
+    nbr = np.argsort(-sim, axis=1, kind="stable")[:, :k]
+    lab = np.array(labels)
+    frac = (lab[nbr] == lab[rows][:, None]).mean(axis=1)
+    return float(frac.mean()), {c: float(frac[lab[rows] == c].mean()) for c in sorted(set(lab[rows]))}
+
+
+@pytest.mark.parametrize("backend", ["edge", "memory", "memory-batched"])
+def test_agreement_from_qdrant_equals_numpy_brute_force(backend, tmp_path, monkeypatch):
+    """The same vectors through index.classes (neighbours from Qdrant) and through numpy."""
+    from index.store import ClientStore
+    from index.store import client as client_backend
+    from projections.quality import sample_rows
+
+    if backend == "memory-batched":  # local mode's batched-query kNN graph instead of its search matrix
+        monkeypatch.setattr(client_backend, "LOCAL_SEARCH_MATRIX_MAX_POINTS", 10)
+    st = EdgeStore(tmp_path / "qdrant") if backend == "edge" else ClientStore.in_memory()
+    rng = np.random.default_rng(3)
+    centres = rng.standard_normal((3, 12)).astype(np.float32)
+    n = 240
+    lab = rng.integers(0, 3, n)
+    X = centres[lab] + 1.3 * rng.standard_normal((n, 12)).astype(np.float32)
+    ids = [index.point_id(f"{i:040x}") for i in range(n)]
+    pays = [{"path": f"{i}.wav", **({} if i % 9 == 4 else {"label": f"c{lab[i]}"})} for i in range(n)]
+    coll = index.collection_name("bf", "m")
+    st.create_collection(coll, 12, indexes={"label": "keyword"})
+    st.upsert(coll, ids, X, pays)
+    save_library(st, Library(name="bf", root=str(tmp_path / "audio"), models=["m"]))
+    try:
+        # the labelled clips in point-id order (the order index.classes scores and samples them in)
+        order = sorted((pid, i) for i, pid in enumerate(ids) if "label" in pays[i])
+        Xl = X[[i for _, i in order]]
+        labels = [pays[i]["label"] for _, i in order]
+        for k, sample in ((5, None), (4, 60)):
+            got = classes.agreement(st, "bf", "m", k=k, sample=sample, seed=2)
+            rows = sample_rows(len(labels), sample, seed=2)
+            overall, per_class = _brute_force_agreement(Xl, labels, k, rows)
+            assert got["n"] == len(labels) and got["sampled"] == (None if sample is None else sample)
+            assert got["overall"] == pytest.approx(overall, abs=1e-12), (k, sample)
+            assert got["per_label"] == pytest.approx(per_class, abs=1e-12), (k, sample)
+            assert 0.4 < overall < 0.98  # overlapping classes: a non-trivial value
+    finally:
+        st.close()

@@ -34,7 +34,7 @@ def test_rooms_exist():
 def test_import_direction():
     allowed = {
         "app": {"app", "index", "projections", "gradio", "gradio_client"},
-        "index": {"index", "embedders", "qdrant_client", "qdrant_edge"},
+        "index": {"index", "embedders", "projections", "qdrant_client", "qdrant_edge"},
         "embedders": {"embedders"},
         "projections": {"projections"},
     }

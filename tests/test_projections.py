@@ -384,6 +384,45 @@ def test_agreement_leaves_unlabelled_points_out():
     assert np.isnan(knn_label_agreement(X, [None] * 20).overall)
 
 
+def test_knn_agreement_on_neighbour_indices():
+    from projections.quality import knn_agreement, knn_agreement_per_class, sample_rows
+
+    labels = ["a", "a", "b", "b", "a"]
+    nbr = np.array([[1, 2], [0, -1], [3, 0], [2, 4], [-1, -1]])  # -1: no neighbour; row 4 has none
+    assert knn_agreement(nbr, labels) == pytest.approx((0.5 + 1.0 + 0.5 + 0.5) / 4)
+    assert knn_agreement_per_class(nbr, labels) == pytest.approx({"a": 0.75, "b": 0.5})
+    rows = np.array([2, 4])  # neighbours of points 2 ("b": 3 "b", 0 "a") and 4 ("a": 0 "a", 3 "b") only
+    assert knn_agreement(np.array([[3, 0], [0, 3]]), labels, rows) == pytest.approx(0.5)
+    assert knn_agreement(np.array([[3, 0], [0, 1]]), labels, rows) == pytest.approx((0.5 + 1.0) / 2)
+    assert np.isnan(knn_agreement(np.full((3, 2), -1), labels[:3]))  # nothing to score: undefined, not 0
+    assert np.isnan(knn_agreement(np.zeros((0, 2), np.int64), labels))
+    assert knn_agreement_per_class(np.full((2, 1), -1), labels[:2]) == {}
+    with pytest.raises(ProjectionError):
+        knn_agreement(np.array([[7]]), labels[:2])
+    # one sampler: all rows up to the limit, else a seeded sorted draw
+    assert sample_rows(5, 10).tolist() == [0, 1, 2, 3, 4] and sample_rows(5, None).size == 5
+    drawn = sample_rows(100, 10, seed=3)
+    assert drawn.size == 10 and np.all(np.diff(drawn) > 0) and drawn.tolist() == sample_rows(100, 10, 3).tolist()
+
+
+def test_map_agreement_equals_brute_force_with_one_sampling_policy(monkeypatch):
+    from projections import quality
+
+    X, labels = blobs(n_classes=3, per_class=40, spread=1.5)
+    unit = X / np.linalg.norm(X, axis=1, keepdims=True)
+    sim = unit @ unit.T
+    np.fill_diagonal(sim, -np.inf)
+    nbr = np.argsort(-sim, axis=1, kind="stable")[:, :5]
+    y = np.array(labels)
+    frac = (y[nbr] == y[:, None]).mean(axis=1)
+    assert knn_label_agreement(X, labels, k=5).overall == pytest.approx(frac.mean(), abs=1e-12)
+    monkeypatch.setattr(quality, "AGREEMENT_SAMPLE", 50)  # above it: 50 rows drawn, as index.classes does
+    rows = quality.sample_rows(len(labels), 50, 0)
+    got = knn_label_agreement(X, labels, k=5)
+    assert got.n_points == 50 and got.overall == pytest.approx(frac[rows].mean(), abs=1e-12)
+    assert map_quality(X, X[:, :2], labels, k=5)["sampled"] is True
+
+
 def test_trustworthiness_subsamples_big_sets_repeatably():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(1500, 8)).astype(np.float32)

@@ -11,6 +11,7 @@ import gradio as gr
 from app.services import Services
 from app.services.formatting import plain
 from app.views import bind
+from index.classes import class_stats_json
 
 # the README's list; tests/test_api_surface.py checks that a client can call these and nothing else
 ENDPOINTS = ("list_libraries", "list_models", "search_file", "search_by_id", "map_coordinates", "taggram",
@@ -59,7 +60,7 @@ def taggram(svc: Services, library: str, model: str, path: str) -> dict:
 
 def class_stats(svc: Services, library: str, model: str, k: int = 5) -> dict:
     """Label counts, agreement@k per class and overall, centroid similarity matrix."""
-    return api_json(svc.queries.class_stats(library, model, k=int(k)))
+    return api_json(class_stats_json(svc.queries.class_stats(library, model, k=int(k))))
 
 
 def search_file(svc: Services, library: str, model: str, path: str, k: int = 10) -> list[dict]:

@@ -390,21 +390,6 @@ def batches(n: int, size: int, rng: np.random.Generator, shuffle: bool = True,
         yield b
 
 
-def knn_agreement(vectors: np.ndarray, labels: Sequence, k: int = 5) -> float:
-    """Mean fraction of each point's k nearest neighbours (cosine, itself excluded) sharing its label."""
-    x = np.asarray(vectors, np.float64)
-    labels = np.asarray(labels)
-    n = len(x)
-    if n < 2:
-        return float("nan")
-    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    sim = x @ x.T
-    np.fill_diagonal(sim, -np.inf)
-    kk = min(k, n - 1)
-    idx = np.argpartition(-sim, kk - 1, axis=1)[:, :kk]
-    return float((labels[idx] == labels[:, None]).mean())
-
-
 def stderr_log(line: str) -> None:
     """Default Log: one line to stderr."""
     print(line, file=sys.stderr, flush=True)

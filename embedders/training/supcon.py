@@ -7,25 +7,31 @@ validation sets (stratified by label, never splitting a file's segments); traini
 early on the validation loss. The CSV log has epoch, train_loss, val_loss and
 val_knn_agreement: for each held-out clip, the fraction of its k nearest neighbours among
 all other clips (of other files) that share its label. The same number for the base
-vectors is the baseline the head must beat.
+vectors is the baseline the head must beat. The neighbours are found here
+(`heldout_neighbours`); the score is the project's one kNN agreement, handed in by the caller
+(`index.training` passes `projections.quality.knn_agreement`; this room may not import it).
 """
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..base import l2_normalise
 from . import common
 from .common import EpochLoop, EpochResult, Log, Progress, TrainConfig, TrainResult, TrainingError
 
 KIND = "supcon"
 INFIX = "+supcon-"
+
+# (neighbour indices [m, k] (-1: none), labels [n], query rows [m]) -> agreement, NaN when undefined
+Agreement = Callable[[np.ndarray, Sequence[str], np.ndarray], float]
 
 
 @dataclass
@@ -92,22 +98,18 @@ def split_by_file(labels: Sequence[str], files: Sequence[str], val_fraction: flo
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)
 
 
-def heldout_agreement(vectors: np.ndarray, labels: Sequence[str], files: Sequence[str], val_rows: np.ndarray,
-                      k: int = 5) -> float:
-    """Mean fraction of each held-out point's k nearest neighbours (cosine; all points of other files)
-    that share its label."""
-    x = np.asarray(vectors, np.float64)
-    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    labels, files = np.asarray(labels), np.asarray(files)
+def heldout_neighbours(vectors: np.ndarray, files: Sequence[str], val_rows: np.ndarray, k: int = 5) -> np.ndarray:
+    """Indices [len(val_rows), k] of each held-out point's k nearest neighbours by cosine among the
+    points of other files (never its own file's segments), best first; -1 where there are fewer."""
+    x = l2_normalise(vectors).astype(np.float64)
+    files = np.asarray(files)
+    kk = max(1, min(k, len(x) - 1))
     if len(val_rows) == 0:
-        return float("nan")
+        return np.zeros((0, kk), np.int64)
     sim = x[val_rows] @ x.T
     sim[files[val_rows][:, None] == files[None, :]] = -np.inf
-    kk = max(1, min(k, len(x) - 1))
     idx = np.argsort(-sim, axis=1, kind="stable")[:, :kk]
-    valid = np.isfinite(np.take_along_axis(sim, idx, axis=1))
-    hits = (labels[idx] == labels[val_rows][:, None]) & valid
-    return float((hits.sum(1) / np.maximum(valid.sum(1), 1)).mean())
+    return np.where(np.isfinite(np.take_along_axis(sim, idx, axis=1)), idx, -1)
 
 
 def config_from_meta(meta: dict) -> SupConConfig:
@@ -118,10 +120,11 @@ def config_from_meta(meta: dict) -> SupConConfig:
 
 def train(vectors: np.ndarray, labels: Sequence[str], files: Sequence[str], folder: Path, model_name: str,
           base: dict, cfg: SupConConfig | None = None, resume: bool = False, progress: Progress | None = None,
-          log: Log | None = None, source: dict | None = None) -> TrainResult:
+          log: Log | None = None, source: dict | None = None, *, agreement: Agreement) -> TrainResult:
     """Train (or resume) a SupCon head on base clip vectors [n, d] with labels and file ids.
 
     `base` describes the frozen embedder: {"name", "dim", "sample_rate", "frame_hop_s", "window_s"}.
+    `agreement` scores held-out neighbours (`projections.quality.knn_agreement`).
     """
     t_start = time.perf_counter()
     log = log or common.stderr_log
@@ -146,7 +149,11 @@ def train(vectors: np.ndarray, labels: Sequence[str], files: Sequence[str], fold
     xt = torch.from_numpy(x).to(device)
     head = ProjectionHead(x.shape[1], cfg.hidden, cfg.out_dim, cfg.input_dropout).to(device)
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    base_agree = heldout_agreement(x, labels, files, val_rows, cfg.k)
+
+    def heldout_agreement(vecs: np.ndarray) -> float:
+        return agreement(heldout_neighbours(vecs, files, val_rows, cfg.k), labels, val_rows)
+
+    base_agree = heldout_agreement(x)
     meta = {"kind": KIND, "name": model_name, "state": "training", "dim": cfg.out_dim, "base": base["name"],
             "base_dim": int(x.shape[1]), "sample_rate": base.get("sample_rate"),
             "frame_hop_s": base.get("frame_hop_s"), "window_s": base.get("window_s"),
@@ -185,7 +192,7 @@ def train(vectors: np.ndarray, labels: Sequence[str], files: Sequence[str], fold
         z = embed_all()
         with torch.no_grad():
             vl = float(supcon_loss(torch.from_numpy(z).to(device)[vr], y[vr], cfg.temperature))
-        agree = heldout_agreement(z, labels, files, val_rows, cfg.k)
+        agree = heldout_agreement(z)
         return EpochResult(tot / max(n, 1), vl, {"val_knn_agreement": agree})
 
     log(f"base '{base['name']}': held-out kNN agreement@{cfg.k} {base_agree:.3f} "
@@ -193,7 +200,7 @@ def train(vectors: np.ndarray, labels: Sequence[str], files: Sequence[str], fold
     loop.run(step, save_best, items_per_epoch=(len(train_rows) // bsz) * bsz, progress=progress)
 
     head.load_state_dict(common.load_tensors(folder / common.MODEL_FILE)["head"])
-    head_agree = heldout_agreement(embed_all(), labels, files, val_rows, cfg.k)
+    head_agree = heldout_agreement(embed_all())
     notes = [f"held-out kNN agreement@{cfg.k} ({len(val_rows)} clips of held-out files): "
              f"base {base['name']} {base_agree:.3f} -> head {head_agree:.3f} (best epoch {loop.best_epoch})"]
     if not head_agree > base_agree:
