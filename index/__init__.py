@@ -9,7 +9,8 @@ from .libraries import (Library, LibraryError, delete_library, get_library, libr
                         list_libraries)
 from .naming import collection_name, frames_collection_name, point_id
 from . import naming
-from .queries import (clip_overview, read_frames, read_vectors, search_file, search_id, search_text, search_vector,
+from .queries import (clip_overview, read_frames, read_vectors, recommend, search_file, search_id, search_text,
+                      search_vector,
                       taggram)
 from .store import Hit, Store, StoreError, open_store
 from embedders import EmbedderError, available as available_models, check as check_model
@@ -22,5 +23,5 @@ __all__ = [
     "Hit", "IngestReport", "Library", "LibraryError", "Store", "StoreError",
     "collection_name", "delete_library", "frames_collection_name", "get_library", "index_files",
     "index_folder", "library_counts", "list_libraries", "open_store", "point_id", "read_frames",
-    "read_vectors", "scan_folder", "clip_overview", "taggram", "naming", "search_file", "search_id", "search_text", "search_vector", "training_log",
+    "read_vectors", "recommend", "scan_folder", "clip_overview", "taggram", "naming", "search_file", "search_id", "search_text", "search_vector", "training_log",
 ]

@@ -266,7 +266,8 @@ class DuplicateGroup:
 
     ids: list[str]                 # the group's clips, the one to keep first
     paths: list[str]
-    kind: str                      # "exact" (same bytes) or "near" (cosine above the threshold)
+    kind: str                      # "exact" (same bytes only) or "near" (cosine above the threshold; the
+                                   # group may hold byte-identical copies too)
     similarity: float              # the lowest similarity that joined the group (1.0 for exact)
 
 
@@ -315,14 +316,14 @@ def near_duplicates(store: Store, library: str, model: str, threshold: float = 0
         groups[find(n)].append(n)
     out = []
     for root, members in groups.items():
-        if len(members) < 2:
+        # byte-identical files are one point whose other paths are in `copies` (recorded at indexing)
+        entries = sorted((pays[n].get("path", ""), ids[n]) for n in members)
+        entries += sorted((c, ids[n]) for n in members for c in pays[n].get("copies") or [])
+        if len(entries) < 2:
             continue
-        members.sort(key=lambda n: (pays[n].get("path", ""), pays[n].get("start_s", 0.0)))
-        out.append(DuplicateGroup([ids[n] for n in members], [pays[n].get("path", "") for n in members], "near",
-                                  round(weakest.get(root, 1.0), 6)))
-    for n, p in enumerate(pays):  # byte-identical files: one point, the other paths in `copies`
-        if p.get("copies"):
-            out.append(DuplicateGroup([ids[n]] * (1 + len(p["copies"])), [p.get("path", "")] + list(p["copies"]),
-                                      "exact", 1.0))
+        entries.sort()
+        kind = "near" if len(members) > 1 else "exact"
+        out.append(DuplicateGroup([i for _p, i in entries], [p for p, _i in entries], kind,
+                                  round(weakest.get(root, 1.0), 6) if kind == "near" else 1.0))
     out.sort(key=lambda g: (-len(g.ids), g.paths[0]))
     return out

@@ -36,6 +36,7 @@ from embedders.paths import data_dir as resolve_data_dir
 
 from .labels import Labeler, make_labeler
 from .libraries import Library, LibraryError, UnknownLibraryError, get_library, save_library
+from .curation import merge_edits
 from .naming import (check_library_name, collection_name, content_hash, frame_point_id,
                      frames_collection_name, point_id)
 from . import store as store_module
@@ -251,7 +252,9 @@ def _embed_and_write(store: Store, library: str, emb: Embedder, items: list[_Ite
         pays.append(_payload(it, emb, emb.clip_tags(fr)))
     if f_ids:
         store.upsert(f_coll, f_ids, np.stack(f_vecs).astype(np.float32), f_pay)
-    store.upsert(c_coll, [it.id for it in items], np.asarray(vecs, np.float32), pays)
+    ids = [it.id for it in items]
+    # the library's user edits (tags, user labels) win over what indexing derives
+    store.upsert(c_coll, ids, np.asarray(vecs, np.float32), merge_edits(store, library, ids, pays))
 
 
 class _Run:
@@ -262,7 +265,24 @@ class _Run:
         self.store, self.library, self.root, self.embs = store, library, root, embs
         self.ddir, self.opts, self.labeler, self.report = ddir, opts, labeler, report
         self.seen: dict[str, str] = {}  # whole-file point id -> relative path, to report duplicate files
+        self.copies: dict[str, set[str]] = {}  # point id -> other paths of the same bytes
         self.long_written: list[tuple[str, str]] | None = None  # (model, point id) of the long file being indexed
+
+    def write_copies(self) -> None:
+        """Record the other paths of byte-identical files (`copies`) on their point in every
+        model collection of the library: the Duplicates view's exact groups."""
+        if not self.copies:
+            return
+        colls = [c for c in (collection_name(self.library, m) for m in get_library(self.store, self.library).models)
+                 if self.store.has_collection(c)]
+        if not colls:
+            return
+        known = {r.id: r.payload for r in self.store.retrieve(colls[0], list(self.copies))}
+        for pid, paths in self.copies.items():
+            if pid in known:
+                merged = sorted(set(known[pid].get("copies") or []) | paths)
+                for coll in colls:
+                    self.store.set_payload(coll, [pid], {"copies": merged})
 
     def fail(self, rel: str, why: str) -> None:
         """Report a skipped file (or segment) with a one-line reason."""
@@ -322,6 +342,7 @@ class _Run:
             if it.segment is None:
                 first = self.seen.setdefault(it.id, it.rel)
                 if first != it.rel:  # same content, same point id: one point, the first path
+                    self.copies.setdefault(it.id, set()).add(it.rel)
                     it.error = f"same audio as {printable(first)} (indexed once)"
                     self.fail(it.rel, it.error)
                     it.wave = None
@@ -482,6 +503,7 @@ def index_files(store: Store, library: str, root: str | os.PathLike, files: Sequ
             done += 1
             if progress:
                 progress(done, total, printable(p.name))
+        run.write_copies()
         store.flush()
         if report.added:
             build_search_index(store, library, [e.name for e in embs],

@@ -84,6 +84,23 @@ def search_id(store: Store, library: str, model: str, point_id: str, k: int = 10
     return store.query_by_id(coll, point_id, k, flt=_flt(label, ranges))
 
 
+def recommend(store: Store, library: str, model: str, positive_ids: list[str], negative_ids: list[str] | None = None,
+              k: int = 10, exclude_ids: list[str] | None = None) -> list[Hit]:
+    """Clips most like a set (Qdrant recommend, average-vector strategy: nearest to the positives'
+    mean, away from the negatives'), the examples and `exclude_ids` left out."""
+    coll = _collection(store, library, model)
+    if not positive_ids:
+        raise LibraryError("give at least one clip to find more like it")
+    known = store.existing_ids(coll, list(positive_ids))
+    if not known:
+        raise LibraryError(f"none of these clips is in library '{library}' for model '{model}'")
+    skip = set(exclude_ids or ())
+    extra = min(len(skip), 2000)
+    hits = store.recommend_average(coll, [i for i in positive_ids if i in known], k + extra,
+                                   negative_ids=list(negative_ids or []) or None)
+    return [h for h in hits if h.id not in skip][:k]
+
+
 def search_text(store: Store, library: str, model: str, text: str, k: int = 10,
                 label: str | list[str] | None = None, data_dir: str | os.PathLike | None = None) -> list[Hit]:
     """Search by a description, for models with a text tower (CLAP)."""

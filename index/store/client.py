@@ -237,6 +237,31 @@ class ClientStore(Store):
         self._counts.pop(name, None)
         self._client.delete(name, points_selector=self._m.FilterSelector(filter=translated), wait=True)
 
+    @_client_call
+    def set_payload(self, name: str, ids: list[str], payload: dict) -> None:
+        self._require(name)
+        body = jsonable(payload)
+        for start in range(0, len(ids), UPSERT_CHUNK):
+            chunk = [str(i) for i in ids[start:start + UPSERT_CHUNK]]
+            self._client.set_payload(name, payload=body, points=chunk, wait=True)
+
+    @_client_call
+    def delete_payload(self, name: str, ids: list[str], keys: list[str]) -> None:
+        self._require(name)
+        if not keys:
+            return
+        for start in range(0, len(ids), UPSERT_CHUNK):
+            chunk = [str(i) for i in ids[start:start + UPSERT_CHUNK]]
+            self._client.delete_payload(name, keys=list(keys), points=chunk, wait=True)
+
+    @_client_call
+    def ensure_index(self, name: str, key: str, kind: str) -> None:
+        self._require(name)
+        check_indexes({key: kind})
+        schema = self._client.get_collection(name).payload_schema or {}
+        if key not in schema:
+            self._create_index(name, key, kind)
+
     # -- reads -----------------------------------------------------------------------------
     @_client_call
     def count(self, name: str, flt: Filter | None = None) -> int:

@@ -291,6 +291,30 @@ class EdgeStore(Store):
             entry.shard.update(self._qe.UpdateOperation.delete_points_by_filter(translated))
             entry.shard.flush()
 
+    def set_payload(self, name: str, ids: list[str], payload: dict) -> None:
+        if not ids:
+            return
+        with self._use(name) as entry:
+            body = jsonable(payload)
+            for start in range(0, len(ids), UPSERT_CHUNK):
+                chunk = [str(i) for i in ids[start:start + UPSERT_CHUNK]]
+                entry.shard.update(self._qe.UpdateOperation.set_payload(chunk, body))
+            entry.shard.flush()
+
+    def delete_payload(self, name: str, ids: list[str], keys: list[str]) -> None:
+        if not ids or not keys:
+            return
+        with self._use(name) as entry:
+            for start in range(0, len(ids), UPSERT_CHUNK):
+                chunk = [str(i) for i in ids[start:start + UPSERT_CHUNK]]
+                entry.shard.update(self._qe.UpdateOperation.delete_payload(chunk, list(keys)))
+            entry.shard.flush()
+
+    def ensure_index(self, name: str, key: str, kind: str) -> None:
+        check_indexes({key: kind})
+        with self._use(name) as entry:
+            self._create_indexes(entry, {key: kind})
+
     # -- reads -----------------------------------------------------------------------------
     def count(self, name: str, flt: Filter | None = None) -> int:
         translated = self._translate(flt)

@@ -134,6 +134,19 @@ class Store(ABC):
     def delete_by_filter(self, name: str, flt: Filter) -> None:
         """Delete every point that matches the filter."""
 
+    @abstractmethod
+    def set_payload(self, name: str, ids: list[str], payload: dict) -> None:
+        """Set these payload keys (others are kept) on the points; unknown ids are ignored. Applied
+        in chunks of ``UPSERT_CHUNK`` ids, durable when it returns."""
+
+    @abstractmethod
+    def delete_payload(self, name: str, ids: list[str], keys: list[str]) -> None:
+        """Remove these payload keys from the points."""
+
+    @abstractmethod
+    def ensure_index(self, name: str, key: str, kind: str) -> None:
+        """A payload index on ``key`` (keyword, integer, float, ...) unless it has one."""
+
     # -- reads -----------------------------------------------------------------------------
     @abstractmethod
     def count(self, name: str, flt: Filter | None = None) -> int:
