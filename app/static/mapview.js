@@ -236,17 +236,23 @@
           trigger('point_click', { token: vv.token, index: i, clip: state.pts.path[i] });
         });
         plotDiv.on('plotly_selected', (ev) => {  // box or lasso (2D)
-          if (!ev || !ev.points || state.v.trajectory) return;
+          // Plotly also reports an empty selection (a click in select mode, its own clean-up): ignored;
+          // the panel's Clear button clears
+          if (state.clearing || !ev || !ev.points || !ev.points.length || state.v.trajectory) return;
           const got = new Set(state.shift ? state.sel : []);
           for (const pt of ev.points) {
             if (pt.curveNumber < state.nBase && pt.customdata !== undefined && pt.customdata !== null) got.add(pt.customdata);
           }
           state.sel = got;
-          // our own ring trace shows the selection; Plotly's dimming and outline would disagree with it
-          const P = plotly();
-          P.restyle(plotDiv, { selectedpoints: [null] }, [...Array(state.nBase).keys()]);
-          P.relayout(plotDiv, { selections: [] });
           selectionChanged();
+          // our own ring trace shows the selection; Plotly's dimming and outline would disagree with it
+          setTimeout(() => {
+            const P = plotly();
+            state.clearing = true;
+            Promise.resolve(P.restyle(plotDiv, { selectedpoints: [null] }, [...Array(state.nBase).keys()]))
+              .then(() => P.relayout(plotDiv, { selections: [] }))
+              .finally(() => { state.clearing = false; });
+          }, 0);
         });
         plotDiv.on('plotly_hover', (ev) => {
           if (!state.hoverPlay || state.v.trajectory) return;

@@ -92,7 +92,7 @@ def build(svc: Services, library: gr.Dropdown, model: gr.Dropdown) -> MapHandles
     with gr.Row():
         method = gr.Radio(METHOD_CHOICES, value="pca", label="Method", info="LDA fits on labelled clips only")
         dims = gr.Radio(["2D", "3D"], value="2D", label="Dimensions")
-        color = gr.Dropdown(["label"], value="label", label="Colour by", allow_custom_value=False)
+        color = gr.Dropdown(["label"], value="label", label="Colour by", allow_custom_value=False, elem_id="ae-color")
         draw_btn = gr.Button("Draw map", variant="primary")
     with gr.Accordion("Parameters", open=False):
         with gr.Row():
