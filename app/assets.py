@@ -18,6 +18,12 @@ CSS = """
 .ae-hit .path { font-family: monospace; word-break: break-all; }
 .ae-hit .score { font-variant-numeric: tabular-nums; }
 .ae-error { color: #b00020; font-weight: 600; }
+.ae-dupgroup { margin: 6px 0 10px; }
+.ae-dupgroup ul { list-style: none; padding-left: 0.6em; margin: 2px 0; }
+.ae-dupgroup li { display: flex; gap: 10px; align-items: center; font-size: 13px; }
+.ae-dupgroup li .path { font-family: monospace; min-width: 22em; }
+.ae-dupgroup audio { height: 30px; width: 280px; }
+.ae-selsum { margin: 4px 0 6px; }
 .ae-quality { color: #555; }
 """
 

@@ -27,7 +27,7 @@ from .store import Store
 
 EDIT_INDEXES = {"tags": "keyword", "label_source": "keyword", "cluster": "integer"}
 MAX_TAG_LEN = 64
-_UNSET = object()
+UNSET = object()  # "leave the label as it is"
 
 _locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
 _locks_guard = threading.Lock()
@@ -154,17 +154,17 @@ def _write(store: Store, library: str, colls: list[str], records: dict[str, dict
 
 
 def edit(store: Store, library: str, ids: Iterable[str], add: Iterable[str] = (), remove: Iterable[str] = (),
-         label: object = _UNSET, whole_file: bool = False) -> EditResult:
+         label: object = UNSET, whole_file: bool = False) -> EditResult:
     """Add/remove tags and/or set the user label (a str; None reverts to the folder's label) of
     clips, in every model collection of the library. Unknown ids are reported, not fatal."""
     add_t = [check_tag(t) for t in add]
     rm_t = {check_tag(t) for t in remove}
-    if label is not _UNSET and label is not None:
+    if label is not UNSET and label is not None:
         label = check_tag(str(label))
     ids = list(dict.fromkeys(str(i) for i in ids))
     if not ids:
         raise ValueError("nothing selected: select clips on the map (or give ids) first")
-    if not add_t and not rm_t and label is _UNSET:
+    if not add_t and not rm_t and label is UNSET:
         raise ValueError("nothing to do: give a tag to add or remove, or a label")
     with _lock(library):
         colls = clip_collections(store, library)
@@ -186,7 +186,7 @@ def edit(store: Store, library: str, ids: Iterable[str], add: Iterable[str] = ()
             tags = [t for t in rec.get("tags") or [] if t not in rm_t]
             tags += [t for t in add_t if t not in tags]
             rec["tags"] = sorted(tags)
-            if label is not _UNSET:
+            if label is not UNSET:
                 rec["user_label"] = label
             old = before.get(i) or {"tags": [], "user_label": None}
             if sorted(old.get("tags") or []) != rec["tags"] or old.get("user_label") != rec["user_label"]:

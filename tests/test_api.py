@@ -49,6 +49,16 @@ def test_taggram_and_class_stats(client):
     assert len(st["centroid_similarity"]) == 4 and st["centroid_similarity"][0][0] == pytest.approx(1.0)
 
 
+def test_tag_clips_is_written_and_seen_by_search(client):
+    first = client.predict("demo", "dsp", "pca", 2, 0, api_name="/map_coordinates")["points"][0]
+    hit = client.predict("demo", "dsp", first["id"], 1, api_name="/search_by_id")[0]
+    out = client.predict("demo", [hit["id"]], ["api-kept"], [], None, api_name="/tag_clips")
+    assert out["changed"] == 1 and out["collections"] == 2  # dsp and vgg-msd
+    doc = client.predict("demo", "vgg-msd", "pca", 2, 0, api_name="/map_coordinates")
+    assert [p for p in doc["points"] if p["id"] == hit["id"]][0]["tags"] == ["api-kept"]
+    client.predict("demo", [hit["id"]], [], ["api-kept"], None, api_name="/tag_clips")
+
+
 def test_errors_are_readable(client):
     with pytest.raises(Exception) as exc:
         client.predict("nope", "dsp", "x", 3, api_name="/search_by_id")

@@ -190,9 +190,9 @@ def test_duplicates_find_copies_and_not_other_takes(tmp_path, demo_folder):
     rows = list(csv.DictReader(io.StringIO(text)))
     assert [(r["keep"], r["duplicate"]) for r in rows] == [("kick/kick_00.wav", "kick/kick_00_quieter.wav"),
                                                            ("kick/kick_00.wav", "kick_00_copy.wav")]
-    only_exact = svc.curation.duplicates("dups", "vgg-msd" if False else "dsp", threshold=1.0)
-    assert any(g.kind == "exact" and g.paths == ["kick/kick_00.wav", "kick_00_copy.wav"] for g in only_exact) or \
-        any("kick_00_copy.wav" in g.paths for g in only_exact)
+    # cosine 1.0 joins the gain-changed copy too (dsp is gain-invariant): the copies stay in its group
+    assert any({"kick/kick_00.wav", "kick_00_copy.wav"} <= set(g.paths)
+               for g in svc.curation.duplicates("dups", "dsp", threshold=1.0))
 
 
 def test_export_zip_has_the_audio_and_a_manifest_and_lists_missing_files(lib, tmp_path):

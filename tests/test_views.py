@@ -192,6 +192,17 @@ def test_api_functions_return_json_with_file_not_path(lib):
     assert all("file" in h for h in st["typical"]["kick"])
 
 
+def test_api_tag_clips_writes_tags_and_labels(lib):
+    svc, _ = lib
+    ids = [h["id"] for h in api.search_by_id(svc, "demo", "dsp", api.search_by_id(svc, "demo", "dsp",
+           svc.vectors.read("demo", "dsp")[0][0], 1)[0]["id"], 2)]
+    out = api.tag_clips(svc, "demo", ids, ["api-tag"], [], None)
+    assert out == {"changed": 2, "clips": 2, "collections": 1, "missing": []}
+    assert set(svc.curation.ids_where("demo", "dsp", tag="api-tag")) == set(ids)
+    api.tag_clips(svc, "demo", ids, [], ["api-tag"], "")
+    assert svc.curation.ids_where("demo", "dsp", tag="api-tag") == []
+
+
 def test_hit_rows_escape_what_they_show():
     class H:
         id, score, path, label = "x\"><b>", 0.5, "<script>alert(1)</script>.wav", "<i>odd</i>"

@@ -139,7 +139,7 @@ class CurationService:
 
     # ---- edits ----------------------------------------------------------------------------
     def edit(self, library: str, ids: Sequence[str], add: Iterable[str] = (), remove: Iterable[str] = (),
-             label: object = curation._UNSET, whole_file: bool = False) -> curation.EditResult:
+             label: object = curation.UNSET, whole_file: bool = False) -> curation.EditResult:
         """Tag / untag / relabel clips in every model collection of the library."""
         try:
             res = curation.edit(self._svc.store, library, ids, add=add, remove=remove, label=label,

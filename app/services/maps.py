@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from app.services import Services
 
 MAX_3D_POINTS = 30000  # 3D overview maps above this are decimated (and say so)
-POINT_FIELDS = ("path", "label", "top_tags", "start_s", "end_s", "file_id") + DESCRIPTORS
+POINT_FIELDS = ("path", "label", "label_source", "tags", "cluster", "cluster_name", "top_tags", "start_s", "end_s",
+                "file_id") + DESCRIPTORS
 
 
 @dataclass

@@ -8,6 +8,8 @@ from typing import Any
 
 import gradio as gr
 
+from index.curation import UNSET
+
 from app.services import Services
 from app.services.formatting import plain
 from app.views import bind
@@ -15,7 +17,7 @@ from index.classes import class_stats_json
 
 # the README's list; tests/test_api_surface.py checks that a client can call these and nothing else
 ENDPOINTS = ("list_libraries", "list_models", "search_file", "search_by_id", "map_coordinates", "taggram",
-             "class_stats")
+             "class_stats", "tag_clips")
 
 
 def api_json(obj: Any) -> Any:
@@ -63,6 +65,15 @@ def class_stats(svc: Services, library: str, model: str, k: int = 5) -> dict:
     return api_json(class_stats_json(svc.queries.class_stats(library, model, k=int(k))))
 
 
+def tag_clips(svc: Services, library: str, ids: list[str], add: list[str] | None = None,
+              remove: list[str] | None = None, label: str | None = None) -> dict:
+    """Add/remove tags and/or set the user label ('' restores the folder's) of clips, in every
+    model collection of the library: {changed, clips, collections, missing}."""
+    res = svc.curation.edit(library, list(ids or []), add=list(add or []), remove=list(remove or []),
+                            label=UNSET if label is None else (label.strip() or None))
+    return {"changed": res.changed, "clips": res.clips, "collections": res.collections, "missing": res.missing}
+
+
 def search_file(svc: Services, library: str, model: str, path: str, k: int = 10) -> list[dict]:
     """The k clips most similar to an uploaded audio file."""
     return api_json(svc.queries.search_file(library, model, path, k=int(k or 10)))
@@ -70,7 +81,7 @@ def search_file(svc: Services, library: str, model: str, path: str, k: int = 10)
 
 def build(svc: Services) -> None:
     """Register the endpoints (search_file through a hidden file input, so clients can upload)."""
-    for fn in (list_libraries, list_models, search_by_id, map_coordinates, taggram, class_stats):
+    for fn in (list_libraries, list_models, search_by_id, map_coordinates, taggram, class_stats, tag_clips):
         gr.api(bind(fn, svc), api_name=fn.__name__)
     with gr.Row(visible=False):
         lib, model = gr.Textbox(), gr.Textbox()
