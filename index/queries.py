@@ -29,9 +29,10 @@ def _collection(store: Store, library: str, model: str) -> str:
 Ranges = dict[str, tuple[float | None, float | None]]  # payload field -> (min, max), either may be None
 
 
-def _flt(label: str | list[str] | None, ranges: Ranges | None = None) -> dict | None:
-    """A store filter: label match plus numeric payload ranges (e.g. loudness_dbfs between -30 and -10)."""
-    out: dict = {}
+def _flt(label: str | list[str] | None, ranges: Ranges | None = None, where: dict | None = None) -> dict | None:
+    """A store filter: label match, numeric payload ranges (e.g. loudness_dbfs between -30 and -10)
+    and exact payload matches (`where`, e.g. {"tags": "keep"} or {"cluster": 3})."""
+    out: dict = dict(where or {})
     if label:
         out["label"] = label
     for key, (lo, hi) in (ranges or {}).items():
@@ -50,11 +51,11 @@ def embed_query(model: str, wave: np.ndarray, sample_rate: int,
 
 def search_vector(store: Store, library: str, model: str, vector: np.ndarray, k: int = 10,
                   label: str | list[str] | None = None, one_per_file: bool = False,
-                  ranges: Ranges | None = None) -> list[Hit]:
-    """Nearest clips to a vector; optionally filtered by label and payload ranges, and grouped to
-    one hit per file (Qdrant groups)."""
+                  ranges: Ranges | None = None, where: dict | None = None) -> list[Hit]:
+    """Nearest clips to a vector; optionally filtered by label, payload ranges and exact payload
+    matches, and grouped to one hit per file (Qdrant groups)."""
     coll = _collection(store, library, model)
-    flt = _flt(label, ranges)
+    flt = _flt(label, ranges, where)
     if one_per_file:
         groups = store.query_groups(coll, vector, group_by="path", groups=k, group_size=1, flt=flt)
         return [g[0] for g in groups if g]
@@ -63,12 +64,13 @@ def search_vector(store: Store, library: str, model: str, vector: np.ndarray, k:
 
 def search_file(store: Store, library: str, model: str, path: str | os.PathLike, k: int = 10,
                 label: str | list[str] | None = None, one_per_file: bool = False,
-                data_dir: str | os.PathLike | None = None, ranges: Ranges | None = None) -> list[Hit]:
+                data_dir: str | os.PathLike | None = None, ranges: Ranges | None = None,
+                where: dict | None = None) -> list[Hit]:
     """Query by example: the clips most similar to an audio file."""
     _collection(store, library, model)
     wave, sr = decode(path)
     vec = embed_query(model, wave, sr, data_dir)
-    return search_vector(store, library, model, vec, k, label, one_per_file, ranges)
+    return search_vector(store, library, model, vec, k, label, one_per_file, ranges, where)
 
 
 def search_id(store: Store, library: str, model: str, point_id: str, k: int = 10,

@@ -104,3 +104,47 @@ def test_project_and_classes(tmp_path, demo_folder):
     assert 0 <= st["overall_agreement"] <= 1 and set(st["agreement"]) == set(st["labels"])
     table = run("classes", "--library", "demo", "--model", "dsp", data_dir=d).stdout
     assert "overall agreement@5" in table and "centroid cosine similarity" in table
+
+
+def test_curation_verbs(tmp_path, demo_folder):
+    """tag (by ids or --where), clusters, duplicates and export-selection, as the UI does them."""
+    import zipfile
+
+    d = tmp_path / "data"
+    run("index", str(demo_folder), "--library", "demo", "--models", "dsp", "--no-thumbnails", data_dir=d)
+    res = json.loads(run("tag", "--library", "demo", "--where", "label=kick", "--add", "keep", "--json",
+                         data_dir=d).stdout)
+    assert res["changed"] == 4 and res["collections"] == 1 and res["missing"] == []
+    hits = json.loads(run("search", "--library", "demo", "--model", "dsp", "--file",
+                          str(demo_folder / "pad" / "pad_00.wav"), "-k", "1", "--json", data_dir=d).stdout)
+    res = run("tag", "--library", "demo", "--ids", hits[0]["id"], "--label", "soft pad", data_dir=d)
+    assert "1 of 1 clips changed" in res.stderr
+    st = json.loads(run("classes", "--library", "demo", "--model", "dsp", "--json", data_dir=d).stdout)
+    assert st["counts"]["soft pad"] == 1 and st["counts"]["pad"] == 3
+
+    cl = json.loads(run("clusters", "--library", "demo", "--model", "dsp", "--min-size", "3", "--json",
+                        data_dir=d).stdout)
+    assert sum(c["size"] for c in cl["clusters"]) == 18 and all({"id", "name", "size", "medoid_path", "ids"} <= set(c)
+                                                                for c in cl["clusters"])
+    first = next(c for c in cl["clusters"] if c["id"] != -1)
+    assert first["medoid_id"] in first["ids"]
+    table = run("clusters", "--library", "demo", "--model", "dsp", "--min-size", "3", data_dir=d).stdout
+    assert table.splitlines()[0].split() == ["id", "name", "size", "medoid"]
+
+    groups = json.loads(run("duplicates", "--library", "demo", "--model", "dsp", "--threshold", "0.95", "--json",
+                            data_dir=d).stdout)
+    assert groups and all(len(g["paths"]) == len(g["ids"]) >= 2 for g in groups)
+
+    out = tmp_path / "keep.zip"
+    res = run("export-selection", "--library", "demo", "--tag", "keep", "--out", str(out), data_dir=d)
+    assert "wrote 4 files" in res.stderr
+    with zipfile.ZipFile(out) as z:
+        assert len([n for n in z.namelist() if n.startswith("audio/kick/")]) == 4
+    folder = tmp_path / "cluster"
+    run("export-selection", "--library", "demo", "--cluster", str(first["id"]), "--out", str(folder), data_dir=d)
+    assert (folder / "manifest.csv").read_text().count("\n") == first["size"] + 1
+
+    bad = run("tag", "--library", "demo", "--where", "label=nothing", "--add", "x", data_dir=d, check=False)
+    assert bad.returncode == 1 and bad.stderr.strip() == "error: no clip matches --where"
+    bad = run("tag", "--library", "demo", "--ids", "x", "--add", "", data_dir=d, check=False)
+    assert bad.returncode == 1 and "a tag cannot be empty" in bad.stderr

@@ -240,6 +240,11 @@ def test_selection_panel_callbacks(lib):
     more = selection.more_like(svc, "demo", "dsp", ids, 5)
     assert more.count('class="ae-hit"') == 5 and all(f'data-id="{i}"' not in more for i in ids)
     assert "ae-error" in selection.more_like(svc, "demo", "dsp", [], 5)
+    voices = ids_of(svc, "voice")
+    negs, msg = selection.set_negatives(voices)
+    assert negs == voices and msg.startswith("4 clips set as negatives")
+    away = selection.more_like(svc, "demo", "dsp", ids, 5, negs)
+    assert "away from 4 negatives" in away and all(f'data-id="{i}"' not in away for i in voices)
     cleared, panel, v = selection.clear(svc, "demo", "dsp", {**value, "selected_idx": idx})
     assert cleared == [] and v["selected_idx"] == [] and "Nothing selected" in panel
     path, status = selection.export(svc, "demo", "dsp", ids)
@@ -251,7 +256,8 @@ def test_selection_panel_callbacks(lib):
 
 def test_curate_view_callbacks(lib):
     svc, _ = lib
-    head, rows, pick = curate.clusters(svc, "demo", "dsp", 3, True)
+    head, rows, pick, medoids = curate.clusters(svc, "demo", "dsp", 3, True)
+    assert medoids.count("<audio") == len([r for r in rows if r[0] != -1])
     assert head.startswith("**") and "clusters** of 18 clips" in head and rows and pick["value"] == rows[0][0]
     value, _ = svc.maps.value("demo", "dsp", "pca", 2)
     ids, msg, v = curate.select_cluster(svc, "demo", "dsp", rows[0][0], value)

@@ -117,22 +117,36 @@ def test_search_with_a_file_finds_it_first(lib):
     svc, folder = lib
     labels = search.label_choices(svc, "demo", "dsp")
     assert labels["choices"] == ["(any)", "hihat", "kick", "pad", "voice"]
-    status, html_ = search.run(svc, "demo", "dsp", str(folder / "hihat" / "hihat_01.wav"), "", 5)
+    status, html_, last = search.run(svc, "demo", "dsp", str(folder / "hihat" / "hihat_01.wav"), "", 5)
+    assert len(last) == 5 and last[0][1] > 0.999
     assert status.startswith("5 results for hihat_01.wav")
     first = re.search(r'data-path="([^"]+)"', html_).group(1)
     assert first == "hihat/hihat_01.wav"
-    _, only = search.run(svc, "demo", "dsp", str(folder / "hihat" / "hihat_01.wav"), "", 10, "kick")
+    _, only, _ = search.run(svc, "demo", "dsp", str(folder / "hihat" / "hihat_01.wav"), "", 10, "kick")
     assert set(re.findall(r'<span class="lbl">([^<]+)</span>', only)) == {"kick"}
-    _, ranged = search.run(svc, "demo", "dsp", str(folder / "hihat" / "hihat_01.wav"), "", 19, None, False,
+    _, ranged, _ = search.run(svc, "demo", "dsp", str(folder / "hihat" / "hihat_01.wav"), "", 19, None, False,
                            "duration_s", None, 1.0)
     assert 'pad/sweep_long.wav' not in ranged
     assert search.run(svc, "demo", "dsp", None, "")[0].startswith("Upload or record a clip")
     bad = folder.parent / "bad.wav"
     bad.write_bytes(b"not audio at all")
-    status, err = search.run(svc, "demo", "dsp", str(bad), "")
+    status, err, _ = search.run(svc, "demo", "dsp", str(bad), "")
     assert status == "" and err.startswith('<div class="ae-error">Error: ') and err.count("\n") == 0
-    status, err = search.run(svc, "demo", "dsp", None, "a dog")
+    status, err, _ = search.run(svc, "demo", "dsp", None, "a dog")
     assert status == "" and "ae-error" in err  # text search needs a CLAP model
+    # only clips with a tag; the results exported with their scores
+    pads = [pid for pid, p in zip(*svc.vectors.read("demo", "dsp")[::2]) if p.get("label") == "pad"]
+    svc.curation.edit("demo", pads[:2], add=["pick"])
+    assert search.tag_choices(svc, "demo", "dsp")["choices"] == ["(any)", ("pick (2)", "pick")]
+    _, tagged, last = search.run(svc, "demo", "dsp", str(folder / "hihat" / "hihat_01.wav"), "", 10, None, False,
+                                 None, None, None, "pick")
+    assert sorted(i for i, _s in last) == sorted(pads[:2])
+    path, msg = search.export_results(svc, "demo", "dsp", last)
+    import zipfile
+    with zipfile.ZipFile(path) as z:
+        man = json.loads(z.read("manifest.json"))
+    assert sorted(c["score"] for c in man["clips"]) == sorted(s_ for _i, s_ in last) and "with their scores" in msg
+    svc.curation.edit("demo", pads[:2], remove=["pick"])
 
 
 def test_classes_compute_counts_agreement_heatmap_and_typical_clips(lib):

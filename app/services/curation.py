@@ -191,7 +191,7 @@ class CurationService:
             pos = [pos[i] for i in sorted(rng.choice(len(pos), MAX_POSITIVES, replace=False))]
             note = f" (from {MAX_POSITIVES} of the {len(ids)} selected clips, drawn at random)"
         hits = index.recommend(self._svc.store, library, model, pos, negative_ids=list(negative_ids), k=k,
-                               exclude_ids=list(ids))
+                               exclude_ids=list(ids) + list(negative_ids))
         return hits, note
 
     # ---- clusters -------------------------------------------------------------------------

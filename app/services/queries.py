@@ -22,10 +22,11 @@ class QueryService:
 
     def search_file(self, library: str, model: str, path: str | os.PathLike, k: int = 10,
                     label: str | None = None, one_per_file: bool = False,
-                    ranges: Ranges | None = None) -> list[index.Hit]:
-        """Query by example with an audio file (optionally within numeric payload ranges)."""
+                    ranges: Ranges | None = None, where: dict | None = None) -> list[index.Hit]:
+        """Query by example with an audio file (optionally within numeric payload ranges, and only
+        clips matching `where`, e.g. {"tags": "keep"})."""
         return index.search_file(self._svc.store, library, model, path, k=k, label=label,
-                                 one_per_file=one_per_file, data_dir=self._svc.data_dir, ranges=ranges)
+                                 one_per_file=one_per_file, data_dir=self._svc.data_dir, ranges=ranges, where=where)
 
     def search_id(self, library: str, model: str, point_id: str, k: int = 10,
                   label: str | None = None, ranges: Ranges | None = None) -> list[index.Hit]:

@@ -8,7 +8,7 @@ import math
 
 import gradio as gr
 
-from app.components import EMPTY, audio_url, error_html, error_md
+from app.components import EMPTY, audio_url, error_md, hits_html
 from app.errors import one_line
 from app.services import Services
 from app.services.formatting import number
@@ -17,15 +17,23 @@ from app.views import PRIVATE, bind
 GROUPS_SHOWN = 100
 
 
+class _Medoid:
+    """A cluster's medoid shown like a hit."""
+
+    def __init__(self, row):
+        self.id, self.path, self.label, self.score = row.medoid_id, row.medoid_path, row.name, float(row.size)
+        self.payload: dict = {}
+
+
 def clusters(svc: Services, library: str | None, model: str | None, min_size: float = 5,
-             pca: bool = True) -> tuple[str, list[list], dict]:
-    """(headline, cluster rows, cluster picker) of an HDBSCAN clustering."""
+             pca: bool = True) -> tuple[str, list[list], dict, str]:
+    """(headline, cluster rows, cluster picker, the medoids with players) of an HDBSCAN clustering."""
     if not library or not model:
-        return EMPTY, [], gr.update(choices=[], value=None)
+        return EMPTY, [], gr.update(choices=[], value=None), ""
     try:
         rep = svc.curation.clusters(library, model, min_size=int(min_size), pca_dims=50 if pca else None)
     except Exception as exc:
-        return error_md(exc), [], gr.update(choices=[], value=None)
+        return error_md(exc), [], gr.update(choices=[], value=None), ""
     found = [r for r in rep.rows if r.cluster != -1]
     noise = sum(r.size for r in rep.rows if r.cluster == -1)
     head = (f"**{len(found)} clusters** of {sum(r.size for r in rep.rows)} clips ({model}, HDBSCAN min size "
@@ -36,7 +44,9 @@ def clusters(svc: Services, library: str | None, model: str | None, min_size: fl
             + " Colour the map by `cluster` to see them.")
     rows = [[r.cluster, r.name, r.size, r.medoid_path] for r in rep.rows]
     picks = [(f"{r.cluster}: {r.name} ({r.size})", r.cluster) for r in rep.rows]
-    return head, rows, gr.update(choices=picks, value=picks[0][1] if picks else None)
+    medoids = hits_html(library, [_Medoid(r) for r in found],
+                        "Each cluster's medoid (the clip nearest its mean); the score column is its size")
+    return head, rows, gr.update(choices=picks, value=picks[0][1] if picks else None), medoids
 
 
 def select_cluster(svc: Services, library: str | None, model: str | None, cluster: int | None,
@@ -125,6 +135,7 @@ def build(svc: Services, library: gr.Dropdown, model: gr.Dropdown, selection: gr
         go_btn = gr.Button("Find clusters", variant="primary", elem_id="ae-clusters-go")
     head = gr.Markdown(elem_id="ae-clusters-head")
     table = gr.Dataframe(headers=["cluster", "name", "clips", "medoid"], interactive=False, elem_id="ae-clusters")
+    medoids = gr.HTML(elem_id="ae-medoids")
     with gr.Row():
         pick = gr.Dropdown([], label="Cluster", scale=3)
         sel_btn = gr.Button("Select it (on the map)", scale=1)
@@ -142,10 +153,10 @@ def build(svc: Services, library: gr.Dropdown, model: gr.Dropdown, selection: gr
     with gr.Row():
         tag = gr.Textbox(label="Tag", scale=3)
         tag_btn = gr.Button("Export ZIP", scale=1)
-    out_file = gr.File(label="Download", interactive=False)
+    out_file = gr.File(label="Download", interactive=False, height=60)
     out_msg = gr.Markdown()
 
-    go_btn.click(bind(clusters, svc), [library, model, min_size, pca], [head, table, pick], **PRIVATE)
+    go_btn.click(bind(clusters, svc), [library, model, min_size, pca], [head, table, pick, medoids], **PRIVATE)
     sel_btn.click(bind(select_cluster, svc), [library, model, pick, view], [selection, picked, view], **PRIVATE)
     exp_btn.click(lambda lib, m, c: export_set(svc, lib, m, None, c), [library, model, pick], [out_file, out_msg],
                   **PRIVATE)

@@ -23,13 +23,24 @@ def label_choices(svc: Services, library: str | None, model: str | None) -> dict
     return choices([ANY] + labels, ANY)
 
 
+def tag_choices(svc: Services, library: str | None, model: str | None) -> dict:
+    """'(any)' and the user tags of (library, model), with their counts (Qdrant facet)."""
+    try:
+        counts = svc.curation.tag_counts(library, model) if library and model else {}
+    except Exception:
+        counts = {}
+    return gr.update(choices=[ANY] + [(f"{t} ({n})", t) for t, n in counts.items()], value=ANY)
+
+
 def run(svc: Services, library: str | None, model: str | None, path: str | None, text: str | None = None,
         k: float = 10, label: str | None = None, one_per_file: bool = False, field: str | None = None,
-        lo: float | None = None, hi: float | None = None) -> tuple[str, str]:
-    """(status line, results HTML) for an uploaded/recorded clip, or a text for CLAP models."""
+        lo: float | None = None, hi: float | None = None, tag: str | None = None) -> tuple[str, str, list]:
+    """(status line, results HTML, [(id, score)] of the results) for an uploaded/recorded clip, or a
+    text for CLAP models."""
     if not library or not model:
-        return EMPTY, ""
+        return EMPTY, "", []
     lab = None if label in (None, "", ANY) else label
+    where = {"tags": tag} if tag not in (None, "", ANY) else None
     ranges = ({field: (lo, hi)} if field not in (None, "", NONE) and (lo is not None or hi is not None) else None)
     try:
         if text and text.strip() and not path:
@@ -37,13 +48,24 @@ def run(svc: Services, library: str | None, model: str | None, path: str | None,
             what = f'"{text.strip()}"'
         elif path:
             hits = svc.queries.search_file(library, model, path, k=int(k), label=lab,
-                                           one_per_file=bool(one_per_file), ranges=ranges)
+                                           one_per_file=bool(one_per_file), ranges=ranges, where=where)
             what = Path(path).name
         else:
-            return "Upload or record a clip (or type a description) first.", ""
+            return "Upload or record a clip (or type a description) first.", "", []
     except Exception as exc:
-        return "", error_html(exc)
-    return f"{len(hits)} results for {html.escape(what)} with **{model}**", hits_html(library, hits)
+        return "", error_html(exc), []
+    return (f"{len(hits)} results for {html.escape(what)} with **{model}**", hits_html(library, hits),
+            [[h.id, round(float(h.score), 6)] for h in hits])
+
+
+def export_results(svc: Services, library: str | None, model: str | None, results: list | None) -> tuple:
+    """(ZIP of the last results with their scores in the manifest, status)."""
+    try:
+        scores = {pid: score for pid, score in results or []}
+        res = svc.curation.export(library, model, list(scores), scores=scores)
+    except Exception as exc:
+        return None, error_html(exc)
+    return res["out"], f"ZIP of {res['files']} files, manifest of {res['clips']} clips with their scores."
 
 
 def build(svc: Services, library: gr.Dropdown, model: gr.Dropdown) -> None:
@@ -56,6 +78,7 @@ def build(svc: Services, library: gr.Dropdown, model: gr.Dropdown) -> None:
         with gr.Column(scale=1):
             k = gr.Slider(1, 50, value=10, step=1, label="k")
             label = gr.Dropdown([], value=None, label="Only label", allow_custom_value=False)
+            tag = gr.Dropdown([ANY], value=ANY, label="Only tag", allow_custom_value=False)
             one = gr.Checkbox(value=False, label="One result per file")
             with gr.Accordion("Filter by a descriptor", open=False):
                 field = gr.Dropdown([NONE, *DESCRIPTORS], value=NONE, label="Descriptor")
@@ -65,6 +88,13 @@ def build(svc: Services, library: gr.Dropdown, model: gr.Dropdown) -> None:
             go = gr.Button("Search", variant="primary", elem_id="ae-search-go")
     status = gr.Markdown()
     results = gr.HTML(elem_id="ae-search-results")
+    last = gr.State([])
+    with gr.Row():
+        export_btn = gr.Button("Export these results as ZIP", scale=1, elem_id="ae-search-export")
+        zip_file = gr.File(label="Download", interactive=False, scale=2, height=60)
     for comp in (library, model):
         comp.change(bind(label_choices, svc), [library, model], label, **PRIVATE)
-    go.click(bind(run, svc), [library, model, audio, text, k, label, one, field, lo, hi], [status, results], **PRIVATE)
+        comp.change(bind(tag_choices, svc), [library, model], tag, **PRIVATE)
+    go.click(bind(run, svc), [library, model, audio, text, k, label, one, field, lo, hi, tag],
+             [status, results, last], **PRIVATE)
+    export_btn.click(bind(export_results, svc), [library, model, last], [zip_file, status], **PRIVATE)

@@ -111,13 +111,23 @@ def undo(svc: Services, library: str | None, model: str | None, ids: list[str] |
 
 
 def more_like(svc: Services, library: str | None, model: str | None, ids: list[str] | None,
-              k: float = 10) -> str:
-    """Clips most like the selection (Qdrant recommend, average vector), the selection left out."""
+              k: float = 10, negatives: list[str] | None = None) -> str:
+    """Clips most like the selection and unlike the negatives (Qdrant recommend, average vector),
+    the selection and the negatives left out."""
+    neg = [i for i in negatives or [] if i not in set(ids or [])]
     try:
-        hits, note = svc.curation.more_like(library, model, list(ids or []), k=int(k))
+        hits, note = svc.curation.more_like(library, model, list(ids or []), negative_ids=neg, k=int(k))
     except Exception as exc:
         return error_html(exc)
-    return hits_html(library, hits, f"More like these {len(ids or [])} clips ({model}){note}")
+    away = f", away from {len(neg)} negatives" if neg else ""
+    return hits_html(library, hits, f"More like these {len(ids or [])} clips{away} ({model}){note}")
+
+
+def set_negatives(ids: list[str] | None) -> tuple[list[str], str]:
+    """(negatives, status): the current selection becomes the negatives of 'more like these'."""
+    ids = list(ids or [])
+    return ids, (f"{len(ids)} clips set as negatives: 'More like these' moves away from them."
+                 if ids else "Negatives cleared.")
 
 
 def clear(svc: Services, library: str | None, model: str | None, view: dict | None) -> tuple[list, str, dict]:
@@ -156,9 +166,10 @@ def build(svc: Services, library: gr.Dropdown, model: gr.Dropdown, view: gr.HTML
         with gr.Row():
             k = gr.Slider(1, 50, value=10, step=1, label="More like these: k", scale=2)
             more_btn = gr.Button("More like these", elem_id="ae-more", scale=1)
+            neg_btn = gr.Button("Use as negatives", elem_id="ae-negatives", scale=1)
             clear_btn = gr.Button("Clear selection", elem_id="ae-clear", scale=1)
             export_btn = gr.Button("Export ZIP", elem_id="ae-export", scale=1)
-        zip_file = gr.File(label="Download", interactive=False, elem_id="ae-zip")
+        zip_file = gr.File(label="Download", interactive=False, elem_id="ae-zip", height=60)
         more = gr.HTML(elem_id="ae-more-results")
 
     def on_select(library_, model_, evt: gr.EventData):
@@ -173,7 +184,9 @@ def build(svc: Services, library: gr.Dropdown, model: gr.Dropdown, view: gr.HTML
                  **PRIVATE)
     label_btn.click(bind(relabel, svc), sel + [label_text, whole], [status, box], **PRIVATE)
     undo_btn.click(bind(undo, svc), sel, [status, box], **PRIVATE)
-    more_btn.click(bind(more_like, svc), sel + [k], more, **PRIVATE)
+    negatives = gr.State([])
+    more_btn.click(bind(more_like, svc), sel + [k, negatives], more, **PRIVATE)
+    neg_btn.click(set_negatives, ids, [negatives, status], **PRIVATE)
     clear_btn.click(bind(clear, svc), [library, model, view], [ids, box, view], **PRIVATE)
     export_btn.click(bind(export, svc), sel, [zip_file, status], **PRIVATE)
     return SelectionHandles(ids, box, status)
