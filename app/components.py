@@ -25,13 +25,13 @@ def audio_url(library: str, path: str, start_s: float | None = None, end_s: floa
 def error_html(exc: BaseException | str) -> str:
     """A readable one-line error block."""
     msg = exc if isinstance(exc, str) else one_line(exc)
-    return f'<div class="ae-error">Error: {html.escape(msg)}</div>'
+    return f'<div class="ae-error">Error: {html.escape(msg, quote=False)}</div>'
 
 
 def error_md(exc: BaseException | str) -> str:
     """A one-line error for a Markdown component."""
     msg = exc if isinstance(exc, str) else one_line(exc)
-    return f"**Error:** {html.escape(msg)}"
+    return f"**Error:** {html.escape(msg, quote=False)}"
 
 
 def hit_row(library: str, rank: int, hit: Any) -> str:
@@ -57,7 +57,7 @@ def hits_html(library: str, hits: Iterable[Any], title: str = "") -> str:
     hits = list(hits)
     if not hits:
         return "<p>No results.</p>"
-    rows = [f"<h4>{html.escape(title)}</h4>"] if title else []
+    rows = [f"<h4>{html.escape(title, quote=False)}</h4>"] if title else []
     rows += [hit_row(library, i + 1, h) for i, h in enumerate(hits)]
     return '<div class="ae-hits">' + "".join(rows) + "</div>"
 

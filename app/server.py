@@ -110,6 +110,29 @@ def create_app(svc: Services):
     return app
 
 
+def is_loopback(host: str) -> bool:
+    """Whether `host` is reachable from this machine only."""
+    import ipaddress
+
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure_warning(host: str, access) -> str | None:
+    """One line when serving beyond this machine lets anyone change the libraries (local mode on
+    another interface) or nobody (public mode without a token)."""
+    if not access.public and not is_loopback(host):
+        return (f"warning: serving on {host} in local mode: anyone on the network can index, delete and retag "
+                f"the libraries (set AUDIO_EXPLORER_MODE=public and AUDIO_EXPLORER_ADMIN_TOKEN)")
+    if access.public and not access.token:
+        return "note: public mode without AUDIO_EXPLORER_ADMIN_TOKEN: the libraries are read-only for everyone"
+    return None
+
+
 def session_capacity() -> int:
     """Sessions whose state the server keeps (`$AUDIO_EXPLORER_SESSIONS`, default 300)."""
     try:
@@ -155,11 +178,16 @@ def serve(data_dir=None, host: str | None = None, port: int | None = None, demo:
     if demo and not libs:
         print("building the demo library (first run; a minute or two)...", file=sys.stderr)
         svc.libs.ensure_demo(progress=None)
+    if svc.access.public:
+        svc.libs.expire_scratch()
     svc.maps.prewarm()  # the first library's default map, read while the server starts
     app = create_app(svc)
     host = host or os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
     port = port or int(os.environ.get("GRADIO_SERVER_PORT", "7860"))
-    print(f"serving on http://{host}:{port} (data: {svc.data_dir})", file=sys.stderr)
+    warning = exposure_warning(host, svc.access)
+    if warning:
+        print(warning, file=sys.stderr)
+    print(f"serving on http://{host}:{port} ({svc.access.mode} mode; data: {svc.data_dir})", file=sys.stderr)
     # open event streams (e.g. gradio_client sessions) would hold a graceful shutdown for ever
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
     return 0

@@ -12,6 +12,7 @@ def build_app(svc: Services) -> gr.Blocks:
     """The Gradio Blocks of the explorer."""
     with gr.Blocks(title="Audio embedding explorer") as demo:
         gr.Markdown("## Audio embedding explorer")
+        mode_banner = gr.Markdown(elem_id="ae-mode")
         top = pickers.build()
         with gr.Tab("Map", id="map"):
             mapv = maps.build(svc, top.library, top.model)
@@ -46,4 +47,7 @@ def build_app(svc: Services) -> gr.Blocks:
             bind(maps.quality, svc), mapv.inputs, mapv.status, **PRIVATE)
         loaded.then(bind(library.tables, svc), None, lib.tables, **PRIVATE).then(
             bind(library.trained_choices, svc), None, lib.trained, **PRIVATE)
+        # what this session may change is shown; the callbacks refuse the rest anyway
+        demo.load(bind(library.rights, svc), None, [mode_banner] + lib.rights, **PRIVATE)
+        top.library.change(bind(selection.edit_rights, svc), top.library, sel.edit, **PRIVATE)
     return demo

@@ -14,12 +14,12 @@ from .queries import (clip_overview, read_frames, read_vectors, recommend, searc
                       taggram)
 from .store import Hit, Store, StoreError, open_store
 from embedders import EmbedderError, available as available_models, check as check_model
-from embedders.audio import AudioError
+from embedders.audio import AudioError, info as audio_info
 from embedders.paths import ENV_VAR as DATA_ENV_VAR, data_dir
 from embedders.trained import training_log
 
 __all__ = [
-    "AudioError", "DATA_ENV_VAR", "EmbedderError", "available_models", "check_model", "data_dir",
+    "AudioError", "audio_info", "DATA_ENV_VAR", "EmbedderError", "available_models", "check_model", "data_dir",
     "Hit", "IngestReport", "Library", "LibraryError", "Store", "StoreError",
     "collection_name", "delete_library", "frames_collection_name", "get_library", "index_files",
     "index_folder", "library_counts", "list_libraries", "open_store", "point_id", "read_frames",

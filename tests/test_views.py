@@ -155,9 +155,9 @@ def test_classes_compute_counts_agreement_heatmap_and_typical_clips(lib):
     assert head.startswith("**Overall agreement@3: ")
     assert [r[0] for r in rows] == ["hihat", "kick", "pad", "voice"] and [r[1] for r in rows] == [4, 4, 5, 4]
     assert fig.data[0].type == "heatmap" and len(fig.data[0].z) == 4
-    assert "&#x27;kick&#x27;: most typical clips" in html_ and html_.count("<audio") >= 8  # titles are escaped
+    assert "'kick': most typical clips" in html_ and html_.count("<audio") >= 8
     assert classes.compute(svc, None, None)[0] == EMPTY
-    assert classes.compute(svc, "nope", "dsp")[0].startswith("**Error:** unknown library &#x27;nope&#x27;")
+    assert classes.compute(svc, "nope", "dsp")[0].startswith("**Error:** unknown library 'nope'")
 
 
 def test_library_tables_index_and_delete(lib, demo_folder):

@@ -18,6 +18,7 @@ from pathlib import Path
 import index
 import projections
 
+from app.access import Access
 from app.errors import ServiceError
 from app.services.curation import CurationService
 from app.services.formatting import DESCRIPTORS, METHOD_LABELS
@@ -31,8 +32,10 @@ from app.services.vectors import VectorCache
 class Services:
     """The app's handle on its data folder: Qdrant store, vectors, maps, library operations."""
 
-    def __init__(self, data_dir: str | os.PathLike | None = None, store: index.Store | None = None):
+    def __init__(self, data_dir: str | os.PathLike | None = None, store: index.Store | None = None,
+                 access: Access | None = None):
         self.data_dir: Path = index.data_dir(data_dir)
+        self.access = access or Access.from_env()  # who may change what (the UI's and the API's callbacks ask)
         self._store = store
         self._lock = threading.Lock()
         self.locks = KeyLocks()

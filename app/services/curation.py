@@ -21,7 +21,7 @@ import projections
 from index import curation
 
 from app.errors import ServiceError
-from app.services.formatting import DESCRIPTORS
+
 
 if TYPE_CHECKING:
     from app.services import Services

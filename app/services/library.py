@@ -123,6 +123,57 @@ class LibraryService:
         finally:
             self._svc.vectors.clear()
 
+    def index_scratch(self, library: str, uploads: list[str], models: list[str], progress: Progress | None = None,
+                      **options) -> IngestReport:
+        """Index a visitor's uploads into their scratch library, within the quotas (files, bytes,
+        total duration); expired scratch libraries are deleted first."""
+        from app.access import SCRATCH_PREFIX
+
+        q = self._svc.access.quota
+        self.expire_scratch()
+        if not uploads:
+            raise ServiceError("upload files to index (visitors cannot index server folders)")
+        if not library.startswith(SCRATCH_PREFIX):
+            raise ServiceError(f"a visitor's library is named {SCRATCH_PREFIX}...")
+        held = []
+        try:
+            held = [p for p in self.get(library).resolve(".").rglob("*") if p.is_file()]
+        except Exception:
+            held = []
+        files = [Path(f) for f in uploads]
+        n_files = len(held) + len(files)
+        n_bytes = sum(p.stat().st_size for p in held + files)
+        if n_files > q.files:
+            raise ServiceError(f"quota: a visitor's library holds at most {q.files} files ({n_files} with these)")
+        if n_bytes > q.bytes:
+            raise ServiceError(f"quota: a visitor's library holds at most {q.bytes / 1e6:.0f} MB "
+                               f"({n_bytes / 1e6:.1f} MB with these)")
+        dur = 0.0
+        for p in held + files:
+            try:
+                dur += float(index.audio_info(p).duration_s)
+            except Exception:
+                pass  # not audio: indexing reports it
+        if dur > q.duration_s:
+            raise ServiceError(f"quota: a visitor's library holds at most {q.duration_s / 60:.0f} min of audio "
+                               f"({dur / 60:.1f} min with these)")
+        return self.index(library, uploads=uploads, models=models, progress=progress, **options)
+
+    def expire_scratch(self, now: float | None = None) -> list[str]:
+        """Delete visitors' scratch libraries not updated within the quota's time to live."""
+        import time
+
+        from app.access import SCRATCH_PREFIX
+
+        now = time.time() if now is None else now
+        gone = []
+        for lib in self.list():
+            if lib.name.startswith(SCRATCH_PREFIX) and now - (lib.updated or lib.created) > self._svc.access.quota.ttl_s:
+                self.delete(lib.name)
+                shutil.rmtree(self._svc.data_dir / "uploads" / lib.name, ignore_errors=True)
+                gone.append(lib.name)
+        return gone
+
     def delete(self, name: str, model: str | None = None) -> list[str]:
         """Delete a library (or one model's collections in it); the names of the collections dropped."""
         try:

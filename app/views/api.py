@@ -66,9 +66,12 @@ def class_stats(svc: Services, library: str, model: str, k: int = 5) -> dict:
 
 
 def tag_clips(svc: Services, library: str, ids: list[str], add: list[str] | None = None,
-              remove: list[str] | None = None, label: str | None = None) -> dict:
+              remove: list[str] | None = None, label: str | None = None, admin_token: str | None = None,
+              request: gr.Request | None = None) -> dict:
     """Add/remove tags and/or set the user label ('' restores the folder's) of clips, in every
-    model collection of the library: {changed, clips, collections, missing}."""
+    model collection of the library: {changed, clips, collections, missing}. In a public
+    deployment it needs `admin_token`."""
+    svc.access.require(request, f"tagging clips of library '{library}'", library, token=admin_token)
     res = svc.curation.edit(library, list(ids or []), add=list(add or []), remove=list(remove or []),
                             label=UNSET if label is None else (label.strip() or None))
     return {"changed": res.changed, "clips": res.clips, "collections": res.collections, "missing": res.missing}

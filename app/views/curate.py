@@ -9,7 +9,6 @@ import math
 import gradio as gr
 
 from app.components import EMPTY, audio_url, error_md, hits_html
-from app.errors import one_line
 from app.services import Services
 from app.services.formatting import number
 from app.views import PRIVATE, bind
@@ -94,9 +93,11 @@ def duplicates(svc: Services, library: str | None, model: str | None, threshold:
 
 
 def keep_one(svc: Services, library: str | None, model: str | None, threshold: float = 0.98,
-             tag_them: bool = False) -> tuple[str | None, str]:
+             tag_them: bool = False, request: gr.Request | None = None) -> tuple[str | None, str]:
     """(CSV of every duplicate but the first of each group, status); optionally tag them 'duplicate'."""
     try:
+        if tag_them:
+            svc.access.require(request, f"tagging the duplicates of library '{library}'", library)
         groups = svc.curation.duplicates(library, model, threshold=float(threshold))
         if not groups:
             return None, "No duplicates to list."
@@ -110,7 +111,7 @@ def keep_one(svc: Services, library: str | None, model: str | None, threshold: f
                 res = svc.curation.edit(library, others, add=["duplicate"])
                 msg += f" Tagged 'duplicate': {res.summary()}."
     except Exception as exc:
-        return None, f"**Error:** {html.escape(one_line(exc))}"
+        return None, error_md(exc)
     return str(path), msg
 
 
@@ -122,7 +123,7 @@ def export_set(svc: Services, library: str | None, model: str | None, tag: str |
                                      cluster=None if (tag or "").strip() else cluster)
         res = svc.curation.export(library, model, ids)
     except Exception as exc:
-        return None, f"**Error:** {html.escape(one_line(exc))}"
+        return None, error_md(exc)
     return res["out"], f"ZIP of {res['files']} files, manifest of {res['clips']} clips."
 
 

@@ -21,6 +21,7 @@ class LibraryHandles:
     tables: list      # [libraries table, delete picker, models table]
     trained: gr.Dropdown
     changed: list     # events after which the pickers must be refreshed
+    rights: list      # [folder box, delete group, admin group]: shown per session
 
 
 def tables(svc: Services) -> tuple[list[list], dict, list[list]]:
@@ -33,8 +34,15 @@ def tables(svc: Services) -> tuple[list[list], dict, list[list]]:
 
 def run_index(svc: Services, name: str | None, folder: str | None, files: list[str] | None, models: list[str] | None,
               labels: str = "folder", segment: str = "auto", segment_s: float = 1.0, trim: bool = False,
-              progress=gr.Progress()) -> str:
-    """Index a folder or uploads; the report as Markdown."""
+              request: gr.Request | None = None, progress=gr.Progress()) -> str:
+    """Index a folder or uploads; the report as Markdown. In public mode a visitor's uploads go
+    to the visitor's own scratch library (quotas apply) and server folders are refused."""
+    access = svc.access
+    visitor = not access.is_admin(request)
+    if visitor:
+        if (folder or "").strip():
+            return error_md("refused: indexing a server folder needs the admin token in this public deployment")
+        name = access.scratch_library(request)
     if not name or not name.strip():
         return "**Error:** give the library a name."
     if not models:
@@ -43,30 +51,60 @@ def run_index(svc: Services, name: str | None, folder: str | None, files: list[s
     def cb(done: int, total: int, msg: str) -> None:
         progress(done / max(total, 1), desc=f"{done}/{total} {msg}")
 
+    opts = dict(labels=(labels or "folder").strip(), segment=segment, segment_s=float(segment_s or 1.0),
+                trim=bool(trim))
     try:
-        rep = svc.libs.index(name.strip(), folder=(folder or "").strip() or None, uploads=files or None,
-                             models=list(models), progress=cb, labels=(labels or "folder").strip(),
-                             segment=segment, segment_s=float(segment_s or 1.0), trim=bool(trim))
+        if visitor:
+            rep = svc.libs.index_scratch(name, list(files or []), list(models), progress=cb, **opts)
+        else:
+            rep = svc.libs.index(name.strip(), folder=(folder or "").strip() or None, uploads=files or None,
+                                 models=list(models), progress=cb, **opts)
     except Exception as exc:
         return error_md(exc)
     lines = [f"**{html.escape(rep.summary())}** ({rep.audio_s:.1f} s of audio in {rep.wall_s:.1f} s)"]
     if rep.failed:
         lines.append("Skipped:")
         lines += [f"- `{html.escape(p)}`: {html.escape(r)}" for p, r in rep.failed[:200]]
+    if visitor:
+        lines.append(f"Indexed into your own library **{html.escape(name)}** (it expires "
+                     f"{access.quota.ttl_s / 3600:.0f} h after its last change).")
     return "\n".join(lines)
 
 
-def delete(svc: Services, name: str | None, confirmed: bool) -> str:
-    """Delete a library after the box is ticked."""
+def delete(svc: Services, name: str | None, confirmed: bool, request: gr.Request | None = None) -> str:
+    """Delete a library after the box is ticked (public mode: the admin, or a visitor's own)."""
     if not name:
         return "Pick a library."
     if not confirmed:
         return "Tick the box to confirm."
     try:
+        svc.access.require(request, f"deleting library '{name}'", library=name)
         dropped = svc.libs.delete(name)
     except Exception as exc:
         return error_md(exc)
     return f"Deleted library '{html.escape(name)}' ({len(dropped)} collections)."
+
+
+def unlock(svc: Services, token: str | None, request: gr.Request | None = None) -> tuple[str, dict, dict]:
+    """(message, folder box, delete group): the admin token unlocks this browser session."""
+    if not svc.access.public:
+        return "Local mode: everything is allowed already.", gr.update(), gr.update()
+    if svc.access.grant(request, (token or "").strip()):
+        return "Unlocked: this session may index, delete and edit.", gr.update(visible=True), gr.update(visible=True)
+    return "**Error:** wrong admin token.", gr.update(), gr.update()
+
+
+def rights(svc: Services, request: gr.Request | None = None) -> tuple[str, dict, dict, dict]:
+    """(banner, folder box, delete group, admin group) for this session: what it may do is shown."""
+    access = svc.access
+    if not access.public:
+        return "", gr.update(visible=True), gr.update(visible=True), gr.update(visible=False)
+    admin = access.is_admin(request)
+    banner = ("" if admin else
+              "**Public mode:** browse, play, search, draw maps, select and export freely; your uploads go to "
+              f"your own library (`{access.scratch_library(request)}`, up to {access.quota.files} files). Indexing "
+              "server folders, deleting and editing shared libraries need the admin token (Library tab).")
+    return banner, gr.update(visible=admin), gr.update(visible=admin), gr.update(visible=True)
 
 
 def trained_choices(svc: Services) -> dict:
@@ -97,7 +135,7 @@ def build(svc: Services) -> LibraryHandles:
         with gr.Column():
             gr.Markdown("### Index audio")
             name = gr.Textbox(label="Library name (new or existing)", placeholder="my-samples")
-            folder = gr.Textbox(label="Server-side folder", placeholder="/path/to/samples")
+            folder = gr.Textbox(label="Server-side folder", placeholder="/path/to/samples", elem_id="ae-folder")
             uploads = gr.File(file_count="multiple", label="…or upload files", type="filepath", elem_id="ae-upload")
             models = gr.CheckboxGroup(svc.libs.ready_models(), value=["dsp"], label="Models (ready here)")
             with gr.Accordion("Options", open=False):
@@ -113,11 +151,17 @@ def build(svc: Services) -> LibraryHandles:
             gr.Markdown("### Models")
             models_table = gr.Dataframe(headers=["model", "family", "status", "dim", "why not ready"],
                                         interactive=False, wrap=True)
-            gr.Markdown("### Delete a library")
-            del_name = gr.Dropdown([], label="Library")
-            confirm = gr.Checkbox(value=False, label="Yes, delete all its vectors (audio files are not touched)")
-            del_btn = gr.Button("Delete", variant="stop")
-            del_msg = gr.Markdown()
+            with gr.Group(elem_id="ae-delete") as del_group:
+                gr.Markdown("### Delete a library")
+                del_name = gr.Dropdown([], label="Library")
+                confirm = gr.Checkbox(value=False, label="Yes, delete all its vectors (audio files are not touched)")
+                del_btn = gr.Button("Delete", variant="stop", elem_id="ae-delete-go")
+            del_msg = gr.Markdown(elem_id="ae-delete-msg")
+            with gr.Group(visible=False, elem_id="ae-admin") as admin_group:
+                gr.Markdown("### Admin")
+                token = gr.Textbox(label="Admin token", type="password", elem_id="ae-admin-token")
+                unlock_btn = gr.Button("Unlock this session", elem_id="ae-unlock")
+                unlock_msg = gr.Markdown()
     with gr.Accordion("Trained models: training log", open=False):
         gr.Markdown("Train with `python app.py train autoencoder|selfsup|contrastive --library NAME ...`; "
                     "the trained model is then listed above and can be indexed like any other.")
@@ -132,4 +176,5 @@ def build(svc: Services) -> LibraryHandles:
                            report, **PRIVATE).then(bind(tables, svc), None, outs, **PRIVATE)
     deleted = del_btn.click(bind(delete, svc), [del_name, confirm], del_msg, **PRIVATE).then(
         bind(tables, svc), None, outs, **PRIVATE)
-    return LibraryHandles(outs, trained, [indexed, deleted])
+    unlock_btn.click(bind(unlock, svc), token, [unlock_msg, folder, del_group], **PRIVATE)
+    return LibraryHandles(outs, trained, [indexed, deleted], [folder, del_group, admin_group])

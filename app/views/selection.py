@@ -8,8 +8,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from app.components import error_html, hits_html
-from app.errors import one_line
+from app.components import error_html, error_md, hits_html
 from app.services import Services
 from app.views import PRIVATE, bind
 
@@ -23,6 +22,7 @@ class SelectionHandles:
     ids: gr.State          # the selection: point ids (survives colour changes and redraws)
     panel: gr.HTML         # summary and list
     status: gr.Markdown    # the last action's one-line result
+    edit: gr.Group         # the tag / label controls, shown to those who may edit the library
 
 
 class _Row:
@@ -59,7 +59,7 @@ def select(svc: Services, library: str | None, model: str | None, token: str | N
     try:
         ids = svc.curation.resolve(token, [int(i) for i in indices or []])
     except Exception as exc:
-        return [], panel(svc, library, model, []), f"**Error:** {html.escape(one_line(exc))}"
+        return [], panel(svc, library, model, []), error_md(exc)
     return ids, panel(svc, library, model, ids), ""
 
 
@@ -68,45 +68,49 @@ def _tags(text: str | None) -> list[str]:
 
 
 def tag(svc: Services, library: str | None, model: str | None, ids: list[str] | None, text: str | None,
-        remove: bool = False, whole_file: bool = False) -> tuple[str, str]:
+        remove: bool = False, whole_file: bool = False, request: gr.Request | None = None) -> tuple[str, str]:
     """(status, panel) after adding (or removing) comma-separated tags to the selection."""
     try:
         if not library:
             raise ValueError("pick a library first")
+        svc.access.require(request, f"editing the tags of library '{library}'", library)
         tags = _tags(text)
         if not tags:
             raise ValueError("type a tag (several: separated by commas)")
         res = svc.curation.edit(library, list(ids or []), add=[] if remove else tags, remove=tags if remove else [],
                                 whole_file=bool(whole_file))
     except Exception as exc:
-        return f"**Error:** {html.escape(one_line(exc))}", panel(svc, library, model, ids)
+        return error_md(exc), panel(svc, library, model, ids)
     verb = "removed" if remove else "added"
     return (f"Tag{'s' if len(tags) > 1 else ''} {html.escape(', '.join(tags))} {verb}: {html.escape(res.summary())}.",
             panel(svc, library, model, ids))
 
 
 def relabel(svc: Services, library: str | None, model: str | None, ids: list[str] | None, label: str | None,
-            whole_file: bool = False) -> tuple[str, str]:
+            whole_file: bool = False, request: gr.Request | None = None) -> tuple[str, str]:
     """(status, panel) after setting the user label of the selection ('' reverts to the folder label)."""
     try:
         if not library:
             raise ValueError("pick a library first")
+        svc.access.require(request, f"editing the labels of library '{library}'", library)
         text = (label or "").strip()
         res = svc.curation.edit(library, list(ids or []), label=text or None, whole_file=bool(whole_file))
     except Exception as exc:
-        return f"**Error:** {html.escape(one_line(exc))}", panel(svc, library, model, ids)
+        return error_md(exc), panel(svc, library, model, ids)
     what = f"label set to '{html.escape(text)}'" if text else "folder labels restored"
     return f"{what.capitalize()}: {html.escape(res.summary())}.", panel(svc, library, model, ids)
 
 
-def undo(svc: Services, library: str | None, model: str | None, ids: list[str] | None) -> tuple[str, str]:
+def undo(svc: Services, library: str | None, model: str | None, ids: list[str] | None,
+         request: gr.Request | None = None) -> tuple[str, str]:
     """(status, panel) after undoing the library's last edit."""
     try:
         if not library:
             raise ValueError("pick a library first")
+        svc.access.require(request, f"undoing an edit of library '{library}'", library)
         res = svc.curation.undo(library)
     except Exception as exc:
-        return f"**Error:** {html.escape(one_line(exc))}", panel(svc, library, model, ids)
+        return error_md(exc), panel(svc, library, model, ids)
     return f"Undone: {res.changed} clips restored.", panel(svc, library, model, ids)
 
 
@@ -143,9 +147,14 @@ def export(svc: Services, library: str | None, model: str | None, ids: list[str]
     try:
         res = svc.curation.export(library, model, list(ids or []))
     except Exception as exc:
-        return None, f"**Error:** {html.escape(one_line(exc))}"
+        return None, error_md(exc)
     miss = f"; {len(res['missing'])} files missing (listed in the manifest)" if res["missing"] else ""
     return res["out"], f"ZIP of {res['files']} files and a manifest of {res['clips']} clips{miss}."
+
+
+def edit_rights(svc: Services, library: str | None, request: gr.Request | None = None) -> dict:
+    """Show the tag / label controls to those who may edit this library."""
+    return gr.update(visible=svc.access.may_edit(request, library))
 
 
 def build(svc: Services, library: gr.Dropdown, model: gr.Dropdown, view: gr.HTML, ids: gr.State) -> SelectionHandles:
@@ -153,16 +162,17 @@ def build(svc: Services, library: gr.Dropdown, model: gr.Dropdown, view: gr.HTML
     with gr.Accordion("Selection", open=True, elem_id="ae-selection"):
         status = gr.Markdown(elem_id="ae-sel-status")
         box = gr.HTML(panel(svc, None, None, []), elem_id="ae-sel-panel")
-        with gr.Row():
-            tag_text = gr.Textbox(label="Tags (comma-separated)", placeholder="keep, kick, dusty", scale=3,
-                                  elem_id="ae-tag-text")
-            add_btn = gr.Button("Add tag", elem_id="ae-tag-add", scale=1)
-            rm_btn = gr.Button("Remove tag", elem_id="ae-tag-remove", scale=1)
-        with gr.Row():
-            label_text = gr.Textbox(label="Label (empty: back to the folder's)", scale=3, elem_id="ae-label-text")
-            label_btn = gr.Button("Set label", elem_id="ae-label-set", scale=1)
-            whole = gr.Checkbox(value=False, label="whole files (every segment)", scale=1)
-            undo_btn = gr.Button("Undo last edit", elem_id="ae-undo", scale=1)
+        with gr.Group(elem_id="ae-edit") as edit_group:
+            with gr.Row():
+                tag_text = gr.Textbox(label="Tags (comma-separated)", placeholder="keep, kick, dusty", scale=3,
+                                      elem_id="ae-tag-text")
+                add_btn = gr.Button("Add tag", elem_id="ae-tag-add", scale=1)
+                rm_btn = gr.Button("Remove tag", elem_id="ae-tag-remove", scale=1)
+            with gr.Row():
+                label_text = gr.Textbox(label="Label (empty: back to the folder's)", scale=3, elem_id="ae-label-text")
+                label_btn = gr.Button("Set label", elem_id="ae-label-set", scale=1)
+                whole = gr.Checkbox(value=False, label="whole files (every segment)", scale=1)
+                undo_btn = gr.Button("Undo last edit", elem_id="ae-undo", scale=1)
         with gr.Row():
             k = gr.Slider(1, 50, value=10, step=1, label="More like these: k", scale=2)
             more_btn = gr.Button("More like these", elem_id="ae-more", scale=1)
@@ -178,10 +188,14 @@ def build(svc: Services, library: gr.Dropdown, model: gr.Dropdown, view: gr.HTML
 
     view.selection(on_select, [library, model], [ids, box, status], **PRIVATE)
     sel = [library, model, ids]
-    add_btn.click(lambda lib, m, i, t, w: tag(svc, lib, m, i, t, False, w), sel + [tag_text, whole], [status, box],
-                  **PRIVATE)
-    rm_btn.click(lambda lib, m, i, t, w: tag(svc, lib, m, i, t, True, w), sel + [tag_text, whole], [status, box],
-                 **PRIVATE)
+    def add_tags(library_, model_, ids_, text, whole_, request: gr.Request):
+        return tag(svc, library_, model_, ids_, text, False, whole_, request)
+
+    def remove_tags(library_, model_, ids_, text, whole_, request: gr.Request):
+        return tag(svc, library_, model_, ids_, text, True, whole_, request)
+
+    add_btn.click(add_tags, sel + [tag_text, whole], [status, box], **PRIVATE)
+    rm_btn.click(remove_tags, sel + [tag_text, whole], [status, box], **PRIVATE)
     label_btn.click(bind(relabel, svc), sel + [label_text, whole], [status, box], **PRIVATE)
     undo_btn.click(bind(undo, svc), sel, [status, box], **PRIVATE)
     negatives = gr.State([])
@@ -189,4 +203,4 @@ def build(svc: Services, library: gr.Dropdown, model: gr.Dropdown, view: gr.HTML
     neg_btn.click(set_negatives, ids, [negatives, status], **PRIVATE)
     clear_btn.click(bind(clear, svc), [library, model, view], [ids, box, view], **PRIVATE)
     export_btn.click(bind(export, svc), sel, [zip_file, status], **PRIVATE)
-    return SelectionHandles(ids, box, status)
+    return SelectionHandles(ids, box, status, edit_group)
