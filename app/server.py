@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-from pathlib import Path
 
 from app import assets
 from app.errors import one_line
