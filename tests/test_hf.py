@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import embedders
-from embedders import EmbedderError, hf
+from embedders import EmbedderError, hf, runtime
 from tests.contract import assert_contract
 
 SR = 16000
@@ -379,7 +379,7 @@ def test_downloadable_then_failed_download_is_one_line(tmp_path, monkeypatch):
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
     monkeypatch.delenv(hf.MODEL_PATHS_ENV, raising=False)
-    monkeypatch.setattr(hf, "hub_offline", lambda: False)  # pretend the hub is reachable
+    monkeypatch.setattr(runtime, "hub_offline", lambda: False)  # pretend the hub is reachable
     import huggingface_hub.utils._http as hub_http
 
     # the hub client retries with exponential sleeps (~23 s per file); the failure path is the same without them
@@ -405,10 +405,18 @@ def test_local_folder_and_cache_make_ready(tiny, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
     monkeypatch.delenv(hf.MODEL_PATHS_ENV, raising=False)
+    monkeypatch.delenv(runtime.WEIGHTS_ENV_VAR, raising=False)
     data = tmp_path / "data"
-    # 1. a folder named after the model under <data>/weights/hf/
+    # 1. a folder named after the model under <data>/weights/hf/ ...
     shutil.copytree(tiny["whisper-tiny"], data / "weights" / "hf" / "whisper-tiny")
     assert hf.resolve("whisper-tiny-l1", data).check(data_dir=data).status == "ready"
+    # ... or under $AUDIO_EXPLORER_WEIGHTS/hf/ when that is set (the one weights-folder policy)
+    shared = tmp_path / "shared_weights"
+    monkeypatch.setenv(runtime.WEIGHTS_ENV_VAR, str(shared))
+    assert hf.resolve("whisper-tiny-l1", data).check(data_dir=data).status == "unavailable"
+    shutil.copytree(tiny["whisper-tiny"], shared / "hf" / "whisper-tiny")
+    assert hf.resolve("whisper-tiny-l1", data).check(data_dir=data).status == "ready"
+    monkeypatch.delenv(runtime.WEIGHTS_ENV_VAR)
     # 2. a configured folder that is not a model folder: unavailable, says why
     monkeypatch.setenv(hf.MODEL_PATHS_ENV, f"hubert-base={tmp_path / 'nowhere'}")
     a = hf.specs(data)[1].check(data_dir=data)

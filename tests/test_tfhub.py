@@ -166,6 +166,7 @@ def test_unavailable_offline_and_ready_from_tfhub_cache(saved, tmp_path, monkeyp
     assert emb.source == handle and emb.embed_frames(_wave(2.0)).vectors.shape == (3, 1024)
     # a folder under <data>/weights/tfhub/<name> works too; a folder that is not a SavedModel
     # is reported
+    monkeypatch.delenv("AUDIO_EXPLORER_WEIGHTS", raising=False)
     shutil.copytree(saved["vggish"], data / "weights" / "tfhub" / "vggish")
     assert tfhub.specs(data)[1].check(data_dir=data).status == "ready"
     monkeypatch.setenv(hf.MODEL_PATHS_ENV, f"vggish={tmp_path}")

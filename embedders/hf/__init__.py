@@ -53,7 +53,8 @@ from ..base import EmbedderError, ModelSpec
 from ..runtime import (DEVICE_ENV, MODEL_PATHS_ENV, configured_model_paths, host_reachable,
                        hub_offline, local_model_path, pick_device)
 from .embedder import ASTEmbedder, ClapEmbedder, HFEmbedder, SSLEmbedder, WhisperEmbedder
-from .loading import _guard_broken_torchaudio, _transformers, build_embedder, embedder_from_model
+from .loading import _guard_broken_torchaudio, _transformers  # noqa: F401  (tests, benchmarks)
+from .loading import build_embedder, embedder_from_model
 from .models import _DEFS, _LAYER_RE, FAMILY, _Def
 from .weights import check_spec, hf_cache_dir, hf_cached
 from .windows import plan_windows, pool_frames
