@@ -20,6 +20,7 @@ import pytest
 from embedders import musicnn as M
 from embedders.base import Frames
 from embedders.paths import WEIGHTS_ENV_VAR
+from tests.tiny_models import write_random_musicnn_weights
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE_SCRIPT = Path(__file__).with_name("musicnn_reference.py")
@@ -40,29 +41,6 @@ def chord(seconds: float, seed: int = 0, amp: float = 0.05) -> np.ndarray:
     return y.astype(np.float32)
 
 
-def write_random_weights(data_dir: Path, seed: int = 0) -> None:
-    """Random (but well-conditioned) weights for all checkpoints, saved as if converted.
-
-    Half the batch-norm scales are negative, as in the real checkpoints.
-    """
-    import torch
-
-    gen = torch.Generator().manual_seed(seed)
-    for ckpt in M.CHECKPOINTS:
-        net = M.build_net(ckpt.split("_", 1)[1])
-        state = {}
-        for k, v in net.state_dict().items():
-            if k.endswith("gamma"):
-                v = torch.rand(v.shape, generator=gen) + 0.5
-                v = v * torch.where(torch.rand(v.shape, generator=gen) < 0.5, -1.0, 1.0)
-            elif k.endswith("moving_variance"):
-                v = torch.rand(v.shape, generator=gen) + 0.5
-            elif k.endswith(("moving_mean", "beta")):
-                v = 0.1 * torch.randn(v.shape, generator=gen)
-            state[k] = v
-        M.save_converted(ckpt, state, data_dir)
-
-
 @pytest.fixture(autouse=True)
 def own_weights_folder(monkeypatch):
     """Weights under each test's data folder, never in a shared $AUDIO_EXPLORER_WEIGHTS:
@@ -75,7 +53,7 @@ def random_dir(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("musicnn_random")
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv(WEIGHTS_ENV_VAR, raising=False)
-        write_random_weights(d)
+        write_random_musicnn_weights(d)
     yield d
     M.clear_cache()
 
@@ -342,7 +320,7 @@ def test_converted_weights_are_cached(tmp_path, monkeypatch):
 
     def fake_convert(checkpoint, data_dir, force=False):  # stands in for the TF conversion
         calls.append(checkpoint)
-        write_random_weights(Path(data_dir))
+        write_random_musicnn_weights(Path(data_dir))
         return M.converted_path(Path(data_dir), checkpoint)
 
     monkeypatch.setattr(M.weights, "convert", fake_convert)
