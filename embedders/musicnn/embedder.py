@@ -189,4 +189,3 @@ class MusicnnEmbedder(Embedder):
                                  tags=np.ascontiguousarray(tags[start:start + n], np.float32)))
             start += n
         return frames
-

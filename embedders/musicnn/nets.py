@@ -1,6 +1,6 @@
 """The torch modules of MusiCNN and VGG, and loading converted weights into them.
 
-The port reproduces the original graph (`musicnn/models.py`, inference mode: batch norms use
+The port reproduces the original graph (`models.py` of the musicnn wheel, inference mode: batch norms use
 their moving statistics with TF's epsilon 1e-3, dropout off). These modules are the readable
 reference and the CUDA path; on CPU the embedder runs a plan of the same network (`plans`).
 """
@@ -14,6 +14,7 @@ from ..base import EmbedderError
 from . import weights
 from .models import N_MELS
 from .weights import BN_EPS, FORMAT_VERSION
+
 
 def _nets():
     """Build the torch module classes (torch imported lazily)."""
@@ -200,4 +201,3 @@ def load_net(checkpoint: str, data_dir: Path):
         entry = (net, payload["mel_fb"].to(device))
         _net_cache[key] = entry
         return entry
-

@@ -330,4 +330,3 @@ def cpu_workers(n: int):
             _pool[2].shutdown(wait=False)
         _pool = (n, os.getpid(), ex)
         return ex
-
