@@ -198,6 +198,7 @@ def _synthetic_clips(n_per_class: int = 4, seconds: float = 2.0, sr: int = 22050
 def trained_data(tmp_path_factory):
     """A data folder with one small model of each trained kind (autoencoder, self-supervised, SupCon on dsp)."""
     from embedders.training import autoencoder, common, selfsup, supcon
+    from projections.quality import knn_agreement
 
     data = tmp_path_factory.mktemp("contract_trained")
     quiet = lambda line: None  # noqa: E731
@@ -217,7 +218,8 @@ def trained_data(tmp_path_factory):
     base = {"name": "dsp", "dim": dsp.dim, "sample_rate": dsp.sample_rate, "frame_hop_s": dsp.frame_hop_s,
             "window_s": dsp.window_s}
     supcon.train(dsp.embed_clip_batch(waves), labels, files, folder, "dsp+supcon-contract", base, log=quiet,
-                 cfg=supcon.SupConConfig(epochs=3, hidden=16, out_dim=8, batch_size=8, device="cpu"))
+                 cfg=supcon.SupConConfig(epochs=3, hidden=16, out_dim=8, batch_size=8, device="cpu"),
+                 agreement=knn_agreement)
     yield data
     for name in TRAINED:
         embedders.forget(name)
