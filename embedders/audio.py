@@ -309,16 +309,6 @@ def decode_for(path: str | os.PathLike, rates: set[int] | list[int]) -> dict[int
     return {r: resample(wave, sr, r) for r in set(rates)}
 
 
-def write_wav(path: str | os.PathLike, wave: np.ndarray, sample_rate: int) -> Path:
-    """Write a mono float wave as 16-bit PCM wav."""
-    import soundfile as sf
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(path), np.clip(wave, -1, 1), sample_rate, subtype="PCM_16")
-    return path
-
-
 def stream_blocks(path: str | os.PathLike, block_s: float = 30.0, sample_rate: int | None = None,
                   max_duration_s: float | None = None) -> Iterator[tuple[np.ndarray, int]]:
     """Mono float32 blocks of about `block_s` seconds, never decoding the whole file at once.

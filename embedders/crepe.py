@@ -29,6 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .base import Availability, Embedder, EmbedderError, Frames, ModelSpec, frame_times
+from .runtime import local_model_path, one_line, pick_device
 
 FAMILY = "crepe"
 SAMPLE_RATE = 16000
@@ -55,8 +56,6 @@ def specs(data_dir: Path) -> list[ModelSpec]:
 
 def weights_path(spec: ModelSpec) -> tuple[Path | None, str]:
     """The weight file for a spec and where it was found (spec, env var, or the wheel)."""
-    from .hf import local_model_path
-
     cap = spec.extra["capacity"]
     path, origin = local_model_path(spec.name, spec.name, FAMILY, None, spec.extra)
     if path is not None:
@@ -171,19 +170,11 @@ class CrepeEmbedder(Embedder):
                 out.append(self.net.penultimate(x).float().cpu().numpy())
         return np.concatenate(out)
 
-    def _check(self, wave: np.ndarray) -> np.ndarray:
-        w = np.asarray(wave, dtype=np.float32)
-        if w.ndim != 1:
-            raise EmbedderError(f"{self.name}: expected a mono wave [n], got shape {w.shape}")
-        if not np.all(np.isfinite(w)):
-            raise EmbedderError(f"{self.name}: the wave contains NaN or infinite samples")
-        return w
-
     def embed_frames(self, wave: np.ndarray) -> Frames:
         return self.embed_frames_batch([wave])[0]
 
     def embed_frames_batch(self, waves: Sequence[np.ndarray]) -> list[Frames]:
-        per_wave = [self._frames(self._check(w)) for w in waves]
+        per_wave = [self._frames(w) for w in waves]
         if not per_wave:
             return []
         acts = self._activations(np.concatenate(per_wave))  # frames of all waves, batched
@@ -205,14 +196,10 @@ def build_embedder(spec: ModelSpec, data_dir: Path | None = None) -> CrepeEmbedd
     if not av.ready:
         raise EmbedderError(f"model '{spec.name}' is unavailable: {av.reason}")
     path, _ = weights_path(spec)
-    from .hf import pick_device
-
     try:
         return CrepeEmbedder(spec.name, spec.description, spec.extra["capacity"], path,
                              pick_device())
     except EmbedderError:
         raise
     except Exception as exc:
-        raise EmbedderError(f"could not load '{spec.name}' from {path}: "
-                            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                            ) from None
+        raise EmbedderError(f"could not load '{spec.name}' from {path}: {one_line(exc)}") from None

@@ -9,10 +9,11 @@ shorter than one patch are zero-padded to one), so there is no windowing here an
 are embedded one wave after another.
 
 Weights (first match wins): `ModelSpec.extra["local_path"]`, `AUDIO_EXPLORER_MODEL_PATHS`
-(`yamnet=/models/yamnet`; the key may also be the hub handle), `<data dir>/weights/tfhub/<name>/`
-(a SavedModel folder: `saved_model.pb` + `variables/`), else the tfhub handle, which
-tensorflow-hub caches under `$TFHUB_CACHE_DIR` (default `<tmp>/tfhub_modules`) in a folder
-named by the SHA-1 of the handle. TensorFlow is imported only when a model is built.
+(`yamnet=/models/yamnet`; the key may also be the hub handle), `<weights folder>/<name>/`
+(`runtime.weights_dir(data, "tfhub")`; a SavedModel folder: `saved_model.pb` + `variables/`),
+else the tfhub handle, which tensorflow-hub caches under `$TFHUB_CACHE_DIR` (default
+`<tmp>/tfhub_modules`) in a folder named by the SHA-1 of the handle. TensorFlow is imported
+only when a model is built.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from .base import Availability, Embedder, EmbedderError, Frames, ModelSpec, frame_times
-from .hf import MODEL_PATHS_ENV, host_reachable, local_model_path
+from .runtime import MODEL_PATHS_ENV, host_reachable, local_model_path, one_line
 
 FAMILY = "tfhub"
 SAMPLE_RATE = 16000
@@ -208,14 +209,9 @@ class TFHubEmbedder(Embedder):
         return None, np.asarray(out, np.float32)
 
     def embed_frames(self, wave: np.ndarray) -> Frames:
-        w = np.asarray(wave, dtype=np.float32)
-        if w.ndim != 1:
-            raise EmbedderError(f"{self.name}: expected a mono wave [n], got shape {w.shape}")
-        if not np.all(np.isfinite(w)):
-            raise EmbedderError(f"{self.name}: the wave contains NaN or infinite samples")
-        if len(w) < MIN_SAMPLES:
-            w = np.pad(w, (0, MIN_SAMPLES - len(w)))
-        scores, emb = self._run(w)
+        if len(wave) < MIN_SAMPLES:
+            wave = np.pad(wave, (0, MIN_SAMPLES - len(wave)))
+        scores, emb = self._run(wave)
         n = emb.shape[0]
         return Frames(times_s=frame_times(n, self.frame_hop_s, self.window_s),
                       vectors=np.ascontiguousarray(emb, np.float32),
@@ -235,6 +231,4 @@ def build_embedder(spec: ModelSpec, data_dir: Path | None = None) -> TFHubEmbedd
     except EmbedderError:
         raise
     except Exception as exc:
-        text = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
-        text = f"{type(exc).__name__}: {text}"[:300]
-        raise EmbedderError(f"could not load '{spec.name}' from {source}: {text}") from None
+        raise EmbedderError(f"could not load '{spec.name}' from {source}: {one_line(exc)}") from None

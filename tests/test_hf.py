@@ -1,6 +1,6 @@
 """Family 'hf' with tiny randomly initialised models of the real architectures.
 
-Each tiny model is built from its transformers config, saved with `save_pretrained` into a temp
+Each tiny model (tests/tiny_models.py) is built from its transformers config, saved with `save_pretrained` into a temp
 folder, and loaded through the registry (`AUDIO_EXPLORER_MODEL_PATHS` points the real registry
 entry at the folder), i.e. through the same `from_pretrained` code the real weights use.
 No network: HF_HUB_OFFLINE=1 and an empty HF_HOME throughout.
@@ -8,7 +8,6 @@ No network: HF_HUB_OFFLINE=1 and an empty HF_HOME throughout.
 from __future__ import annotations
 
 import importlib.util
-import json
 import shutil
 from pathlib import Path
 
@@ -16,246 +15,20 @@ import numpy as np
 import pytest
 
 import embedders
-from embedders import EmbedderError, hf
+from embedders import EmbedderError, hf, runtime
 from tests.contract import assert_contract
+from tests.tiny_models import seeded_transformers as _tr, tiny_hf_models
 
 SR = 16000
 # ASTFeatureExtractor's own defaults (128 mels from a 400-point FFT) trigger this warning
 pytestmark = pytest.mark.filterwarnings("ignore:At least one mel filter has all zero values")
 
 
-# --------------------------------------------------------------------------- tiny models
-
-
-def _tr():
-    hf._guard_broken_torchaudio()
-    import torch
-    import transformers
-
-    torch.manual_seed(0)
-    return transformers
-
-
-def _ssl_kwargs() -> dict:
-    # conv strides multiply to 320 samples: 20 ms frames at 16 kHz, like the real models
-    return dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
-                conv_dim=(16, 16, 16), conv_stride=(5, 8, 8), conv_kernel=(10, 8, 8),
-                num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, vocab_size=12)
-
-
-def _save_wav2vec2(root: Path) -> Path:
-    tr = _tr()
-    d = root / "wav2vec2"
-    tr.Wav2Vec2Model(tr.Wav2Vec2Config(**_ssl_kwargs())).save_pretrained(d)
-    tr.Wav2Vec2FeatureExtractor(sampling_rate=SR, do_normalize=True).save_pretrained(d)
-    return d
-
-
-def _save_hubert(root: Path) -> Path:
-    tr = _tr()
-    d = root / "hubert"
-    tr.HubertModel(tr.HubertConfig(**_ssl_kwargs())).save_pretrained(d)
-    tr.Wav2Vec2FeatureExtractor(sampling_rate=SR, do_normalize=False).save_pretrained(d)
-    return d
-
-
-# A stand-in for MERT's Hub remote code (configuration_MERT.py / modeling_MERT.py, fetched with
-# trust_remote_code): same structure: a config class with model_type "mert_model" and MERT's extra
-# options, a HubertModel subclass with its own feature projection (layer norm + linear), its own
-# undecorated forward, and a "deepnorm" variant with scaled residuals that HuBERT cannot express.
-MERT_CONFIG_PY = '''
-from transformers import HubertConfig
-
-
-class MERTConfig(HubertConfig):
-    model_type = "mert_model"
-
-    def __init__(self, feature_extractor_cqt=False, feature_extractor_cqt_bins=336,
-                 deepnorm=False, attention_relax=-1.0, sample_rate=24000, **kwargs):
-        super().__init__(**kwargs)
-        self.feature_extractor_cqt = feature_extractor_cqt
-        self.feature_extractor_cqt_bins = feature_extractor_cqt_bins
-        self.deepnorm = deepnorm
-        self.attention_relax = attention_relax
-        self.sample_rate = sample_rate
-'''
-
-MERT_MODELING_PY = '''
-import math
-
-import torch
-from torch import nn
-from transformers.modeling_outputs import BaseModelOutput
-from transformers.models.hubert.modeling_hubert import (
-    HubertEncoder, HubertEncoderLayer, HubertFeatureEncoder, HubertModel)
-
-from .configuration_MERT import MERTConfig
-
-
-class MERTFeatureProjection(nn.Module):
-    def __init__(self, config):
-        super().__init__()
-        self.feat_proj_layer_norm = config.feat_proj_layer_norm
-        if self.feat_proj_layer_norm:
-            self.layer_norm = nn.LayerNorm(config.conv_dim[-1], eps=config.layer_norm_eps)
-        self.projection = nn.Linear(config.conv_dim[-1], config.hidden_size)
-        self.dropout = nn.Dropout(config.feat_proj_dropout)
-
-    def forward(self, x):
-        if self.feat_proj_layer_norm:
-            x = self.layer_norm(x)
-        return self.dropout(self.projection(x))
-
-
-class DeepNormLayer(HubertEncoderLayer):
-    def __init__(self, config):
-        super().__init__(config)
-        self.alpha = math.pow(2.0 * config.num_hidden_layers, 0.25)
-
-    def forward(self, hidden_states, attention_mask=None, **kwargs):
-        attn = self.attention(hidden_states, attention_mask=attention_mask)[0]
-        hidden_states = self.layer_norm(hidden_states * self.alpha + self.dropout(attn))
-        ff = self.feed_forward(hidden_states)
-        return self.final_layer_norm(hidden_states * self.alpha + ff)
-
-
-class MERTModel(HubertModel):
-    config_class = MERTConfig
-    base_model_prefix = "mert_model"
-
-    def __init__(self, config):
-        super(HubertModel, self).__init__(config)
-        self.config = config
-        self.feature_extractor = HubertFeatureEncoder(config)
-        self.feature_projection = MERTFeatureProjection(config)
-        if config.mask_time_prob > 0.0 or config.mask_feature_prob > 0.0:
-            self.masked_spec_embed = nn.Parameter(torch.FloatTensor(config.hidden_size).uniform_())
-        self.encoder = HubertEncoder(config)
-        if config.deepnorm:
-            self.encoder.layers = nn.ModuleList(
-                [DeepNormLayer(config) for _ in range(config.num_hidden_layers)])
-        self.post_init()
-
-    def forward(self, input_values, attention_mask=None, output_hidden_states=None,
-                return_dict=None, **kwargs):
-        features = self.feature_extractor(input_values).transpose(1, 2)
-        hidden = self.feature_projection(features)
-        out = self.encoder(hidden, attention_mask=None)
-        return BaseModelOutput(last_hidden_state=out[0],
-                               hidden_states=getattr(out, "hidden_states", None))
-'''
-
-
-def _save_mert(root: Path, *, deepnorm: bool) -> Path:
-    """A MERT-format folder: config.json with auto_map, the remote code, weights saved by it."""
-    tr = _tr()
-    d = root / ("mert-deepnorm" if deepnorm else "mert")
-    d.mkdir()
-    (d / "configuration_MERT.py").write_text(MERT_CONFIG_PY)
-    (d / "modeling_MERT.py").write_text(MERT_MODELING_PY)
-    cfg = dict(_ssl_kwargs(), model_type="mert_model", feat_proj_layer_norm=True,
-               feature_extractor_cqt=False, deepnorm=deepnorm, attention_relax=-1.0,
-               sample_rate=24000, auto_map={"AutoConfig": "configuration_MERT.MERTConfig",
-                                            "AutoModel": "modeling_MERT.MERTModel"})
-    (d / "config.json").write_text(json.dumps(cfg))
-    config = tr.AutoConfig.from_pretrained(d, trust_remote_code=True)
-    model = tr.AutoModel.from_config(config, trust_remote_code=True)
-    with __import__("torch").no_grad():  # make the feature-projection layer norm non-trivial
-        model.feature_projection.layer_norm.weight.uniform_(0.5, 1.5)
-        model.feature_projection.layer_norm.bias.uniform_(-0.5, 0.5)
-    model.save_pretrained(d)
-    if not deepnorm:  # like MERT's Hub checkpoint: pytorch_model.bin, legacy weight-norm names
-        import torch
-        from safetensors.torch import load_file
-
-        state = load_file(d / "model.safetensors")
-        legacy = {k.replace("parametrizations.weight.original0", "weight_g")
-                  .replace("parametrizations.weight.original1", "weight_v"): v
-                  for k, v in state.items()}
-        assert any(k.endswith("weight_g") for k in legacy)
-        (d / "model.safetensors").unlink()
-        torch.save(legacy, d / "pytorch_model.bin")
-    tr.Wav2Vec2FeatureExtractor(sampling_rate=24000, do_normalize=True).save_pretrained(d)
-    return d
-
-
-def _save_whisper(root: Path) -> Path:
-    tr = _tr()
-    d = root / "whisper"
-    cfg = tr.WhisperConfig(d_model=32, encoder_layers=2, decoder_layers=1,
-                           encoder_attention_heads=2, decoder_attention_heads=2,
-                           encoder_ffn_dim=37, decoder_ffn_dim=37,
-                           num_mel_bins=80, vocab_size=64, pad_token_id=0, bos_token_id=1,
-                           eos_token_id=2, decoder_start_token_id=1, max_target_positions=16)
-    tr.WhisperModel(cfg).save_pretrained(d)
-    tr.WhisperFeatureExtractor(feature_size=80).save_pretrained(d)
-    return d
-
-
-def _save_ast(root: Path) -> Path:
-    tr = _tr()
-    d = root / "ast"
-    labels = {i: f"class {i}" for i in range(527)}
-    cfg = tr.ASTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                       intermediate_size=37, num_mel_bins=128, max_length=1024,
-                       id2label=labels, label2id={v: k for k, v in labels.items()})
-    tr.ASTForAudioClassification(cfg).save_pretrained(d)
-    tr.ASTFeatureExtractor().save_pretrained(d)
-    return d
-
-
-def _bytes_to_unicode() -> list[str]:
-    """GPT-2's byte-level alphabet (256 printable stand-ins for the 256 bytes)."""
-    bs = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-          + list(range(ord("®"), ord("ÿ") + 1)))
-    cs, n = bs[:], 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return [chr(c) for c in cs]
-
-
-def _save_clap(root: Path) -> Path:
-    tr = _tr()
-    d = root / "clap"
-    vocab = {t: i for i, t in enumerate(["<s>", "<pad>", "</s>", "<unk>"]
-                                         + _bytes_to_unicode() + ["Ġd", "og", "<mask>"])}
-    tokenizer = tr.RobertaTokenizer(vocab=vocab, merges=[("Ġ", "d"), ("o", "g")],
-                                    model_max_length=64)
-    cfg = tr.ClapConfig(
-        text_config=dict(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
-                         num_attention_heads=2, intermediate_size=37, max_position_embeddings=80),
-        audio_config=dict(patch_embeds_hidden_size=8, depths=[1, 1], num_attention_heads=[1, 2],
-                          hidden_size=16, window_size=8, enable_fusion=False),
-        projection_dim=16)
-    tr.ClapModel(cfg).save_pretrained(d)
-    tr.ClapProcessor(feature_extractor=tr.ClapFeatureExtractor(truncation="rand_trunc"),
-                     tokenizer=tokenizer).save_pretrained(d)
-    return d
-
-
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> dict[str, Path]:
     """Every tiny model folder, keyed by the registry base name it stands in for."""
-    root = tmp_path_factory.mktemp("tiny_hf")
-    modules = root / "hf_modules"
-    tr = _tr()
-    mp = pytest.MonkeyPatch()
-    # remote code is copied into transformers' modules cache: keep it in the temp folder
-    mp.setattr(tr.dynamic_module_utils, "HF_MODULES_CACHE", str(modules))
-    out = {
-        "wav2vec2-base": _save_wav2vec2(root),
-        "hubert-base": _save_hubert(root),
-        "mert-95m": _save_mert(root, deepnorm=False),
-        "mert-330m": _save_mert(root, deepnorm=True),
-        "whisper-tiny": _save_whisper(root),
-        "ast-audioset": _save_ast(root),
-        "clap-htsat-unfused": _save_clap(root),
-    }
-    yield out
-    mp.undo()
+    with tiny_hf_models(tmp_path_factory.mktemp("tiny_hf")) as folders:
+        yield folders
 
 
 @pytest.fixture
@@ -379,7 +152,7 @@ def test_downloadable_then_failed_download_is_one_line(tmp_path, monkeypatch):
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
     monkeypatch.delenv(hf.MODEL_PATHS_ENV, raising=False)
-    monkeypatch.setattr(hf, "hub_offline", lambda: False)  # pretend the hub is reachable
+    monkeypatch.setattr(runtime, "hub_offline", lambda: False)  # pretend the hub is reachable
     import huggingface_hub.utils._http as hub_http
 
     # the hub client retries with exponential sleeps (~23 s per file); the failure path is the same without them
@@ -405,10 +178,18 @@ def test_local_folder_and_cache_make_ready(tiny, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
     monkeypatch.delenv(hf.MODEL_PATHS_ENV, raising=False)
+    monkeypatch.delenv(runtime.WEIGHTS_ENV_VAR, raising=False)
     data = tmp_path / "data"
-    # 1. a folder named after the model under <data>/weights/hf/
+    # 1. a folder named after the model under <data>/weights/hf/ ...
     shutil.copytree(tiny["whisper-tiny"], data / "weights" / "hf" / "whisper-tiny")
     assert hf.resolve("whisper-tiny-l1", data).check(data_dir=data).status == "ready"
+    # ... or under $AUDIO_EXPLORER_WEIGHTS/hf/ when that is set (the one weights-folder policy)
+    shared = tmp_path / "shared_weights"
+    monkeypatch.setenv(runtime.WEIGHTS_ENV_VAR, str(shared))
+    assert hf.resolve("whisper-tiny-l1", data).check(data_dir=data).status == "unavailable"
+    shutil.copytree(tiny["whisper-tiny"], shared / "hf" / "whisper-tiny")
+    assert hf.resolve("whisper-tiny-l1", data).check(data_dir=data).status == "ready"
+    monkeypatch.delenv(runtime.WEIGHTS_ENV_VAR)
     # 2. a configured folder that is not a model folder: unavailable, says why
     monkeypatch.setenv(hf.MODEL_PATHS_ENV, f"hubert-base={tmp_path / 'nowhere'}")
     a = hf.specs(data)[1].check(data_dir=data)

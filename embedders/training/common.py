@@ -26,6 +26,8 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import torch
 
+from .. import runtime
+
 SAMPLE_RATE = 22050
 N_FFT = 1024
 HOP = 256  # 86.1 mel frames per second
@@ -46,10 +48,9 @@ class TrainingError(ValueError):
 
 
 def pick_device(name: str | None = None) -> torch.device:
-    """CUDA when available (or the device named), else CPU."""
-    if name:
-        return torch.device(name)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The device to train and embed on, as a torch.device: `runtime.pick_device(name)`, the one
+    device policy (the name given, else $AUDIO_EXPLORER_DEVICE, else CUDA when available, else CPU)."""
+    return torch.device(runtime.pick_device(name))
 
 
 # ----------------------------------------------------------------------------- front end
@@ -203,7 +204,7 @@ class TrainConfig:
     patience: int = 5  # stop after this many epochs without a better validation loss
     min_delta: float = 1e-4  # an improvement smaller than this does not count
     seed: int = 0
-    device: str | None = None  # None: cuda when available, else cpu
+    device: str | None = None  # None: runtime.pick_device() ($AUDIO_EXPLORER_DEVICE, else cuda when available)
 
 
 @dataclass

@@ -134,8 +134,7 @@ def train(vectors: np.ndarray, labels: Sequence[str], files: Sequence[str], fold
             saved.epochs, saved.device = cfg.epochs, cfg.device
         cfg = saved
     cfg = cfg or SupConConfig()
-    x = np.asarray(vectors, np.float32)
-    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    x = l2_normalise(vectors)
     labels = [str(lb) for lb in labels]
     classes = sorted(set(labels))
     if len(classes) < 2:
@@ -232,6 +231,5 @@ class SupConHead:
     @torch.no_grad()
     def __call__(self, vectors: np.ndarray) -> np.ndarray:
         """[n, out_dim] unit vectors of base vectors [n, base_dim] (L2-normalised first)."""
-        x = np.asarray(vectors, np.float32).reshape(-1, self.meta["base_dim"])
-        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        x = l2_normalise(np.asarray(vectors, np.float32).reshape(-1, self.meta["base_dim"]))
         return self.head(torch.from_numpy(x).to(self.device)).cpu().numpy().astype(np.float32)
