@@ -1,6 +1,8 @@
-"""A demo library the project synthesises itself: several distinct classes, a few dozen clips."""
+"""The first-run demo library: Sonic Pi's real samples when Debian's `sonic-pi-samples` is installed,
+otherwise a set the project synthesises itself (several distinct classes, a few dozen clips)."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -124,3 +126,102 @@ def write_demo_library(folder: str | Path, per_class: int = 6, seed: int = 0,
     for i in range(unlabelled):
         sf.write(str(folder / f"unsorted_{i:02d}.wav"), make_clip(kinds[i % len(kinds)], rng), SR, subtype="PCM_16")
     return folder
+
+
+# ---------------------------------------------------------------- the real demo: Sonic Pi's samples
+
+# Debian's `sonic-pi-samples` (packages.txt; scripts/setup.sh installs it): 165 one-shots and loops
+# from freesound.org, CC0 (most) or MIT (the Sonic Pi project's own): /usr/share/doc/sonic-pi-samples/copyright.
+SONIC_PI_DIR = Path("/usr/share/sonic-pi/samples")
+SONIC_PI_COPYRIGHT = Path("/usr/share/doc/sonic-pi-samples/copyright")
+SONIC_PI_MIN_FILES = 20  # fewer than this and the package is not really there: use the synthetic set
+
+# file-name stem -> category (the demo's sub-folder, hence its label); first match wins
+SONIC_PI_CATEGORIES: list[tuple[str, str]] = [
+    ("kick", r"^(bd_|drum_heavy_kick|drum_bass_|elec_(hollow|soft)_kick)"),
+    ("snare", r"^(sn_|drum_snare_|elec_(filt_|hi_|lo_|mid_)?snare)"),
+    ("hihat", r"^drum_cymbal_(closed|pedal|open)"),
+    ("cymbal", r"^(drum_cymbal_|drum_splash_|elec_cymbal)"),
+    ("tom", r"^(drum_tom_|elec_fuzz_tom)"),
+    ("percussion", r"^(perc_|drum_)"),  # the rest of drum_: cowbell, roll
+    ("tabla", r"^tabla_"),
+    ("guitar", r"^guit_"),
+    ("bass", r"^(bass_|glitch_bass)"),
+    ("loop", r"^loop_"),
+    ("ambient", r"^ambi_"),
+    ("electronic", r"^elec_"),
+    ("glitch", r"^glitch_perc"),
+    ("robot", r"^(mehackit_robot|glitch_robot)"),
+    ("phone", r"^mehackit_phone"),
+    ("vinyl", r"^vinyl_"),
+]
+SONIC_PI_OTHER = "misc"  # misc_burp, misc_crow, ... and anything a later package adds
+
+
+def sonic_pi_category(stem: str) -> str:
+    """The demo category of a Sonic Pi sample from its file name ('bd_haus' -> 'kick')."""
+    import re
+
+    for label, pattern in SONIC_PI_CATEGORIES:
+        if re.match(pattern, stem.lower()):
+            return label
+    return SONIC_PI_OTHER
+
+
+def sonic_pi_samples(source: str | Path | None = None) -> list[Path]:
+    """The Sonic Pi sample files (sorted) if the package is installed, else []."""
+    src = Path(source) if source is not None else SONIC_PI_DIR
+    if not src.is_dir():
+        return []
+    files = sorted(p for p in src.iterdir()
+                   if p.is_file() and p.suffix.lower() in (".flac", ".wav", ".ogg") and not p.name.startswith("."))
+    return files if len(files) >= SONIC_PI_MIN_FILES else []
+
+
+def write_sonic_pi_library(folder: str | Path, source: str | Path | None = None,
+                           limit: int | None = None) -> dict[str, int] | None:
+    """Copy the Sonic Pi samples into `folder/<category>/` (copies, not links: the library root must
+    hold its files) with the package's copyright file; {category: count}, or None without the package.
+
+    Idempotent: files already copied (same size) are kept. `limit` caps the number of files, taken
+    round-robin over the categories so every one keeps some."""
+    files = sonic_pi_samples(source)
+    if not files:
+        return None
+    by_cat: dict[str, list[Path]] = {}
+    for p in files:
+        by_cat.setdefault(sonic_pi_category(p.stem), []).append(p)
+    chosen: list[tuple[str, Path]] = []
+    queues = {c: list(ps) for c, ps in sorted(by_cat.items())}
+    while queues and (limit is None or len(chosen) < limit):
+        for c in list(queues):
+            if limit is not None and len(chosen) >= limit:
+                break
+            chosen.append((c, queues[c].pop(0)))
+            if not queues[c]:
+                del queues[c]
+    folder = Path(folder)
+    counts: dict[str, int] = {}
+    for cat, src in chosen:
+        dst = folder / cat / src.name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if not (dst.is_file() and dst.stat().st_size == src.stat().st_size):
+            tmp = dst.with_name(f".{dst.name}.part")  # scan_folder skips dot files: no half-copied clip
+            shutil.copyfile(src, tmp)
+            tmp.replace(dst)
+        counts[cat] = counts.get(cat, 0) + 1
+    if source is None and SONIC_PI_COPYRIGHT.is_file():  # the licence travels with the files
+        shutil.copyfile(SONIC_PI_COPYRIGHT, folder / "COPYRIGHT-sonic-pi-samples.txt")
+    return dict(sorted(counts.items()))
+
+
+def write_demo_audio(folder: str | Path, source: str | Path | None = None) -> tuple[Path, str, dict[str, int]]:
+    """The first-run demo's audio: Sonic Pi's samples when the package is installed, else the synthetic
+    set. (folder, "sonic-pi" | "synthetic", {category: count})."""
+    folder = Path(folder)
+    counts = write_sonic_pi_library(folder, source)
+    if counts:
+        return folder, "sonic-pi", counts
+    write_demo_library(folder)
+    per = {k: len(list((folder / k).glob("*.wav"))) for k in CLASSES}
+    return folder, "synthetic", per

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 want_test=0; [ "${1:-}" = "--test" ] && want_test=1
 
-sys_pkgs=(ffmpeg libsndfile1)
+sys_pkgs=(ffmpeg libsndfile1 sonic-pi-samples)  # sonic-pi-samples: the first-run demo library (CC0/MIT)
 [ $want_test = 1 ] && sys_pkgs+=(chromium chromium-driver)
 missing=()
 for p in "${sys_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -16,7 +16,9 @@ if TYPE_CHECKING:
     from app.services import Services
 
 DEMO_LIBRARY = "demo"
-DEMO_MODELS = ("dsp", "vgg-msd", "musicnn-msd")
+# best first: the library's first model is the UI's default (musicnn-msd has the best P@5 in the README)
+DEMO_MODELS = ("musicnn-msd", "vgg-msd", "dsp")
+DEMO_AUDIO = "demo_audio"  # the demo's audio folder inside the data folder
 Progress = Callable[[int, int, str], None]
 
 
@@ -83,16 +85,49 @@ class LibraryService:
         return sorted({p.get("path", "") for p in pays})
 
     def ensure_demo(self, progress: Progress | None = None) -> Library | None:
-        """Build the synthetic demo library on first run (when there is no library at all)."""
+        """Build the demo library on first run (when there is no library at all): Sonic Pi's samples
+        (Debian's `sonic-pi-samples`) by category, or the synthetic set without the package, indexed
+        with the best of `DEMO_MODELS` that are ready or downloadable (the first is the UI's default).
+        Progress goes to `progress`, or to stderr when none is given."""
         if self.list():
             return None
-        from app.demo import write_demo_library
+        import sys
+        import time
 
-        folder = write_demo_library(self._svc.data_dir / "demo_audio")
-        ready = set(self.ready_models())
-        models = [m for m in DEMO_MODELS if m in ready]
-        index.index_folder(self._store, DEMO_LIBRARY, folder, models, data_dir=self._svc.data_dir,
-                           progress=progress)
+        from app.demo import write_demo_audio
+
+        t0 = time.perf_counter()
+
+        def say(msg: str) -> None:
+            print(f"[demo {time.perf_counter() - t0:5.1f}s] {msg}", file=sys.stderr, flush=True)
+
+        if progress is None:
+            step = {"next": 0}
+
+            def progress(done: int, total: int, what: str) -> None:
+                if done >= step["next"] or done == total:
+                    say(f"indexed {done}/{total} clips")
+                    step["next"] = done + max(1, total // 10)
+
+        folder = self._svc.data_dir / DEMO_AUDIO
+        shutil.rmtree(folder, ignore_errors=True)  # no library uses it (there is none): start clean
+        folder, source, counts = write_demo_audio(folder)
+        say(f"{sum(counts.values())} {source} clips in {len(counts)} categories -> {folder}")
+        status = {a.name: a.status for a in index.available_models(self._svc.data_dir)}
+        models = [m for m in DEMO_MODELS if status.get(m) in ("ready", "downloadable")]
+        fetch = [m for m in models if status[m] == "downloadable"]
+        say(f"models: {', '.join(models)}" + (f" (fetching the weights of {', '.join(fetch)} first)" if fetch else ""))
+        try:
+            report = index.index_folder(self._store, DEMO_LIBRARY, folder, models, data_dir=self._svc.data_dir,
+                                        progress=progress)
+        except index.EmbedderError as exc:
+            if not fetch:
+                raise
+            models = [m for m in models if m not in fetch]
+            say(f"{exc}; indexing with {', '.join(models)} only")
+            report = index.index_folder(self._store, DEMO_LIBRARY, folder, models, data_dir=self._svc.data_dir,
+                                        progress=progress)
+        say(f"demo library ready: {report.added} clips added, {len(report.failed)} skipped, models {', '.join(models)}")
         return self.get(DEMO_LIBRARY)
 
     def index(self, library: str, folder: str | None = None, uploads: list[str] | None = None,
