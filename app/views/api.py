@@ -34,9 +34,13 @@ def _rename(obj: Any) -> Any:
     return obj
 
 
-def list_libraries(svc: Services) -> list[dict]:
-    """Every library: name, root, models and clip counts."""
-    return svc.libs.table()
+def list_libraries(svc: Services, request: gr.Request | None = None) -> list[dict]:
+    """Every library: name, root, models and clip counts (the server's folder is left out for
+    visitors of a public deployment)."""
+    rows = svc.libs.table()
+    if not svc.access.is_admin(request):
+        rows = [{k: v for k, v in r.items() if k != "root"} for r in rows]
+    return rows
 
 
 def list_models(svc: Services) -> list[dict]:
