@@ -251,8 +251,9 @@ class EdgeStore(Store):
         return err
 
     def _disk_full(self, text: str) -> StoreError:
-        return StoreError(f"the disk of the data folder {self.root.parent} is full ({' '.join(text.split())[:120]}); "
-                          f"free some space and try again")
+        why = "No space left on device" if "No space left" in text else " ".join(text.split())[-80:]
+        return StoreError(f"the disk of the data folder {self.root.parent} is full ({why}): free some space and "
+                          f"try again")
 
     def _check_space(self) -> None:
         """StoreError before a write when the disk has less than `min_free_mb()` free: Qdrant Edge
@@ -265,6 +266,9 @@ class EdgeStore(Store):
         if free < need:
             raise StoreError(f"only {free:.1f} MB free on the disk of the data folder {self.root.parent} (writes "
                              f"keep {need:g} MB, ${MIN_FREE_ENV}): nothing was written; free some space and try again")
+
+    def check_space(self) -> None:
+        self._check_space()
 
     def damaged(self, name: str) -> DamagedCollectionError | None:
         """The error of a collection found damaged in this process, else None."""

@@ -120,6 +120,11 @@ class Store(ABC):
     # whoever knows what the collections hold (index.libraries.open_store names library and fix)
     describe_damage: Callable[[str, str], str] | None = None
 
+    def check_space(self) -> None:
+        """StoreError (one line) when the store's disk is too full to write: checked once before a
+        group of writes that must land together (an edit of every model collection). Only Qdrant
+        Edge writes here; a server reports its own disk."""
+
     def damaged(self, name: str) -> DamagedCollectionError | None:
         """The error of a collection found damaged in this process (files truncated or corrupt),
         else None. Only Qdrant Edge keeps files here; a server reports its own failures."""
