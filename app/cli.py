@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trim", action="store_true", help="trim clips to the model window around their peak")
     p.add_argument("--no-descriptors", action="store_true", help="skip audio descriptors")
     p.add_argument("--no-thumbnails", action="store_true", help="skip spectrogram thumbnails")
+    p.add_argument("--rebuild", action="store_true",
+                   help="drop these models' collections of the library first (e.g. damaged ones) and index them "
+                        "again; tags and labels are kept")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
     p = sub.add_parser("search", help="query by example: clips most similar to a file, a clip id or a text")
@@ -242,7 +245,7 @@ def cmd_index(args) -> int:
     store = _store(args)
     report = index.index_folder(store, args.library, folder, models, data_dir=args.data_dir,
                                 progress=_progress_bar(f"indexing {args.library}"),
-                                batch_size=args.batch_size, options=opts)
+                                batch_size=args.batch_size, options=opts, rebuild=args.rebuild)
     for rel, why in report.failed:
         print(f"skipped {rel}: {why}", file=sys.stderr)
     print(report.summary() + f" ({report.audio_s:.1f} s of audio in {report.wall_s:.1f} s)", file=sys.stderr)
@@ -300,15 +303,18 @@ def cmd_models(args) -> int:
 
 
 def cmd_libraries(args) -> int:
-    rows = [{k: r[k] for k in ("name", "root", "models", "counts")} for r in _services(args).libs.table()]
+    rows = [{k: r[k] for k in ("name", "root", "models", "counts", "damaged")} for r in _services(args).libs.table()]
+    for r in rows:
+        for line in r["damaged"]:  # one line each, with the fix
+            print(f"damaged: {line}", file=sys.stderr)
     if args.json:
         print(json.dumps(rows))
     elif not rows:
         print("no libraries yet: run `python app.py index FOLDER --library NAME`")
     else:
-        print(_table([{"name": r["name"], "clips": max(r["counts"].values(), default=0),
-                       "models": ", ".join(f"{m} ({n})" for m, n in r["counts"].items()), "root": r["root"]}
-                      for r in rows], ["name", "clips", "models", "root"]))
+        print(_table([{"name": r["name"], "clips": max((n for n in r["counts"].values() if n is not None), default=0),
+                       "models": ", ".join(f"{m} ({'damaged' if n is None else n})" for m, n in r["counts"].items()),
+                       "root": r["root"]} for r in rows], ["name", "clips", "models", "root"]))
     return 0
 
 

@@ -10,16 +10,26 @@ streamed, see `stream_blocks`), a streamed file only up to `duration_limit_s()`
 (`$AUDIO_EXPLORER_MAX_DURATION_S`, default 4 h): a few KB of FLAC can claim hours of audio.
 Sample rates outside 1 kHz..768 kHz are refused, multichannel audio is mixed down block by
 block, and truncated WAV/FLAC files (the header promises more than the file holds) are refused.
+Only regular files are read: a FIFO, socket or device is refused before anything opens it, and
+libsndfile reads through a file object opened with O_NONBLOCK and checked with fstat (`open_regular`),
+so a file swapped for a FIFO after the check cannot block either. ffmpeg and ffprobe run with a
+timeout (`$AUDIO_EXPLORER_FFMPEG_TIMEOUT_S`, default 120 s without output) and their stderr goes
+to a file, never a pipe that could fill up.
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
+import select
 import shutil
+import stat
 import subprocess
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 import numpy as np
 
@@ -29,6 +39,8 @@ AUDIO_EXTENSIONS = frozenset(
 MIN_SAMPLES = 1
 MIN_RATE, MAX_RATE = 1_000, 768_000
 MAX_DECODE_ENV, MAX_DURATION_ENV = "AUDIO_EXPLORER_MAX_DECODE_S", "AUDIO_EXPLORER_MAX_DURATION_S"
+FFMPEG_TIMEOUT_ENV = "AUDIO_EXPLORER_FFMPEG_TIMEOUT_S"
+DEFAULT_FFMPEG_TIMEOUT_S = 120.0  # ffmpeg / ffprobe silent this long (no output, not finished): killed
 DEFAULT_MAX_DECODE_S = 600.0  # whole-file decodes (clips, search queries): 10 minutes
 DEFAULT_MAX_DURATION_S = 4 * 3600.0  # streamed files (long recordings): 4 hours
 _READ_BLOCK = 1 << 16  # frames per read when decoding whole files
@@ -37,6 +49,10 @@ _UNKNOWN_FRAMES = 1 << 60  # libsndfile's frame count for a stream of unknown le
 
 class AudioError(ValueError):
     """A file that cannot be used as audio; the message is one line."""
+
+
+class NotRegularFile(OSError):
+    """A path that is not a regular file (a FIFO, socket, device or folder): never read."""
 
 
 @dataclass
@@ -69,6 +85,42 @@ def decode_limit_s() -> float:
 def duration_limit_s() -> float:
     """Longest file accepted at all, streamed (seconds; `$AUDIO_EXPLORER_MAX_DURATION_S`)."""
     return _env_seconds(MAX_DURATION_ENV, DEFAULT_MAX_DURATION_S)
+
+
+def ffmpeg_timeout_s() -> float:
+    """How long ffmpeg / ffprobe may run without output before being killed (`$AUDIO_EXPLORER_FFMPEG_TIMEOUT_S`)."""
+    return _env_seconds(FFMPEG_TIMEOUT_ENV, DEFAULT_FFMPEG_TIMEOUT_S)
+
+
+def file_kind(mode: int) -> str:
+    """What a file of this st_mode is, in words ("a named pipe (FIFO)", "a socket", ...)."""
+    for test, words in ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
+                        (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                        (stat.S_ISDIR, "a folder"), (stat.S_ISREG, "a regular file")):
+        if test(mode):
+            return words
+    return "of an unknown kind"
+
+
+def not_regular_reason(mode: int) -> str:
+    """The one-line reason a non-regular file is skipped."""
+    return f"not a regular file ({file_kind(mode)}): not read"
+
+
+def open_regular(path: str | os.PathLike) -> BinaryIO:
+    """A regular file opened for reading (binary). Opened with O_NONBLOCK, so a FIFO or device
+    (even one swapped in after a check) never blocks the open, then checked with fstat:
+    NotRegularFile (an OSError) unless it is a regular file."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegularFile(errno.EINVAL, not_regular_reason(mode))
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def printable(text: str) -> str:
@@ -105,16 +157,38 @@ def _one_line(text: str) -> str:
 
 
 def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise AudioError(f"{_name(path)}: file not found")
-    if not path.is_file():
-        raise AudioError(f"{_name(path)}: not a regular file")
     try:
-        size = path.stat().st_size
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise AudioError(f"{_name(path)}: file not found") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise AudioError(f"{_name(path)}: symlink loop (not followed)") from None
+        raise AudioError(f"{_name(path)}: cannot read file ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise AudioError(f"{_name(path)}: {not_regular_reason(st.st_mode)}")
+    if st.st_size == 0:
+        raise AudioError(f"{_name(path)}: empty file (0 bytes)")
+
+
+def _open_audio(path: Path) -> BinaryIO:
+    """`open_regular`, its failures as AudioError."""
+    try:
+        return open_regular(path)
+    except NotRegularFile as exc:
+        raise AudioError(f"{_name(path)}: {exc.strerror}") from None
+    except FileNotFoundError:
+        raise AudioError(f"{_name(path)}: file not found") from None
     except OSError as exc:
         raise AudioError(f"{_name(path)}: cannot read file ({exc.strerror or exc})") from None
-    if size == 0:
-        raise AudioError(f"{_name(path)}: empty file (0 bytes)")
+
+
+def _sf_info(path: Path):
+    """libsndfile's header info, read through `open_regular` (never blocks on a FIFO)."""
+    import soundfile as sf
+
+    with _open_audio(path) as fh:
+        return sf.info(fh)
 
 
 def info(path: str | os.PathLike) -> AudioInfo:
@@ -122,9 +196,7 @@ def info(path: str | os.PathLike) -> AudioInfo:
     path = Path(path)
     _check_file(path)
     try:
-        import soundfile as sf
-
-        i = sf.info(str(path))
+        i = _sf_info(path)
         if i.frames > 0 and i.samplerate > 0:
             duration = i.frames / i.samplerate if i.frames < _UNKNOWN_FRAMES else float("inf")
             return AudioInfo(duration, int(i.samplerate), int(i.channels))
@@ -139,7 +211,12 @@ def _ffprobe(path: Path) -> AudioInfo:
         raise AudioError(f"{_name(path)}: format not readable without ffmpeg (install ffmpeg)")
     cmd = [exe, "-v", "error", "-select_streams", "a:0", "-show_entries",
            "stream=sample_rate,channels:format=duration", "-of", "default=nw=1", str(path)]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    try:
+        res = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                             timeout=ffmpeg_timeout_s())
+    except subprocess.TimeoutExpired:
+        raise AudioError(f"{_name(path)}: ffprobe gave no answer within {ffmpeg_timeout_s():g} s "
+                         f"(${FFMPEG_TIMEOUT_ENV}); skipped") from None
     fields = dict(ln.split("=", 1) for ln in res.stdout.splitlines() if "=" in ln)
     try:
         duration = float("inf") if fields.get("duration") == "N/A" else float(fields["duration"])
@@ -175,10 +252,8 @@ def _truncation(path: Path, meta) -> str:
 
 def _check_flac_length(path: Path, decoded_s: float) -> None:
     """AudioError when libsndfile reads a FLAC header whose length the decoded audio falls short of."""
-    import soundfile as sf
-
     try:
-        meta = sf.info(str(path))
+        meta = _sf_info(path)
     except Exception:
         return
     if str(meta.format).upper() == "FLAC" and 0 < meta.frames < _UNKNOWN_FRAMES and meta.samplerate > 0:
@@ -192,8 +267,13 @@ def _read_soundfile(path: Path, max_s: float) -> tuple[np.ndarray, int] | None:
     """(mono wave, rate) through libsndfile, or None when libsndfile cannot read the file."""
     import soundfile as sf
 
+    with _open_audio(path) as fh:
+        return _read_soundfile_from(fh, path, max_s, sf)
+
+
+def _read_soundfile_from(fh: BinaryIO, path: Path, max_s: float, sf) -> tuple[np.ndarray, int] | None:
     try:
-        meta = sf.info(str(path))
+        meta = sf.info(fh)
     except Exception:
         return None
     if meta.frames <= 0 or meta.samplerate <= 0 or meta.frames >= _UNKNOWN_FRAMES:
@@ -208,7 +288,8 @@ def _read_soundfile(path: Path, max_s: float) -> tuple[np.ndarray, int] | None:
         raise _too_long(path, meta.frames / sr, max_s, "for decoding a whole file (long files are streamed)")
     parts, n = [], 0
     try:
-        with sf.SoundFile(str(path)) as f:
+        fh.seek(0)
+        with sf.SoundFile(fh) as f:
             for block in f.blocks(blocksize=_READ_BLOCK, dtype="float32", always_2d=True):
                 parts.append(block[:, 0].copy() if block.shape[1] == 1 else block.mean(axis=1))
                 n += block.shape[0]
@@ -242,6 +323,61 @@ def _ffmpeg_reason(err: str) -> str:
     return printable(reason)
 
 
+class _FFmpeg:
+    """An ffmpeg decoding subprocess: its stdout read with a stall timeout (`ffmpeg_timeout_s`:
+    killed when silent that long), its stderr written to a file (a pipe could fill up and
+    deadlock it)."""
+
+    def __init__(self, exe: str, path: Path, sr: int):
+        self.path = path
+        self.timeout = ffmpeg_timeout_s()
+        self.err = tempfile.TemporaryFile()
+        try:
+            self.proc = subprocess.Popen(_ffmpeg_cmd(exe, path, sr), stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.PIPE, stderr=self.err)
+        except OSError as exc:
+            self.err.close()
+            raise AudioError(f"{_name(path)}: cannot run ffmpeg ({exc.strerror or exc})") from None
+
+    def read(self, n: int) -> bytes:
+        """Up to n bytes (fewer only at the end of the stream)."""
+        fd = self.proc.stdout.fileno()
+        out = bytearray()
+        while len(out) < n:
+            ready, _, _ = select.select([fd], [], [], self.timeout)
+            if not ready:
+                self.proc.kill()
+                raise AudioError(f"{_name(self.path)}: ffmpeg gave no output for {self.timeout:g} s "
+                                 f"(${FFMPEG_TIMEOUT_ENV}); skipped")
+            chunk = os.read(fd, n - len(out))
+            if not chunk:
+                break
+            out += chunk
+        return bytes(out)
+
+    def kill(self) -> None:
+        self.proc.kill()
+
+    def close(self) -> str:
+        """Stop ffmpeg (if it is still running) and return what it wrote to stderr."""
+        self.proc.stdout.close()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        try:
+            size = self.err.seek(0, os.SEEK_END)
+            self.err.seek(max(0, size - 8192))
+            return self.err.read().decode("utf-8", "replace")
+        finally:
+            self.err.close()
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode
+
+
 def _read_ffmpeg(path: Path, sr: int | None, max_s: float) -> tuple[np.ndarray, int]:
     exe = shutil.which("ffmpeg")
     if exe is None:
@@ -250,11 +386,11 @@ def _read_ffmpeg(path: Path, sr: int | None, max_s: float) -> tuple[np.ndarray, 
         sr = info(path).sample_rate
     _check_rate(sr, path)
     limit_bytes = int(max_s * sr) * 4
-    proc = subprocess.Popen(_ffmpeg_cmd(exe, path, sr), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = _FFmpeg(exe, path, sr)
     data = bytearray()
     try:
         while True:
-            buf = proc.stdout.read(1 << 20)
+            buf = proc.read(1 << 20)
             if not buf:
                 break
             data += buf
@@ -263,10 +399,7 @@ def _read_ffmpeg(path: Path, sr: int | None, max_s: float) -> tuple[np.ndarray, 
                 raise _too_long(path, len(data) / 4 / sr, max_s,
                                 "for decoding a whole file (long files are streamed)")
     finally:
-        proc.stdout.close()
-        err = proc.stderr.read().decode("utf-8", "replace")
-        proc.stderr.close()
-        proc.wait()
+        err = proc.close()
     del data[len(data) // 4 * 4:]
     if proc.returncode != 0 or not data:
         raise AudioError(f"{_name(path)}: cannot decode ({_ffmpeg_reason(err)})")
@@ -322,53 +455,68 @@ def stream_blocks(path: str | os.PathLike, block_s: float = 30.0, sample_rate: i
     limit_s = float(max_duration_s or duration_limit_s())
     import soundfile as sf
 
+    fh = _open_audio(path)
     try:
-        meta = sf.info(str(path))
-        ok = 0 < meta.frames < _UNKNOWN_FRAMES and meta.samplerate > 0  # unknown length: ffmpeg below
-    except Exception:
-        ok = False
-    if ok:
-        _check_rate(meta.samplerate, path)
-        reason = _truncation(path, meta)
-        if reason:
-            raise AudioError(f"{_name(path)}: {reason}")
-        if meta.frames / meta.samplerate > limit_s:
-            raise _too_long(path, meta.frames / meta.samplerate, limit_s, "for one file")
-        n = max(1, int(block_s * meta.samplerate))
-        done = 0
         try:
-            for block in sf.blocks(str(path), blocksize=n, dtype="float32", always_2d=True):
-                done += block.shape[0]
-                if done > limit_s * meta.samplerate:
-                    raise _too_long(path, done / meta.samplerate, limit_s, "for one file")
-                out = _sanitise(block[:, 0] if block.shape[1] == 1 else block.mean(axis=1), _name(path))
-                if sample_rate and sample_rate != meta.samplerate:
-                    out = resample(out, meta.samplerate, sample_rate)
-                yield out, (sample_rate or meta.samplerate)
-        except AudioError:
-            raise
-        except Exception as exc:  # libsndfile gives up part-way: truncated or corrupt
-            where = f" after {_hms(done / meta.samplerate)}" if done else ""
-            raise AudioError(f"{_name(path)}: corrupt or truncated file{where} "
-                             f"({printable(_one_line(str(exc))) or type(exc).__name__})") from None
-        if done == 0:
-            raise AudioError(f"{_name(path)}: no audio samples (empty stream)")
-        if str(meta.format).upper() == "FLAC" and done < 0.99 * meta.frames:
-            raise AudioError(f"{_name(path)}: truncated file: the header promises "
-                             f"{_hms(meta.frames / meta.samplerate)}, {_hms(done / meta.samplerate)} decodes")
-        return
+            meta = sf.info(fh)
+            ok = 0 < meta.frames < _UNKNOWN_FRAMES and meta.samplerate > 0  # unknown length: ffmpeg below
+        except Exception:
+            ok = False
+        if ok:
+            yield from _stream_soundfile(fh, path, meta, block_s, sample_rate, limit_s, sf)
+            return
+    finally:
+        fh.close()
+    yield from _stream_ffmpeg(path, block_s, sample_rate, limit_s)
+
+
+def _stream_soundfile(fh: BinaryIO, path: Path, meta, block_s: float, sample_rate: int | None,
+                      limit_s: float, sf) -> Iterator[tuple[np.ndarray, int]]:
+    _check_rate(meta.samplerate, path)
+    reason = _truncation(path, meta)
+    if reason:
+        raise AudioError(f"{_name(path)}: {reason}")
+    if meta.frames / meta.samplerate > limit_s:
+        raise _too_long(path, meta.frames / meta.samplerate, limit_s, "for one file")
+    n = max(1, int(block_s * meta.samplerate))
+    done = 0
+    try:
+        fh.seek(0)
+        for block in sf.blocks(fh, blocksize=n, dtype="float32", always_2d=True):
+            done += block.shape[0]
+            if done > limit_s * meta.samplerate:
+                raise _too_long(path, done / meta.samplerate, limit_s, "for one file")
+            out = _sanitise(block[:, 0] if block.shape[1] == 1 else block.mean(axis=1), _name(path))
+            if sample_rate and sample_rate != meta.samplerate:
+                out = resample(out, meta.samplerate, sample_rate)
+            yield out, (sample_rate or meta.samplerate)
+    except AudioError:
+        raise
+    except Exception as exc:  # libsndfile gives up part-way: truncated or corrupt
+        where = f" after {_hms(done / meta.samplerate)}" if done else ""
+        raise AudioError(f"{_name(path)}: corrupt or truncated file{where} "
+                         f"({printable(_one_line(str(exc))) or type(exc).__name__})") from None
+    if done == 0:
+        raise AudioError(f"{_name(path)}: no audio samples (empty stream)")
+    if str(meta.format).upper() == "FLAC" and done < 0.99 * meta.frames:
+        raise AudioError(f"{_name(path)}: truncated file: the header promises "
+                         f"{_hms(meta.frames / meta.samplerate)}, {_hms(done / meta.samplerate)} decodes")
+
+
+def _stream_ffmpeg(path: Path, block_s: float, sample_rate: int | None,
+                   limit_s: float) -> Iterator[tuple[np.ndarray, int]]:
     exe = shutil.which("ffmpeg")
     if exe is None:
         raise AudioError(f"{_name(path)}: cannot decode this format without ffmpeg (install ffmpeg)")
     sr = sample_rate or info(path).sample_rate
     _check_rate(sr, path)
-    proc = subprocess.Popen(_ffmpeg_cmd(exe, path, sr), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = _FFmpeg(exe, path, sr)
     n_bytes = max(4, int(block_s * sr) * 4)
     got, total = False, 0
     err = ""
     try:
         while True:
-            buf = proc.stdout.read(n_bytes)
+            buf = proc.read(n_bytes)
             if not buf:
                 break
             buf = buf[: len(buf) // 4 * 4]
@@ -379,10 +527,7 @@ def stream_blocks(path: str | os.PathLike, block_s: float = 30.0, sample_rate: i
                 raise _too_long(path, total / sr, limit_s, "for one file")
             yield _sanitise(np.frombuffer(buf, np.float32).copy(), _name(path)), sr
     finally:
-        proc.stdout.close()
-        err = proc.stderr.read().decode("utf-8", "replace")
-        proc.stderr.close()
-        proc.wait()
+        err = proc.close()
     if not got:
         raise AudioError(f"{_name(path)}: cannot decode ({_ffmpeg_reason(err)})")
 

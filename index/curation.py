@@ -9,6 +9,9 @@
   server); each edit returns what it replaced, which `restore` puts back (undo).
 - Cluster ids (`cluster`, `cluster_name`) are written to the chosen model's collection only:
   clusters are a model's view of the library.
+- Nothing half-written: an edit (or a clustering) first asks the store whether its disk has room
+  (`Store.check_space`: one-line StoreError, nothing written), and a write that fails part-way is
+  undone in the collections already written before the StoreError goes on.
 - Near-duplicates: every clip's nearest neighbours above a cosine threshold, from batched
   Qdrant queries, joined into groups; exact duplicates share a content hash.
 """
@@ -23,7 +26,7 @@ import numpy as np
 
 from .libraries import LibraryError, get_library
 from .naming import collection_name, edits_collection_name
-from .store import Store
+from .store import Store, StoreError
 
 EDIT_INDEXES = {"tags": "keyword", "label_source": "keyword", "cluster": "integer"}
 MAX_TAG_LEN = 64
@@ -127,12 +130,16 @@ def _edit_payload(rec: dict) -> dict:
     return p
 
 
-def _write(store: Store, library: str, colls: list[str], records: dict[str, dict]) -> None:
-    """Write edits records (id -> record) to the edits collection and every model collection."""
+def _write(store: Store, library: str, colls: list[str], records: dict[str, dict],
+           done: list[str] | None = None) -> None:
+    """Write edits records (id -> record) to the edits collection and every model collection
+    (appending to `done` each collection as it is written to)."""
     if not records:
         return
+    done = [] if done is None else done
     ecoll = _ensure_edits(store, library)
     ids = list(records)
+    done.append(ecoll)
     store.upsert(ecoll, ids, np.ones((len(ids), 1), np.float32), [records[i] for i in ids])
     groups: dict[str, list[str]] = defaultdict(list)  # one payload update per distinct payload
     payloads: dict[str, dict] = {}
@@ -142,6 +149,7 @@ def _write(store: Store, library: str, colls: list[str], records: dict[str, dict
         groups[key].append(i)
         payloads[key] = p
     for coll in colls:
+        done.append(coll)
         for key in EDIT_INDEXES:
             if key != "cluster":
                 store.ensure_index(coll, key, EDIT_INDEXES[key])
@@ -151,6 +159,73 @@ def _write(store: Store, library: str, colls: list[str], records: dict[str, dict
             gone = [k for k, v in p.items() if v is None]
             if gone:
                 store.delete_payload(coll, members, gone)
+
+
+def _undo_records(last: Undo, cur: dict[str, dict]) -> dict[str, dict]:
+    """The edits records that put back what an edit replaced (ids no longer present are left out)."""
+    records = {}
+    for i, rec in last:
+        if i not in cur:
+            continue
+        p = cur[i]
+        records[i] = rec or {"tags": [], "user_label": None, "folder_label": p.get("folder_label", p.get("label")),
+                             "file_id": p.get("file_id"), "path": p.get("path")}
+    return records
+
+
+EDIT_KEYS = ("tags", "label", "label_source", "folder_label")  # the clip payload keys an edit writes
+
+
+def _put_back(store: Store, library: str, colls: list[str], undo: Undo, cur: dict[str, dict]) -> None:
+    """Restore exactly what `_write` replaced in `colls` (the edits collection among them): each
+    clip's edit keys as they were in `cur`, and each edits record as it was (or none)."""
+    ecoll = edits_collection_name(library)
+    had = {i: rec for i, rec in undo if rec is not None}
+    if ecoll in colls:
+        if had:
+            ids = list(had)
+            store.upsert(ecoll, ids, np.ones((len(ids), 1), np.float32), [had[i] for i in ids])
+        fresh = [i for i, rec in undo if rec is None]
+        if fresh:
+            store.delete(ecoll, fresh)
+    groups: dict[str, list[str]] = defaultdict(list)  # one update per distinct set of old values
+    values: dict[str, dict] = {}
+    for i, _rec in undo:
+        old = {k: cur.get(i, {}).get(k) for k in EDIT_KEYS if k in cur.get(i, {})}
+        key = repr(sorted(old.items()))
+        groups[key].append(i)
+        values[key] = old
+    for coll in colls:
+        if coll == ecoll:
+            continue
+        for key, members in groups.items():
+            old = values[key]
+            if old:
+                store.set_payload(coll, members, old)
+            gone = [k for k in EDIT_KEYS if k not in old]
+            if gone:
+                store.delete_payload(coll, members, gone)
+
+
+def _write_whole(store: Store, library: str, colls: list[str], records: dict[str, dict], undo: Undo,
+                 cur: dict[str, dict]) -> None:
+    """`_write`, all or nothing: the disk is checked first; a write failing part-way is undone in
+    the collections already written, and the StoreError says so."""
+    if not records:
+        return
+    store.check_space()
+    done: list[str] = []
+    try:
+        _write(store, library, colls, records, done)
+    except StoreError as exc:
+        if not done:
+            raise
+        try:
+            _put_back(store, library, done, undo, cur)
+        except StoreError as again:
+            raise StoreError(f"{exc} (the edit was written to {len(done)} collections and could not be undone: "
+                             f"{again})") from None
+        raise StoreError(f"{exc} (nothing was changed: the part already written was undone)") from None
 
 
 def edit(store: Store, library: str, ids: Iterable[str], add: Iterable[str] = (), remove: Iterable[str] = (),
@@ -192,7 +267,7 @@ def edit(store: Store, library: str, ids: Iterable[str], add: Iterable[str] = ()
             if sorted(old.get("tags") or []) != rec["tags"] or old.get("user_label") != rec["user_label"]:
                 new[i] = rec
                 undo.append((i, before.get(i)))
-        _write(store, library, colls, new)
+        _write_whole(store, library, colls, new, undo, cur)
         return EditResult(len(new), missing, len(colls), len(present), undo)
 
 
@@ -201,14 +276,9 @@ def restore(store: Store, library: str, last: Undo) -> EditResult:
     with _lock(library):
         colls = clip_collections(store, library)
         cur = _current(store, colls, [i for i, _ in last])
-        records = {}
-        for i, rec in last:
-            if i not in cur:
-                continue
-            p = cur[i]
-            records[i] = rec or {"tags": [], "user_label": None, "folder_label": p.get("folder_label", p.get("label")),
-                                 "file_id": p.get("file_id"), "path": p.get("path")}
-        _write(store, library, colls, records)
+        records = _undo_records(last, cur)
+        before = _edit_records(store, library, list(records))
+        _write_whole(store, library, colls, records, [(i, before.get(i)) for i in records], cur)
         return EditResult(len(records), [i for i, _ in last if i not in cur], len(colls), len(last))
 
 
@@ -250,14 +320,34 @@ def ids_where(store: Store, library: str, model: str, flt: dict) -> list[str]:
 
 def write_clusters(store: Store, library: str, model: str, ids: Sequence[str], clusters: Sequence[int],
                    names: dict[int, str]) -> None:
-    """Persist cluster ids (and names) in (library, model)'s payload; noise gets cluster -1."""
+    """Persist cluster ids (and names) in (library, model)'s payload; noise gets cluster -1. All or
+    nothing: the disk is checked first, and a write failing part-way puts the previous ids back."""
     coll = collection_name(library, model)
+    store.check_space()
     store.ensure_index(coll, "cluster", "integer")
     groups: dict[int, list[str]] = defaultdict(list)
     for i, c in zip(ids, clusters):
         groups[int(c)].append(i)
-    for c, members in groups.items():
-        store.set_payload(coll, members, {"cluster": c, "cluster_name": names.get(c, "noise")})
+    written: list[str] = []
+    old = {r.id: (r.payload.get("cluster"), r.payload.get("cluster_name")) for r in store.retrieve(coll, list(ids))}
+    try:
+        for c, members in groups.items():
+            written.extend(members)
+            store.set_payload(coll, members, {"cluster": c, "cluster_name": names.get(c, "noise")})
+    except StoreError as exc:
+        previous: dict[tuple, list[str]] = defaultdict(list)
+        for i in written:
+            previous[old.get(i, (None, None))].append(i)
+        try:
+            for (c, name), members in previous.items():
+                if c is None:
+                    store.delete_payload(coll, members, ["cluster", "cluster_name"])
+                else:
+                    store.set_payload(coll, members, {"cluster": c, "cluster_name": name})
+        except StoreError as again:
+            raise StoreError(f"{exc} (the clusters were saved in part and the previous ones could not be put "
+                             f"back: {again})") from None
+        raise StoreError(f"{exc} (the clusters were not saved; the previous ones are kept)") from None
 
 
 @dataclass

@@ -8,6 +8,13 @@ nothing is duplicated). Long files are streamed block by block, never decoded wh
 file that fails part-way has the segments written so far removed again. Files with the same
 content have the same id: the first path is indexed, the others are reported ("same audio as").
 
+Hostile files: only regular files are read. The folder scan skips FIFOs, sockets, devices,
+symlink loops and broken links with a one-line reason (`os.lstat` / `os.stat`, nothing opened);
+hashing opens with O_NONBLOCK and checks with fstat, so a file swapped for a FIFO later cannot
+block either, and reads no more than the size the file had when opened. A file that vanishes,
+grows or is replaced between hashing and decoding is skipped ("vanished while indexing",
+"changed while indexing"); decoding has its own guards (`embedders.audio`).
+
 Guards: the data folder must be writable (checked before anything is written), and indexing
 stops with a one-line error, between batches, when the data folder's disk has less than
 `$AUDIO_EXPLORER_MIN_FREE_MB` (default 64) MB free: Qdrant Edge writes through memory maps,
@@ -16,8 +23,10 @@ and a write into a full disk would kill the process (SIGBUS) instead of raising 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
+import stat
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -28,8 +37,8 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 import embedders
-from embedders.audio import (AudioError, decode, info, is_audio_path, printable, resample, stream_segments,
-                             trim_to_peak)
+from embedders.audio import (AudioError, NotRegularFile, decode, file_kind, info, is_audio_path, not_regular_reason, printable,
+                             resample, stream_segments, trim_to_peak)
 from embedders.base import Embedder, l2_normalise
 from embedders.descriptors import describe, write_thumbnail
 from embedders.paths import data_dir as resolve_data_dir
@@ -37,10 +46,11 @@ from embedders.paths import data_dir as resolve_data_dir
 from .labels import Labeler, make_labeler
 from .libraries import Library, LibraryError, UnknownLibraryError, get_library, save_library
 from .curation import merge_edits
-from .naming import (check_library_name, collection_name, content_hash, frame_point_id,
-                     frames_collection_name, point_id)
+from .naming import (FileChangedError, FileStamp, check_library_name, collection_name, describe_change,
+                     file_stamp, frame_point_id, frames_collection_name, hash_file, point_id)
 from . import store as store_module
-from .store import Store, StoreError
+from .store import DamagedCollectionError, Store, StoreError
+from .store.interface import DEFAULT_MIN_FREE_MB, MIN_FREE_ENV, min_free_mb  # one threshold for ingest and writes
 
 Progress = Callable[[int, int, str], None]
 CLIP_INDEXES = {"label": "keyword", "path": "keyword", "folder": "keyword", "top_tags": "keyword",
@@ -50,8 +60,6 @@ FRAME_INDEXES = {"file_id": "keyword", "label": "keyword", "time_s": "float"}
 TOP_TAGS = 5
 LONG_FILE_S = 30.0  # in "auto" mode, files longer than this are split into segments
 SEGMENT_BATCH = 64
-MIN_FREE_ENV = "AUDIO_EXPLORER_MIN_FREE_MB"
-DEFAULT_MIN_FREE_MB = 64.0
 
 
 @dataclass
@@ -79,11 +87,13 @@ class IngestReport:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (relative path, one-line reason)
     audio_s: float = 0.0  # seconds of audio embedded
     wall_s: float = 0.0
+    rebuilt: list[str] = field(default_factory=list)  # collections dropped to be rebuilt (`rebuild=True`)
 
     def summary(self) -> str:
         """One line for people."""
-        return (f"library '{self.library}': {self.files_seen} files, {self.added} added, "
-                f"{self.unchanged} unchanged, {len(self.failed)} skipped")
+        s = (f"library '{self.library}': {self.files_seen} files, {self.added} added, "
+             f"{self.unchanged} unchanged, {len(self.failed)} skipped")
+        return s + (f"; rebuilt {len(self.rebuilt)} collections" if self.rebuilt else "")
 
 
 @dataclass
@@ -95,6 +105,7 @@ class _Item:
     label: str | None
     extra: dict = field(default_factory=dict)
     sha1: str = ""
+    stamp: FileStamp | None = None  # the file's (device, inode, size, mtime) when it was hashed
     file_id: str = ""
     id: str = ""
     start_s: float = 0.0
@@ -106,8 +117,39 @@ class _Item:
     error: str = ""
 
 
+VANISHED = "vanished while indexing (it was there when the folder was scanned)"
+SYMLINK_LOOP = "symlink loop (not followed)"
+
+
+def _scan_reason(p: Path, root: Path) -> str:
+    """Why a listed audio path is skipped ("" to index it), from lstat/stat only: nothing is opened."""
+    try:
+        lst = os.lstat(p)
+    except FileNotFoundError:
+        return "vanished while the folder was scanned"
+    except OSError as exc:
+        return f"cannot read file ({exc.strerror or exc})"
+    if not stat.S_ISLNK(lst.st_mode):
+        return "" if stat.S_ISREG(lst.st_mode) else not_regular_reason(lst.st_mode)
+    try:
+        st = os.stat(p)
+        target = p.resolve(strict=True)
+    except RuntimeError:  # Python 3.11's resolve() on a loop
+        return SYMLINK_LOOP
+    except FileNotFoundError:
+        return "broken symlink (its target does not exist)"
+    except OSError as exc:
+        return SYMLINK_LOOP if exc.errno == errno.ELOOP else f"cannot follow symlink ({exc.strerror or exc})"
+    if not stat.S_ISREG(st.st_mode):
+        return f"not a regular file (a symlink to {file_kind(st.st_mode)}): not read"
+    if root not in target.parents:
+        return "symlink points outside the library (not followed)"
+    return ""
+
+
 def scan_folder(root: str | os.PathLike) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Audio files under root (sorted) and files skipped with a reason; links leaving root are not followed."""
+    """Audio files under root (sorted) and files skipped with a reason: links leaving root, FIFOs,
+    sockets, devices, symlink loops and broken links (told apart with lstat/stat, never opened)."""
     root = Path(root).resolve()
     if not root.is_dir():
         raise LibraryError(f"not a folder: {root}")
@@ -120,13 +162,40 @@ def scan_folder(root: str | os.PathLike) -> tuple[list[Path], list[tuple[str, st
             p = Path(dirpath) / fn
             if not is_audio_path(p):
                 continue
-            if p.is_symlink():
-                target = p.resolve()
-                if root not in target.parents:
-                    skipped.append((p.relative_to(root).as_posix(), "symlink points outside the library (not followed)"))
-                    continue
+            why = _scan_reason(p, root)
+            if why:
+                skipped.append((p.relative_to(root).as_posix(), why))
+                continue
             files.append(p)
     return files, skipped
+
+
+def _hash(p: Path) -> tuple[str, FileStamp | None, str]:
+    """(sha1, stamp, "") of a file, or ("", None, one-line reason) when it cannot be hashed."""
+    try:
+        sha1, stamp = hash_file(p)
+        return sha1, stamp, ""
+    except (NotRegularFile, FileChangedError) as exc:
+        return "", None, str(exc.strerror)
+    except FileNotFoundError:
+        return "", None, VANISHED
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "", None, SYMLINK_LOOP
+        return "", None, f"cannot read file ({exc.strerror or exc})"
+
+
+def _changed(p: Path, stamp: FileStamp | None) -> str:
+    """A one-line reason when the file is no longer the one that was hashed, else ""."""
+    try:
+        now = file_stamp(os.stat(p))
+    except FileNotFoundError:
+        return VANISHED
+    except OSError as exc:
+        return f"cannot read file ({exc.strerror or exc})"
+    if stamp is not None and now != stamp:
+        return f"changed while indexing ({describe_change(stamp, now)}); index it again once it is complete"
+    return ""
 
 
 def check_writable(data_dir: Path) -> None:
@@ -140,14 +209,6 @@ def check_writable(data_dir: Path) -> None:
     except OSError as exc:
         raise LibraryError(f"the data folder {data_dir} is not writable ({exc.strerror or exc}); indexing "
                            f"writes there: fix its permissions or choose another with --data-dir") from None
-
-
-def min_free_mb() -> float:
-    """Free space (MB) that indexing keeps on the data folder's disk (`$AUDIO_EXPLORER_MIN_FREE_MB`)."""
-    try:
-        return max(0.0, float(os.environ.get(MIN_FREE_ENV, "") or DEFAULT_MIN_FREE_MB))
-    except ValueError:
-        return DEFAULT_MIN_FREE_MB
 
 
 def check_free_space(data_dir: Path) -> None:
@@ -274,15 +335,18 @@ class _Run:
         if not self.copies:
             return
         colls = [c for c in (collection_name(self.library, m) for m in get_library(self.store, self.library).models)
-                 if self.store.has_collection(c)]
-        if not colls:
-            return
-        known = {r.id: r.payload for r in self.store.retrieve(colls[0], list(self.copies))}
-        for pid, paths in self.copies.items():
-            if pid in known:
-                merged = sorted(set(known[pid].get("copies") or []) | paths)
-                for coll in colls:
-                    self.store.set_payload(coll, [pid], {"copies": merged})
+                 if self.store.has_collection(c) and self.store.damaged(c) is None]
+        known: dict[str, dict] | None = None
+        for coll in colls:
+            try:
+                if known is None:
+                    known = {r.id: r.payload for r in self.store.retrieve(coll, list(self.copies))}
+                for pid, paths in self.copies.items():
+                    if pid in known:
+                        merged = sorted(set(known[pid].get("copies") or []) | paths)
+                        self.store.set_payload(coll, [pid], {"copies": merged})
+            except DamagedCollectionError:
+                continue  # another model's damaged collection: reported by `libraries`, rebuilt on its own
 
     def fail(self, rel: str, why: str) -> None:
         """Report a skipped file (or segment) with a one-line reason."""
@@ -316,20 +380,25 @@ class _Run:
         items = []
         for p in paths:
             it = self._new_item(p)
-            try:
-                it.sha1 = content_hash(p)
+            it.sha1, it.stamp, it.error = _hash(p)
+            if not it.error:
                 it.id = it.file_id = point_id(it.sha1)
-            except OSError as exc:
-                it.error = f"cannot read file ({exc.strerror or exc})"
             items.append(it)
         ok = [it for it in items if not it.error]
         self._mark_missing(ok)
         for it in ok:
             if it.missing:
+                it.error = _changed(it.path, it.stamp)
+                if it.error:
+                    continue
                 try:
                     it.wave, it.sr = decode(it.path)
                 except Exception as exc:  # one bad file never stops a batch
                     it.error = _one_line(exc, it.path.name)
+                    continue
+                it.error = _changed(it.path, it.stamp)  # what was decoded is what was hashed
+                if it.error:
+                    it.wave = None
         return items
 
     def process(self, items: list[_Item]) -> None:
@@ -398,10 +467,9 @@ class _Run:
     def index_long(self, p: Path) -> None:
         """Stream a long file as segments, batch by batch."""
         base = self._new_item(p)
-        try:
-            base.sha1 = content_hash(p)
-        except OSError as exc:
-            self.fail(base.rel, f"cannot read file ({exc.strerror or exc})")
+        base.sha1, base.stamp, why = _hash(p)
+        if why:
+            self.fail(base.rel, why)
             return
         base.file_id = point_id(base.sha1)
         first = self.seen.setdefault(base.file_id, base.rel)
@@ -421,6 +489,9 @@ class _Run:
                     self._flush_segments(batch)
                     batch = []
             self._flush_segments(batch)
+            why = _changed(p, base.stamp)  # what was streamed is what was hashed
+            if why:
+                raise AudioError(why)
         except (LibraryError, StoreError):
             raise  # the run stops (disk full, store failure); segments written so far are whole points
         except Exception as exc:  # a corrupt, truncated or too long file: skip it and remove its segments
@@ -449,8 +520,11 @@ class _Run:
 def index_files(store: Store, library: str, root: str | os.PathLike, files: Sequence[Path],
                 models: Sequence[str], data_dir: str | os.PathLike | None = None,
                 progress: Progress | None = None, batch_size: int = 16, kind: str = "folder",
-                pre_skipped: Sequence[tuple[str, str]] = (), options: IngestOptions | None = None) -> IngestReport:
-    """Index `files` (under `root`) into `library` with `models`; resumable and idempotent."""
+                pre_skipped: Sequence[tuple[str, str]] = (), options: IngestOptions | None = None,
+                rebuild: bool = False) -> IngestReport:
+    """Index `files` (under `root`) into `library` with `models`; resumable and idempotent.
+    `rebuild`: first drop the library's collections of these models (damaged ones too), keeping its
+    user edits collection, whose tags and labels the new points get back (`merge_edits`)."""
     t0 = time.perf_counter()
     check_library_name(library)
     opts = options or IngestOptions()
@@ -476,6 +550,12 @@ def index_files(store: Store, library: str, root: str | os.PathLike, files: Sequ
             if Path(lib.root).resolve() != root:
                 raise LibraryError(f"library '{library}' is rooted at {lib.root}, not {root}; "
                                    f"choose another library name")
+            if rebuild:
+                for emb in embs:
+                    for coll in (frames_collection_name(library, emb.name), collection_name(library, emb.name)):
+                        if store.has_collection(coll):
+                            store.delete_collection(coll)
+                            report.rebuilt.append(coll)
         for emb in embs:
             ensure_collections(store, library, emb)
         lib.models = list(dict.fromkeys(lib.models + [e.name for e in embs]))
@@ -530,9 +610,9 @@ def build_search_index(store: Store, library: str, models: Sequence[str],
 
 def index_folder(store: Store, library: str, folder: str | os.PathLike, models: Sequence[str],
                  data_dir: str | os.PathLike | None = None, progress: Progress | None = None,
-                 batch_size: int = 16, options: IngestOptions | None = None) -> IngestReport:
+                 batch_size: int = 16, options: IngestOptions | None = None, rebuild: bool = False) -> IngestReport:
     """Index every audio file under `folder` into `library` (labels from sub-folders unless
-    `options.labels` says otherwise)."""
+    `options.labels` says otherwise); `rebuild` first drops these models' collections (see `index_files`)."""
     check_library_name(library)
     for m in models:
         embedders.get_spec(m, data_dir)
@@ -540,7 +620,7 @@ def index_folder(store: Store, library: str, folder: str | os.PathLike, models: 
     if not files and not skipped:
         raise LibraryError(f"no audio files found in {folder}")
     return index_files(store, library, folder, files, models, data_dir=data_dir, progress=progress,
-                       batch_size=batch_size, pre_skipped=skipped, options=options)
+                       batch_size=batch_size, pre_skipped=skipped, options=options, rebuild=rebuild)
 
 
 def index_recording(store: Store, library: str, path: str | os.PathLike, models: Sequence[str],

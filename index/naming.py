@@ -1,10 +1,13 @@
 """Names and ids: collections per (library, model), deterministic point ids."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
 import uuid
+
+from embedders.audio import open_regular
 
 NAMESPACE = uuid.UUID("6f1c2a7e-1d0b-5c38-9a57-3e0f7b1f4d21")
 LIBRARY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -46,16 +49,51 @@ def library_prefix(library: str) -> str:
     return f"lib__{check_library_name(library)}__"
 
 
-def content_hash(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """sha1 hex digest of a file's bytes."""
+FileStamp = tuple[int, int, int, int]  # (device, inode, size in bytes, mtime in ns)
+
+
+class FileChangedError(OSError):
+    """A file whose size, modification time or inode changed while it was being read."""
+
+
+def file_stamp(st: os.stat_result) -> FileStamp:
+    """What tells one version of a file from another: (device, inode, size, mtime_ns)."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def describe_change(before: FileStamp, after: FileStamp) -> str:
+    """How a file changed, in a few words ("size 100 -> 250 bytes", "replaced", "modified")."""
+    if before[:2] != after[:2]:
+        return "replaced by another file"
+    if before[2] != after[2]:
+        return f"size {before[2]} -> {after[2]} bytes"
+    return "modified"
+
+
+def hash_file(path: str | os.PathLike, chunk: int = 1 << 20) -> tuple[str, FileStamp]:
+    """sha1 hex digest of a regular file's bytes, and its stamp. Never blocks on a FIFO or device
+    (`NotRegularFile`, an OSError) and reads no more than the size the file had when opened: a file
+    that changes meanwhile is a `FileChangedError`."""
     h = hashlib.sha1()
-    with open(path, "rb") as f:
-        while True:
-            block = f.read(chunk)
+    with open_regular(path) as f:
+        before = file_stamp(os.fstat(f.fileno()))
+        left = before[2]
+        while left > 0:
+            block = f.read(min(chunk, left))
             if not block:
                 break
             h.update(block)
-    return h.hexdigest()
+            left -= len(block)
+        after = file_stamp(os.fstat(f.fileno()))
+    if after != before or left:
+        raise FileChangedError(errno.EAGAIN, f"changed while indexing ({describe_change(before, after)}); "
+                                             f"index it again once it is complete")
+    return h.hexdigest(), after
+
+
+def content_hash(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """sha1 hex digest of a file's bytes."""
+    return hash_file(path, chunk)[0]
 
 
 def point_id(content_sha1: str, segment: str = "clip") -> str:
@@ -80,3 +118,19 @@ def edits_collection_name(library: str) -> str:
     """The collection of a library's user edits (tags, user labels), one point per clip id: what
     re-indexing merges from. No model part can clash with it: model parts never hold '__'."""
     return library_prefix(library) + "user" + EDITS_SUFFIX
+
+
+def parse_collection_name(name: str) -> tuple[str, str, str] | None:
+    """(library, model part, kind) of a library's collection, kind "clips", "frames" or "edits"
+    (model part "" for edits); None for any other name."""
+    parts = name.split("__")
+    if len(parts) < 3 or parts[0] != "lib" or not LIBRARY_RE.match(parts[1]):
+        return None
+    rest = parts[2:]
+    if rest == ["user", EDITS_SUFFIX[2:]]:
+        return parts[1], "", "edits"
+    if len(rest) == 2 and "__" + rest[1] == FRAMES_SUFFIX:
+        return parts[1], rest[0], "frames"
+    if len(rest) == 1:
+        return parts[1], rest[0], "clips"
+    return None

@@ -6,7 +6,12 @@
   and a full disk, on a tmpfs, where this machine lets the test mount one): one-line errors,
   nothing corrupted, and the same command resumes once the disk has room;
 - a Qdrant server that cannot be reached: one line at start, non-zero exit;
-- two indexing jobs on one library at once: the second is refused, no duplicates.
+- two indexing jobs on one library at once: the second is refused, no duplicates;
+- one collection's shard damaged (truncated, zeroed or corrupt files; a corruption that makes Qdrant
+  Edge abort the process that loads it): the app starts, the other libraries work, the damaged one
+  is named in one line with the fix, and `index --rebuild` restores it with its tags;
+- the disk fills up before tagging or clustering (a tmpfs), or a write fails part-way (an injected
+  ENOSPC in the Edge backend's write path): one-line errors, nothing half-written.
 """
 from __future__ import annotations
 
@@ -374,3 +379,269 @@ def test_two_indexers_on_one_library(corpus, clean, tmp_path):
     snap = snapshot(data)
     assert snap["dsp"]["ids"] == clean["dsp"]["ids"] and snap["dsp"]["frame_ids"] == clean["dsp"]["frame_ids"]
     assert META_COLLECTION in snap["collections"]
+
+
+
+# ---- a damaged shard ------------------------------------------------------------------------------
+
+def _segment_files(coll_dir: Path, pattern: str) -> list[Path]:
+    found = sorted(coll_dir.glob(f"segments/*/{pattern}"))
+    assert found, f"no {pattern} in {coll_dir}"
+    return found
+
+
+def damage(coll_dir: Path, kind: str) -> None:
+    """Damage one collection's shard the way a crash, a full disk or bad storage can."""
+    if kind == "status":  # a truncated status file: Edge panics while loading (PanicException)
+        os.truncate(_segment_files(coll_dir, "vector_storage-embedding/vectors/status.dat")[0], 0)
+    elif kind == "id-mapping":  # a corrupt id mapping: Edge asks for ~100 GB and aborts the process (SIGABRT)
+        with open(_segment_files(coll_dir, "mutable_id_tracker.mappings")[0], "r+b") as fh:
+            fh.seek(17)  # the first entry's internal id (1 type byte, 16 uuid bytes, u32 id)
+            fh.write(b"\xf0\xff\xff\xff")
+    elif kind == "vectors":  # a truncated vector file: loads, fails at the first query
+        for f in _segment_files(coll_dir, "vector_storage-embedding/vectors/chunk_0.mmap"):
+            os.truncate(f, 100)
+    elif kind == "wal":  # garbage over the write-ahead log's headers
+        for f in sorted((coll_dir / "wal").glob("open-*")):
+            with open(f, "r+b") as fh:
+                fh.write(random.Random(1).randbytes(4096))
+    elif kind == "config":
+        (coll_dir / "edge_config.json").write_text("{ not json")
+    else:
+        raise ValueError(kind)
+
+
+@pytest.fixture(scope="module")
+def two_libraries(corpus, tmp_path_factory) -> tuple[Path, Path]:
+    """A data folder with library 'k' (kick + hihat, dsp, three clips tagged 'keep') and library
+    'other' (pad), built once: (data folder, k's root)."""
+    base = tmp_path_factory.mktemp("two")
+    data, root = base / "data", base / "k"
+    shutil.copytree(corpus / "kick", root / "kick")
+    shutil.copytree(corpus / "hihat", root / "hihat")
+    store = index.open_store(data)
+    try:
+        index.index_folder(store, LIB, root, ["dsp"], data_dir=data)
+        index.index_folder(store, "other", corpus / "pad", ["dsp"], data_dir=data)
+        from index.curation import edit
+
+        kicks = sorted(r.id for r in store.scroll(collection_name(LIB, "dsp"), flt={"label": "kick"}))[:3]
+        edit(store, LIB, kicks, add=["keep"])
+    finally:
+        store.close()
+    return data, root
+
+
+@pytest.mark.parametrize("kind", ["status", "id-mapping", "vectors", "wal", "config"])
+def test_damaged_shard_is_reported_and_rebuilt(two_libraries, tmp_path, kind):
+    """In-process: a damaged clip collection never raises out of the listing, is one line naming
+    library, model and the rebuild command, leaves the other library working, and `rebuild`
+    restores it (search and the tags come back)."""
+    src, root = two_libraries
+    data = tmp_path / "data"
+    shutil.copytree(src, data)
+    damage(data / "qdrant" / collection_name(LIB, "dsp"), kind)
+    store = index.open_store(data)
+    try:
+        assert [lib.name for lib in index.list_libraries(store)] == [LIB, "other"]
+        counts, dmg = index.library_status(store, LIB)
+        assert counts == {"dsp": None} and list(dmg) == ["dsp"]
+        line = dmg["dsp"]
+        assert line.startswith(f"library '{LIB}' model 'dsp': its Qdrant data is damaged (")
+        assert line.endswith(f"rebuild it from its audio with `python app.py index {root} --library {LIB} "
+                             f"--models dsp --rebuild`") and "\n" not in line, line
+        assert index.library_counts(store, "other") == {"dsp": 8}
+        query = root / "kick" / "kick_00.wav"
+        assert index.search_file(store, "other", "dsp", query, k=3, data_dir=data)[0].score > 0
+        with pytest.raises(index.DamagedCollectionError) as exc:
+            index.search_file(store, LIB, "dsp", query, k=3, data_dir=data)
+        assert str(exc.value) == line
+        with pytest.raises(index.DamagedCollectionError):  # indexing without --rebuild: the same line
+            index.index_folder(store, LIB, root, ["dsp"], data_dir=data)
+
+        rep = index.index_folder(store, LIB, root, ["dsp"], data_dir=data, rebuild=True)
+        assert rep.added == 16 and not rep.failed and sorted(rep.rebuilt) == sorted(
+            [collection_name(LIB, "dsp"), frames_collection_name(LIB, "dsp")])
+        assert index.library_status(store, LIB) == ({"dsp": 16}, {})
+        hits = index.search_file(store, LIB, "dsp", query, k=3, data_dir=data)
+        assert hits[0].path == "kick/kick_00.wav" and hits[0].score > 0.99
+        kept = list(store.scroll(collection_name(LIB, "dsp"), flt={"tags": "keep"}))
+        assert len(kept) == 3 and all(r.payload["label"] == "kick" for r in kept)  # the edits merged back
+    finally:
+        store.close()
+
+
+@pytest.mark.slow
+def test_app_starts_with_a_damaged_library(two_libraries, tmp_path):
+    """`libraries` and `serve` with one library's shard damaged: exit 0 / serving, one line naming
+    it with the fix; `index --rebuild` restores it."""
+    import urllib.request
+
+    src, root = two_libraries
+    data = tmp_path / "data"
+    shutil.copytree(src, data)
+    damage(data / "qdrant" / collection_name(LIB, "dsp"), "id-mapping")
+    fix = f"`python app.py index {root} --library {LIB} --models dsp --rebuild`"
+
+    res = cli("libraries", data=data)
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"damaged: library '{LIB}' model 'dsp': its Qdrant data is "
+                                                   f"damaged (") and lines[0].endswith(fix), res.stderr
+    assert "dsp (damaged)" in res.stdout and "dsp (8)" in res.stdout
+    rows = {r["name"]: r for r in json.loads(cli("libraries", "--json", data=data).stdout)}
+    assert rows[LIB]["counts"] == {"dsp": None} and rows[LIB]["damaged"][0].endswith(fix)
+    assert rows["other"]["counts"] == {"dsp": 8} and rows["other"]["damaged"] == []
+    res = cli("search", "--library", "other", "--model", "dsp", "--file", str(root / "kick" / "kick_00.wav"),
+              "--json", data=data)
+    assert res.returncode == 0 and len(json.loads(res.stdout)) == 8, res.stderr
+    one_line_error(cli("search", "--library", LIB, "--model", "dsp", "--file", str(root / "kick" / "kick_00.wav"),
+                       data=data), fix)
+
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "app.py", "serve", "--no-demo", "--port", str(port), "--data-dir",
+                             str(data)], cwd=ROOT, env=cli_env(data), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        deadline = time.time() + 300
+        while True:
+            assert proc.poll() is None, proc.stderr.read()[-2000:]
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).status == 200:
+                    break
+            except OSError:
+                pass
+            assert time.time() < deadline, "the server did not come up"
+            time.sleep(0.5)
+        import httpx  # plain HTTP: a gradio_client session's open event stream would hold the shutdown
+
+        call = f"http://127.0.0.1:{port}/gradio_api/call/list_libraries"
+        event = httpx.post(call, json={"data": []}, timeout=60).json()["event_id"]
+        with httpx.stream("GET", f"{call}/{event}", timeout=120) as stream:
+            body = "".join(stream.iter_text())
+        data_lines = [ln[len("data: "):] for ln in body.splitlines() if ln.startswith("data: ")]
+        libs = {r["name"]: r for r in json.loads(data_lines[-1])[0]}
+        assert libs[LIB]["counts"] == {"dsp": None} and libs[LIB]["damaged"][0].endswith(fix)
+        assert libs["other"]["counts"] == {"dsp": 8}
+    finally:
+        proc.terminate()
+        try:
+            _out, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _out, err = proc.communicate()
+    assert "Traceback" not in err and "panicked" not in err, err[-2000:]
+
+    res = cli("index", str(root), "--library", LIB, "--rebuild", "--json", data=data)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert json.loads(res.stdout)["added"] == 16
+    res = cli("libraries", "--json", data=data)
+    assert res.returncode == 0 and "damaged" not in res.stderr
+    assert {r["name"]: r["counts"] for r in json.loads(res.stdout)} == {LIB: {"dsp": 16}, "other": {"dsp": 8}}
+
+
+# ---- a full disk while tagging or clustering ----------------------------------------------------------
+
+def _edit_state(data: Path) -> dict:
+    """Every clip's tags, label and cluster, and the edits records, of library 'k'."""
+    from index.naming import edits_collection_name
+
+    store = index.open_store(data)
+    try:
+        clips = {r.id: (tuple(r.payload.get("tags") or []), r.payload.get("label"), r.payload.get("cluster"))
+                 for r in store.scroll(collection_name(LIB, "dsp"))}
+        ecoll = edits_collection_name(LIB)
+        edits = {r.id: r.payload for r in store.scroll(ecoll)} if store.has_collection(ecoll) else {}
+        return {"clips": clips, "edits": edits}
+    finally:
+        store.close()
+
+
+@pytest.mark.slow
+def test_full_disk_while_tagging_and_clustering(corpus, tmpfs):
+    """On a tmpfs filled to under $AUDIO_EXPLORER_MIN_FREE_MB: `tag` and `clusters` stop with one
+    line before writing anything; with room again, both work."""
+    mnt, _remount = tmpfs
+    data = mnt / "data"
+    env = cli_env(data, AUDIO_EXPLORER_MIN_FREE_MB="8")
+    res = cli("index", str(corpus / "kick"), "--library", LIB, "--no-thumbnails", data=data, env=env)
+    assert res.returncode == 0, res.stderr
+    ids = sorted(_edit_state(data)["clips"])
+    res = cli("tag", "--library", LIB, "--ids", ",".join(ids[:2]), "--add", "first", data=data, env=env)
+    assert res.returncode == 0, res.stderr
+    before = _edit_state(data)
+    filler = mnt / "filler"
+    with open(filler, "wb") as fh:  # leave 5 MB: under the 8 MB that writes keep free
+        os.posix_fallocate(fh.fileno(), 0, int((_free_mb(mnt) - 5) * 1e6))
+    try:
+        one_line_error(cli("tag", "--library", LIB, "--ids", ",".join(ids), "--add", "second", data=data, env=env),
+                       "MB free on the disk of the data folder")
+        one_line_error(cli("tag", "--library", LIB, "--ids", ids[0], "--label", "boom", data=data, env=env),
+                       "nothing was written")
+        one_line_error(cli("clusters", "--library", LIB, "--model", "dsp", "--min-size", "2", data=data, env=env),
+                       "MB free on the disk of the data folder")
+    finally:
+        filler.unlink()
+    assert _edit_state(data) == before  # nothing half-written
+    res = cli("tag", "--library", LIB, "--ids", ",".join(ids), "--add", "second", data=data, env=env)
+    assert res.returncode == 0, res.stderr
+    assert all("second" in tags for tags, _label, _c in _edit_state(data)["clips"].values())
+
+
+class _FailingShard:
+    """An EdgeShard whose n-th `update` raises what Edge raises on a full disk (space is then freed)."""
+
+    def __init__(self, shard, fail_at: int):
+        self._shard, self._fail_at, self.calls = shard, fail_at, 0
+
+    def update(self, op):
+        self.calls += 1
+        if self.calls == self._fail_at:
+            raise Exception("Service runtime error: IO Error: No space left on device (os error 28)")
+        return self._shard.update(op)
+
+    def __getattr__(self, name):
+        return getattr(self._shard, name)
+
+
+def test_write_failing_part_way_is_undone(corpus, tmp_path, monkeypatch):
+    """An ENOSPC from Edge in the middle of an edit or a clustering (injected into the Edge backend's
+    write path, after the free-space check passed): one-line StoreError, and what was written is undone."""
+    from index.curation import edit, write_clusters
+    from index.naming import edits_collection_name
+
+    data = tmp_path / "data"
+    store = index.open_store(data)
+    try:
+        index.index_folder(store, LIB, corpus / "kick", ["dsp"], data_dir=data)
+        coll = collection_name(LIB, "dsp")
+        ids = sorted(r.id for r in store.scroll(coll))
+        edit(store, LIB, ids[:2], add=["old"])
+        write_clusters(store, LIB, "dsp", ids, [0] * 4 + [1] * 4, {0: "a", 1: "b"})
+
+        def state():  # a null value and a missing key read the same (Edge's set_payload drops nulls)
+            return ({r.id: {k: v for k, v in r.payload.items() if v is not None} for r in store.scroll(coll)},
+                    {r.id: r.payload for r in store.scroll(edits_collection_name(LIB))})
+
+        before = state()
+        entry = store._shards[coll]
+        entry.shard = _FailingShard(entry.shard, fail_at=1)  # the edits record is written, the clips fail
+        with pytest.raises(index.StoreError) as exc:
+            edit(store, LIB, ids, add=["new"], label="boom")
+        msg = str(exc.value)
+        assert "is full" in msg and "nothing was changed: the part already written was undone" in msg
+        assert "\n" not in msg
+        entry.shard = entry.shard._shard
+        assert state() == before
+
+        entry.shard = _FailingShard(entry.shard, fail_at=2)  # the first cluster is written, then full
+        with pytest.raises(index.StoreError, match="the clusters were not saved; the previous ones are kept"):
+            write_clusters(store, LIB, "dsp", ids, [5, 6] * 4, {5: "x", 6: "y"})
+        entry.shard = entry.shard._shard
+        assert state() == before
+    finally:
+        store.close()

@@ -348,3 +348,208 @@ def test_upload_over_the_size_limit_is_refused_before_decoding(served_app, tmp_p
         assert r.status_code == 413, (r.status_code, r.text[:300])
         assert "maximum allowed size" in r.text
     print(f"210 MB upload refused with 413 in {time.perf_counter() - t:.1f} s")
+
+
+# ---- files that are not regular files, and files that change while indexing ----------------------
+
+def _special_files(lib: Path, outside: Path) -> dict[str, str]:
+    """FIFOs, a socket, devices and symlink loops among audio names; {name: a piece of its reason}."""
+    import socket
+
+    expect = {}
+    os.mkfifo(lib / "fifo.wav")
+    expect["fifo.wav"] = "not a regular file (a named pipe (FIFO)): not read"
+    os.symlink("fifo.wav", lib / "fifo_link.wav")
+    expect["fifo_link.wav"] = "not a regular file (a symlink to a named pipe (FIFO)): not read"
+    sock = socket.socket(socket.AF_UNIX)
+    cwd = os.getcwd()
+    os.chdir(lib)  # a socket path is limited to ~107 bytes: bind by its short relative name
+    try:
+        sock.bind("sock.wav")
+    finally:
+        os.chdir(cwd)
+    sock.close()  # the socket file stays
+    expect["sock.wav"] = "not a regular file (a socket): not read"
+    os.symlink("/dev/zero", lib / "zero_dev.wav")  # a device: reading it never ends
+    expect["zero_dev.wav"] = "not a regular file (a symlink to a character device): not read"
+    os.symlink("loop_b.wav", lib / "loop_a.wav")
+    os.symlink("loop_a.wav", lib / "loop_b.wav")
+    os.symlink("self.wav", lib / "self.wav")
+    for name in ("loop_a.wav", "loop_b.wav", "self.wav"):
+        expect[name] = "symlink loop (not followed)"
+    os.symlink("nowhere.wav", lib / "broken.wav")
+    expect["broken.wav"] = "broken symlink (its target does not exist)"
+    (lib / "dir.wav").mkdir()  # a folder with an audio name: walked, not read
+    sub = lib / "sub"
+    sub.mkdir()
+    os.symlink("..", sub / "up")  # a folder link back up: not walked (os.walk does not follow links)
+    try:  # a character device node inside the library (root only)
+        os.mknod(lib / "zero_node.wav", 0o644 | __import__("stat").S_IFCHR, os.makedev(1, 5))
+        expect["zero_node.wav"] = "not a regular file (a character device): not read"
+    except (PermissionError, OSError):
+        pass
+    return expect
+
+
+def test_fifos_sockets_devices_and_symlink_loops_are_skipped_in_bounded_time(tmp_path):
+    """A folder with a FIFO, a socket, a /dev/zero link, a device node, symlink loops and good files:
+    the CLI run ends (a FIFO used to block it for ever), each bad file is one line, the good are indexed."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    for i in range(3):
+        sf.write(str(lib / f"good{i}.wav"), tone(22050, 0.5, f=300 + 100 * i), 22050)
+    sf.write(str(lib / "sub_good.wav"), tone(22050, 0.5, f=900), 22050)
+    expect = _special_files(lib, tmp_path / "outside")
+    data = tmp_path / "data"
+    env = {**os.environ, "AUDIO_EXPLORER_DATA": str(data)}
+    env.pop("QDRANT_URL", None)
+    t = time.perf_counter()
+    try:
+        res = subprocess.run([sys.executable, "app.py", "index", str(lib), "--library", "special", "--json",
+                              "--no-thumbnails", "--data-dir", str(data)], cwd=ROOT, env=env, capture_output=True,
+                             text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("indexing a folder with FIFOs, sockets and devices did not finish within 60 s")
+    wall = time.perf_counter() - t
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "Traceback" not in res.stderr
+    rep = json.loads(res.stdout)
+    skipped = {s["path"]: s["reason"] for s in rep["skipped"]}
+    assert set(skipped) == set(expect), skipped
+    for name, why in expect.items():
+        assert why in skipped[name], (name, skipped[name])
+    lines = [ln for ln in res.stderr.splitlines() if ln.startswith("skipped ")]
+    assert sorted(lines) == sorted(f"skipped {k}: {v}" for k, v in skipped.items())  # each once, one line
+    assert rep["added"] == 4 and rep["files"] == 4
+    assert wall < 60
+    print(f"{len(expect)} special files skipped, 4 indexed, in {wall:.1f} s")
+
+
+def test_decoding_never_opens_a_fifo_or_device(tmp_path):
+    """Search-by-file and the decoders refuse what is not a regular file, at once."""
+    os.mkfifo(tmp_path / "q.wav")
+    os.symlink("/dev/zero", tmp_path / "z.wav")
+    for name, kind in (("q.wav", "a named pipe (FIFO)"), ("z.wav", "a character device")):
+        for f in (decode, info, lambda p: list(stream_segments(p, 1.0, 1.0))):
+            with pytest.raises(AudioError, match=rf"not a regular file \({kind.replace('(', '.').replace(')', '.')}\)"):
+                f(tmp_path / name)
+    from embedders.audio import NotRegularFile, open_regular
+
+    with pytest.raises(NotRegularFile):
+        open_regular(tmp_path / "q.wav")  # O_NONBLOCK: the open itself does not wait for a writer
+
+
+def test_ffmpeg_that_hangs_is_killed(tmp_path, monkeypatch):
+    """ffmpeg silent past $AUDIO_EXPLORER_FFMPEG_TIMEOUT_S is killed: a one-line AudioError."""
+    import embedders.audio as audio
+
+    fake = tmp_path / "ffmpeg"
+    fake.write_text("#!/bin/sh\nsleep 600\n")
+    fake.chmod(0o755)
+    (tmp_path / "x.m4a").write_bytes(b"\x00" * 1000)  # not readable by libsndfile: ffmpeg's job
+    monkeypatch.setenv("AUDIO_EXPLORER_FFMPEG_TIMEOUT_S", "1")
+    monkeypatch.setattr(audio.shutil, "which", lambda name: str(fake))
+    t = time.perf_counter()
+    with pytest.raises(AudioError, match="ffmpeg gave no output for 1 s"):
+        audio._read_ffmpeg(tmp_path / "x.m4a", 22050, 60.0)
+    with pytest.raises(AudioError, match="ffmpeg gave no output for 1 s"):
+        list(audio._stream_ffmpeg(tmp_path / "x.m4a", 1.0, 22050, 60.0))
+    assert time.perf_counter() - t < 20
+
+
+@pytest.fixture
+def edge(data_dir):
+    s = index.open_store(data_dir)
+    yield s
+    s.close()
+
+
+def test_files_that_change_vanish_or_fail_mid_read(edge, data_dir, tmp_path, monkeypatch):
+    """A file growing between hashing and decoding, one vanishing, one whose read fails part-way:
+    each skipped with its reason, the others indexed, nothing half-written."""
+    import index.ingest as ingest
+    import index.naming as naming
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    for name, f in (("a.wav", 300), ("grows.wav", 400), ("gone.wav", 500), ("eio.wav", 600), ("z.wav", 700)):
+        sf.write(str(lib / name), tone(22050, 0.5, f=f), 22050)
+    real_decode, real_open = ingest.decode, naming.open_regular
+
+    def decode(path, *a, **k):
+        out = real_decode(path, *a, **k)
+        if path.name == "grows.wav":  # a recorder still writing it
+            with open(path, "ab") as fh:
+                fh.write(b"\x00" * 4096)
+        if path.name == "gone.wav":
+            path.unlink()
+        return out
+
+    class FailsMidRead:
+        def __init__(self, fh):
+            self.fh, self.reads = fh, 0
+
+        def read(self, n):
+            self.reads += 1
+            if self.reads > 1:
+                raise OSError(5, "Input/output error")
+            return self.fh.read(min(n, 1000))
+
+        def fileno(self):
+            return self.fh.fileno()
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+    def open_regular(path):
+        fh = real_open(path)
+        return FailsMidRead(fh) if Path(path).name == "eio.wav" else fh
+
+    size = (lib / "grows.wav").stat().st_size
+    monkeypatch.setattr(ingest, "decode", decode)
+    monkeypatch.setattr(naming, "open_regular", open_regular)
+    files, _ = index.scan_folder(lib)
+    files.append(lib / "never_there.wav")  # listed, then gone before it is read
+    rep = index.index_files(edge, "chg", lib, files, ["dsp"], data_dir=data_dir, options=ingest.IngestOptions(
+        thumbnails=False))
+    why = dict(rep.failed)
+    assert why["grows.wav"] == (f"changed while indexing (size {size} -> {size + 4096} bytes); "
+                                "index it again once it is complete"), why
+    assert why["gone.wav"] == why["never_there.wav"] == ingest.VANISHED
+    assert why["eio.wav"] == "cannot read file (Input/output error)"
+    assert set(why) == {"grows.wav", "gone.wav", "eio.wav", "never_there.wav"}
+    clips = {r.payload["path"] for r in edge.scroll(collection_name("chg", "dsp"))}
+    assert clips == {"a.wav", "z.wav"}
+    frames = {r.payload["path"] for r in edge.scroll(frames_collection_name("chg", "dsp"))}
+    assert frames == clips  # nothing written for the skipped files
+    # the grown file, complete now, is indexed by the next run
+    monkeypatch.setattr(ingest, "decode", real_decode)
+    monkeypatch.setattr(naming, "open_regular", real_open)
+    rep = index.index_folder(edge, "chg", lib, ["dsp"], data_dir=data_dir)
+    assert rep.added == 2 and not rep.failed  # grows.wav and eio.wav (reads fine now)
+
+
+def test_long_file_that_changes_while_streaming_is_removed(edge, data_dir, tmp_path, monkeypatch):
+    """A long file (segments) that grows while it streams: skipped, and its segments written so far removed."""
+    import index.ingest as ingest
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    sf.write(str(lib / "long.wav"), tone(8000, 40.0, f=200), 8000)
+    real = ingest.stream_segments
+
+    def stream(path, *a, **k):
+        for n, seg in enumerate(real(path, *a, **k)):
+            if n == 20:
+                with open(path, "ab") as fh:
+                    fh.write(b"\x00" * 100)
+            yield seg
+
+    monkeypatch.setattr(ingest, "stream_segments", stream)
+    rep = index.index_folder(edge, "chg", lib, ["dsp"], data_dir=data_dir)
+    assert [(p, w.split(" (")[0]) for p, w in rep.failed] == [("long.wav", "changed while indexing")]
+    assert rep.added == 0
+    assert edge.count(collection_name("chg", "dsp")) == 0 and edge.count(frames_collection_name("chg", "dsp")) == 0

@@ -49,12 +49,14 @@ class LibraryService:
         return list(self.get(name).models) if name else []
 
     def table(self) -> list[dict]:
-        """Name, root, models and clip counts per library."""
+        """Name, root, models and clip counts per library; a damaged model's count is None and its
+        one-line message (with the fix) is in "damaged"."""
         rows = []
         for lib in self.list():
-            counts = index.library_counts(self._store, lib.name)
+            counts, damage = index.library_status(self._store, lib.name)
             rows.append({"name": lib.name, "root": lib.root, "models": list(lib.models), "counts": counts,
-                         "clips": max(counts.values(), default=0)})
+                         "clips": max((n for n in counts.values() if n is not None), default=0),
+                         "damaged": list(damage.values())})
         return rows
 
     def models(self) -> list[dict]:

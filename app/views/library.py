@@ -27,7 +27,9 @@ class LibraryHandles:
 def tables(svc: Services) -> tuple[list[list], dict, list[list]]:
     """(libraries rows, delete-picker choices, models rows)."""
     rows = svc.libs.table()
-    libs = [[r["name"], r["clips"], ", ".join(f"{m} ({n})" for m, n in r["counts"].items()), r["root"]] for r in rows]
+    libs = [[r["name"], r["clips"], "; ".join([", ".join(f"{m} ({'damaged' if n is None else n})"
+                                                         for m, n in r["counts"].items())] + r["damaged"]), r["root"]]
+            for r in rows]
     models = [[m["name"], m["family"], m["status"], m["dim"] or "", m["reason"]] for m in svc.libs.models()]
     return libs, choices([r["name"] for r in rows]), models
 

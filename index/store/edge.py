@@ -3,13 +3,31 @@
 Each collection is a shard in its own folder under the store root (``<data>/qdrant/<name>/``).
 Edge has no groups, no search matrix and no average-vector recommend strategy: each is built
 here on Edge's own query calls, in the narrowest place (see the methods' comments).
+
+Damaged shards (measured on qdrant-edge-py 0.9.0, truncating, zeroing, overwriting and
+bit-flipping each file of a shard in turn): most damage makes ``EdgeShard.load`` raise a plain
+``Exception`` ("Service runtime error: failed to load segment ...", "failed to open WAL ...");
+a truncated ``status.dat`` or a corrupt payload-index tracker makes it panic (``PanicException``,
+a ``BaseException``, with a Rust panic report on stderr); a truncated vector or payload page
+loads and fails at the first query or scroll; and bytes flipped in ``mutable_id_tracker.mappings``
+make the load ask for tens of GB and **abort the process** (SIGABRT). So a shard is first opened
+in a child process (`_probe`: load, count, one exact query over every vector, a first page of
+payloads); only when that survives is it loaded here. Every failure is a one-line
+:class:`DamagedCollectionError` naming the collection (``describe_damage`` words it), kept for
+the process, so the other collections go on working and the damaged one can be deleted and
+rebuilt. Writes first check the disk's free space (`min_free_mb`): Edge writes through memory
+maps, and a write into a full disk would be SIGBUS, not an error.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -23,10 +41,12 @@ import numpy as np
 from .filters import EdgeFilters, Filter, jsonable
 from .interface import (
     HNSW_EF,
+    MIN_FREE_ENV,
     NAME_RE,
     QUERY_BATCH_CHUNK,
     UPSERT_CHUNK,
     VECTOR_NAME,
+    DamagedCollectionError,
     Hit,
     Record,
     Store,
@@ -37,12 +57,45 @@ from .interface import (
     check_name,
     check_upsert,
     exact_search_max_points,
+    min_free_mb,
     point_hit,
     records_in_order,
     sorted_facet,
 )
 
 EDGE_CONFIG_FILE = "edge_config.json"
+PROBE_ENV = "AUDIO_EXPLORER_EDGE_PROBE"  # "0": load shards without probing them in a child process first
+PROBE_TIMEOUT_S = 600.0
+_TRANSIENT_OS_ERRORS = {11, 12, 23, 24}  # EAGAIN, ENOMEM, ENFILE, EMFILE: not damage
+# Opens a shard and reads it a little, in a child process: a damaged shard may abort the process.
+_PROBE = r"""
+import json, sys
+try:
+    import qdrant_edge as qe
+    path, dim, vector = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    shard = qe.EdgeShard.load(path)
+    try:
+        shard.count(qe.CountRequest(exact=True))
+        if shard.info().points_count:
+            shard.query(qe.QueryRequest(limit=1, query=qe.Query.Nearest([1.0] * dim, using=vector),
+                                        with_payload=False, params=qe.SearchParams(exact=True)))
+            shard.scroll(qe.ScrollRequest(limit=1000, with_payload=True, with_vector=[vector]))
+    finally:
+        shard.close()
+    print(json.dumps({"ok": True}))
+except BaseException as exc:
+    print(json.dumps({"ok": False, "panic": type(exc).__name__ == "PanicException", "message": str(exc)}))
+"""
+
+
+def _is_edge_error(exc: BaseException) -> bool:
+    """Whether Qdrant Edge raised it: a plain Exception, or a Rust panic (pyo3's PanicException)."""
+    return type(exc) is Exception or type(exc).__name__ == "PanicException"
+
+
+def _os_error(text: str) -> int | None:
+    m = re.search(r"os error (\d+)", text)
+    return int(m.group(1)) if m else None
 
 
 class _Shard:
@@ -70,6 +123,8 @@ class EdgeStore(Store):
         self._shards: dict[str, _Shard] = {}
         self._lock = threading.RLock()  # guards self._shards and collection create/delete
         self._closed = False
+        self._damaged: dict[str, DamagedCollectionError] = {}  # found damaged in this process
+        self._trusted: set[str] = set()  # created by this process: no probe needed
         self._sweep()
 
     def _temp_dir(self, kind: str, name: str) -> Path:
@@ -106,28 +161,118 @@ class EdgeStore(Store):
         with self._lock:
             if self._closed:
                 raise StoreError("the vector store is closed")
+            if name in self._damaged:
+                raise self._damaged[name]
             entry = self._shards.get(name)
             if entry is not None:
                 return entry
             if not (path / EDGE_CONFIG_FILE).is_file():
                 raise StoreError(f"no collection named {name!r}")
             try:
+                dim = self._read_dim(path)
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise self._damage(name, f"{EDGE_CONFIG_FILE} unreadable: {exc}") from None
+            if name not in self._trusted and os.environ.get(PROBE_ENV, "1") != "0":
+                failure = self._probe(name, path, dim)
+                if failure is not None:
+                    raise self._load_failure(name, failure)
+            try:
                 shard = self._qe.EdgeShard.load(str(path))
-            except Exception as exc:  # Edge raises plain Exception
-                if "WouldBlock" in str(exc):
-                    raise StoreError(
-                        f"collection {name!r} is open in another process (Qdrant Edge allows one): {path}"
-                    ) from exc
-                if "os error 30" in str(exc) or "os error 13" in str(exc):  # EROFS, EACCES
-                    raise StoreError(
-                        f"cannot open collection {name!r}: the data folder {self.root.parent} is read-only or not "
-                        "writable, and Qdrant Edge opens its files for writing even to read (make it writable, "
-                        "copy it elsewhere, or use a Qdrant server with QDRANT_URL)"
-                    ) from exc
-                raise StoreError(f"cannot open collection {name!r} at {path}: {exc}") from exc
-            entry = _Shard(shard, self._read_dim(path))
+            except BaseException as exc:
+                if not _is_edge_error(exc):
+                    raise
+                raise self._load_failure(name, str(exc)) from None
+            entry = _Shard(shard, dim)
             self._shards[name] = entry
             return entry
+
+    def _probe(self, name: str, path: Path, dim: int) -> str | None:
+        """Open the shard in a child process first (a damaged shard can abort the process that
+        loads it): None when it opened and read back, else what went wrong, in words."""
+        env = {**os.environ, "RUST_BACKTRACE": "0"}
+        try:
+            res = subprocess.run([sys.executable, "-I", "-c", _PROBE, str(path), str(dim), VECTOR_NAME],
+                                 stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                 timeout=PROBE_TIMEOUT_S, env=env)
+        except subprocess.TimeoutExpired:
+            raise StoreError(f"opening collection {name!r} took over {PROBE_TIMEOUT_S:g} s (in a probe "
+                             f"process; ${PROBE_ENV}=0 skips the probe)") from None
+        except OSError as exc:
+            raise StoreError(f"cannot start a process to open collection {name!r}: {exc}") from None
+        lines = res.stdout.strip().splitlines()
+        try:
+            answer = json.loads(lines[-1]) if lines else None
+        except ValueError:
+            answer = None
+        if isinstance(answer, dict) and answer.get("ok"):
+            return None
+        if isinstance(answer, dict):
+            msg = str(answer.get("message") or "")
+            return f"Qdrant Edge panicked: {msg}" if answer.get("panic") else msg
+        why = f"exit status {res.returncode}"
+        if res.returncode < 0:
+            try:
+                why = signal.Signals(-res.returncode).name
+            except ValueError:
+                why = f"signal {-res.returncode}"
+        err = [ln.strip() for ln in res.stderr.splitlines() if ln.strip() and not ln.startswith("note: ")]
+        return f"Qdrant Edge crashed opening it ({why}{': ' + err[-1] if err else ''})"
+
+    def _load_failure(self, name: str, text: str) -> StoreError:
+        """The StoreError for a shard that would not open: in use, read-only, disk full, or damaged."""
+        path = self._dir(name)
+        if "WouldBlock" in text:
+            return StoreError(f"collection {name!r} is open in another process (Qdrant Edge allows one): {path}")
+        code = _os_error(text)
+        if code in (30, 13):  # EROFS, EACCES
+            return StoreError(
+                f"cannot open collection {name!r}: the data folder {self.root.parent} is read-only or not "
+                "writable, and Qdrant Edge opens its files for writing even to read (make it writable, "
+                "copy it elsewhere, or use a Qdrant server with QDRANT_URL)")
+        if code == 28:
+            return self._disk_full(text)
+        if code in _TRANSIENT_OS_ERRORS:
+            return StoreError(f"cannot open collection {name!r} at {path}: {text}")
+        return self._damage(name, text)
+
+    def _damage(self, name: str, text: str) -> DamagedCollectionError:
+        """Record a collection as damaged (for this process) and return its error."""
+        detail = text.replace(str(self._dir(name)) + "/", "").replace(str(self._dir(name)), name)
+        detail = re.sub(r"(Service runtime error: )+", "", " ".join(detail.split()))
+        detail = detail if len(detail) <= 160 else detail[:157] + "..."
+        message = None
+        if self.describe_damage is not None:
+            try:
+                message = self.describe_damage(name, detail)
+            except Exception:
+                message = None
+        err = DamagedCollectionError(name, detail, message)
+        self._damaged[name] = err
+        return err
+
+    def _disk_full(self, text: str) -> StoreError:
+        why = "No space left on device" if "No space left" in text else " ".join(text.split())[-80:]
+        return StoreError(f"the disk of the data folder {self.root.parent} is full ({why}): free some space and "
+                          f"try again")
+
+    def _check_space(self) -> None:
+        """StoreError before a write when the disk has less than `min_free_mb()` free: Qdrant Edge
+        writes through memory maps, and a write into a full disk kills the process (SIGBUS)."""
+        try:
+            st = os.statvfs(self.root)
+        except OSError:
+            return
+        free, need = st.f_bavail * st.f_frsize / 1e6, min_free_mb()
+        if free < need:
+            raise StoreError(f"only {free:.1f} MB free on the disk of the data folder {self.root.parent} (writes "
+                             f"keep {need:g} MB, ${MIN_FREE_ENV}): nothing was written; free some space and try again")
+
+    def check_space(self) -> None:
+        self._check_space()
+
+    def damaged(self, name: str) -> DamagedCollectionError | None:
+        """The error of a collection found damaged in this process, else None."""
+        return self._damaged.get(name)
 
     @staticmethod
     def _read_dim(path: Path) -> int:
@@ -135,15 +280,28 @@ class EdgeStore(Store):
         return int(config["vectors"][VECTOR_NAME]["size"])
 
     @contextmanager
-    def _use(self, name: str) -> Iterator[_Shard]:
+    def _use(self, name: str, write: bool = False) -> Iterator[_Shard]:
+        if write:
+            self._check_space()
         entry = self._get(name)
         with entry.lock:
             try:
                 yield entry
-            except Exception as exc:
-                if type(exc) is Exception:  # an error raised by Qdrant Edge itself
-                    raise StoreError(f"Qdrant Edge, collection {name!r}: {exc}") from exc
+            except BaseException as exc:
+                if _is_edge_error(exc):  # an error raised by Qdrant Edge itself
+                    raise self._op_failure(name, exc) from exc
                 raise
+
+    def _op_failure(self, name: str, exc: BaseException) -> StoreError:
+        """The StoreError for a failed Edge call: disk full, damage (an internal "service" error or
+        a panic: the collection is then treated as damaged), or a plain error."""
+        text = str(exc)
+        code = _os_error(text)
+        if code == 28 or "No space left" in text:
+            return self._disk_full(text)
+        if code not in _TRANSIENT_OS_ERRORS and (type(exc) is not Exception or "Service runtime error" in text):
+            return self._damage(name, f"Qdrant Edge panicked: {text}" if type(exc) is not Exception else text)
+        return StoreError(f"Qdrant Edge, collection {name!r}: {exc}")
 
     def _params(self, entry: _Shard) -> Any:
         if entry.shard.info().points_count <= exact_search_max_points():
@@ -181,6 +339,8 @@ class EdgeStore(Store):
             "uuid": qe.PayloadSchemaType.Uuid,
         }
         existing = set(entry.shard.info().payload_schema)
+        if set(indexes) - existing:
+            self._check_space()
         for field, kind in indexes.items():
             if field not in existing:
                 entry.shard.update(qe.UpdateOperation.create_field_index(field, schema[kind]))
@@ -205,6 +365,7 @@ class EdgeStore(Store):
         qe = self._qe
         with self._lock:
             if not (path / EDGE_CONFIG_FILE).is_file():
+                self._check_space()
                 # Built under a hidden temporary name and renamed into place, so a crash
                 # never leaves a half-made collection that list_collections would show.
                 tmp = self._temp_dir("creating", name)
@@ -220,10 +381,12 @@ class EdgeStore(Store):
                     if path.exists():  # an empty or broken leftover folder
                         shutil.rmtree(path)
                     os.replace(tmp, path)
+                    self._damaged.pop(name, None)
+                    self._trusted.add(name)
                 except Exception as exc:
                     shutil.rmtree(tmp, ignore_errors=True)
                     raise StoreError(f"cannot create collection {name!r} at {path}: {exc}") from exc
-        with self._use(name) as entry:
+        with self._use(name, write=True) as entry:
             if entry.dim != dim:
                 raise StoreError(f"collection {name!r} exists with dim {entry.dim}, not {dim}")
             self._create_indexes(entry, indexes)
@@ -237,12 +400,21 @@ class EdgeStore(Store):
         with self._lock:
             if not path.exists():
                 return
-            if (path / EDGE_CONFIG_FILE).is_file():
-                self._get(name)  # a StoreError if another process has it open
+            if (path / EDGE_CONFIG_FILE).is_file() and name not in self._damaged:
+                try:
+                    self._get(name)  # a StoreError if another process has it open
+                except DamagedCollectionError:
+                    pass  # a damaged collection can be deleted (to rebuild it)
             entry = self._shards.pop(name, None)
             if entry is not None:
                 with entry.lock:
-                    entry.shard.close()
+                    try:
+                        entry.shard.close()
+                    except BaseException as exc:
+                        if not _is_edge_error(exc):
+                            raise
+            self._damaged.pop(name, None)
+            self._trusted.discard(name)
             # Renamed away first: the collection disappears at once even if removal is slow.
             trash = self._temp_dir("deleting", name)
             os.replace(path, trash)
@@ -252,7 +424,7 @@ class EdgeStore(Store):
         """Build Qdrant's HNSW graph for a collection (Edge's ``optimize()``: 12 s at 100k x 200-d,
         8 min at 1M on 2 cores; Edge leaves collections under ~20 MB of vectors unindexed).
         Queries use it only above ``EXACT_SEARCH_MAX_POINTS`` points."""
-        with self._use(name) as entry:
+        with self._use(name, write=True) as entry:
             entry.shard.optimize()
             entry.shard.flush()
 
@@ -263,7 +435,7 @@ class EdgeStore(Store):
     # -- writes ----------------------------------------------------------------------------
     def upsert(self, name: str, ids: list[str], vectors: np.ndarray, payloads: list[dict]) -> None:
         qe = self._qe
-        with self._use(name) as entry:
+        with self._use(name, write=True) as entry:
             matrix = check_upsert(ids, vectors, payloads, entry.dim)
             if not len(ids):
                 return
@@ -279,7 +451,7 @@ class EdgeStore(Store):
     def delete(self, name: str, ids: list[str]) -> None:
         if not ids:
             return
-        with self._use(name) as entry:
+        with self._use(name, write=True) as entry:
             entry.shard.update(self._qe.UpdateOperation.delete_points([str(i) for i in ids]))
             entry.shard.flush()
 
@@ -287,14 +459,14 @@ class EdgeStore(Store):
         translated = self._translate(flt)
         if translated is None:
             raise ValueError("delete_by_filter needs a non-empty filter (use delete_collection to drop all)")
-        with self._use(name) as entry:
+        with self._use(name, write=True) as entry:
             entry.shard.update(self._qe.UpdateOperation.delete_points_by_filter(translated))
             entry.shard.flush()
 
     def set_payload(self, name: str, ids: list[str], payload: dict) -> None:
         if not ids:
             return
-        with self._use(name) as entry:
+        with self._use(name, write=True) as entry:
             body = jsonable(payload)
             for start in range(0, len(ids), UPSERT_CHUNK):
                 chunk = [str(i) for i in ids[start:start + UPSERT_CHUNK]]
@@ -304,7 +476,7 @@ class EdgeStore(Store):
     def delete_payload(self, name: str, ids: list[str], keys: list[str]) -> None:
         if not ids or not keys:
             return
-        with self._use(name) as entry:
+        with self._use(name, write=True) as entry:
             for start in range(0, len(ids), UPSERT_CHUNK):
                 chunk = [str(i) for i in ids[start:start + UPSERT_CHUNK]]
                 entry.shard.update(self._qe.UpdateOperation.delete_payload(chunk, list(keys)))
@@ -312,7 +484,7 @@ class EdgeStore(Store):
 
     def ensure_index(self, name: str, key: str, kind: str) -> None:
         check_indexes({key: kind})
-        with self._use(name) as entry:
+        with self._use(name, write=True) as entry:
             self._create_indexes(entry, {key: kind})
 
     # -- reads -----------------------------------------------------------------------------
@@ -432,20 +604,25 @@ class EdgeStore(Store):
     # -- lifecycle -------------------------------------------------------------------------
     def flush(self) -> None:
         with self._lock:
-            entries = list(self._shards.values())
-        for entry in entries:
-            with entry.lock:
+            entries = [(n, e) for n, e in self._shards.items() if n not in self._damaged]
+        for name, entry in entries:
+            with self._use(name):  # Edge's errors as StoreErrors
                 entry.shard.flush()
 
     def close(self) -> None:
         with self._lock:
-            entries = list(self._shards.values())
+            entries = list(self._shards.items())
             self._shards.clear()
             self._closed = True
-        for entry in entries:
+        for name, entry in entries:
             with entry.lock:
-                entry.shard.flush()
-                entry.shard.close()
+                try:
+                    if name not in self._damaged:
+                        entry.shard.flush()
+                    entry.shard.close()
+                except BaseException as exc:
+                    if not _is_edge_error(exc) or name not in self._damaged:
+                        raise
 
 
 def _average_vector(store: Store, name: str, positive_ids: list[str], negative_ids: list[str]) -> np.ndarray:

@@ -12,7 +12,7 @@ import os
 import re
 import sys
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,27 @@ class StoreError(RuntimeError):
 
     def __init__(self, message: str):
         super().__init__(one_line(message))
+
+
+class DamagedCollectionError(StoreError):
+    """A collection whose files are damaged (truncated, corrupt, missing parts): it cannot be
+    opened or read. ``collection`` names it; ``detail`` is what the engine said, shortened."""
+
+    def __init__(self, collection: str, detail: str, message: str | None = None):
+        self.collection, self.detail = collection, detail
+        super().__init__(message or f"collection {collection!r}: its Qdrant data is damaged ({detail})")
+
+
+MIN_FREE_ENV = "AUDIO_EXPLORER_MIN_FREE_MB"
+DEFAULT_MIN_FREE_MB = 64.0
+
+
+def min_free_mb() -> float:
+    """Free space (MB) that writes keep on the data folder's disk (`$AUDIO_EXPLORER_MIN_FREE_MB`)."""
+    try:
+        return max(0.0, float(os.environ.get(MIN_FREE_ENV, "") or DEFAULT_MIN_FREE_MB))
+    except ValueError:
+        return DEFAULT_MIN_FREE_MB
 
 
 @dataclass
@@ -95,6 +116,19 @@ class Store(ABC):
 
     backend: str  # "edge" | "server" | "memory"
     _f: FilterMaker  # the backend's filter objects
+    # (collection, engine detail) -> the one-line message of a DamagedCollectionError; set by
+    # whoever knows what the collections hold (index.libraries.open_store names library and fix)
+    describe_damage: Callable[[str, str], str] | None = None
+
+    def check_space(self) -> None:
+        """StoreError (one line) when the store's disk is too full to write: checked once before a
+        group of writes that must land together (an edit of every model collection). Only Qdrant
+        Edge writes here; a server reports its own disk."""
+
+    def damaged(self, name: str) -> DamagedCollectionError | None:
+        """The error of a collection found damaged in this process (files truncated or corrupt),
+        else None. Only Qdrant Edge keeps files here; a server reports its own failures."""
+        return None
 
     # -- collections -----------------------------------------------------------------------
     @abstractmethod
