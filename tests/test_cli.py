@@ -106,6 +106,7 @@ def test_project_and_classes(tmp_path, demo_folder):
     assert "overall agreement@5" in table and "centroid cosine similarity" in table
 
 
+@pytest.mark.slow  # long: the full suite (CI) runs it
 def test_curation_verbs(tmp_path, demo_folder):
     """tag (by ids or --where), clusters, duplicates and export-selection, as the UI does them."""
     import zipfile

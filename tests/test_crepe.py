@@ -124,6 +124,7 @@ def test_contract_tiny(tiny):
     assert_contract(tiny)
 
 
+@pytest.mark.slow  # long: the full suite (CI) runs it
 def test_pitch_sensitive_phase_invariant_full(full):
     """Real full model: an octave apart differs; a phase shift does not."""
     a = full.embed_clip(_tone(440, 0.5))

@@ -253,6 +253,7 @@ def _tree_mode(path: Path, dirs: int, files: int) -> None:
 
 
 @pytest.mark.skipif(os.geteuid() == 0 and shutil.which("setpriv") is None, reason="needs setpriv to drop root's capabilities")
+@pytest.mark.slow  # long: the full suite (CI) runs it
 def test_read_only_data_folder_permissions(corpus, tmp_path):
     """A data folder the user may not write (chmod; when the tests run as root, the CLI runs without
     root's permission-bypassing capabilities): one-line errors, and the library is intact afterwards."""
@@ -354,6 +355,7 @@ def test_read_only_filesystem_and_full_disk(corpus, clean, tmpfs):
     print(f"disk full after {len(partial['dsp']['ids'])} of {N_FILES} clips; resumed to {len(final['dsp']['ids'])}")
 
 
+@pytest.mark.slow  # long: the full suite (CI) runs it
 def test_unreachable_qdrant_server(tmp_path, corpus):
     """QDRANT_URL names a port where nothing listens: one line and a non-zero exit, at start."""
     data = tmp_path / "data"
@@ -432,7 +434,9 @@ def two_libraries(corpus, tmp_path_factory) -> tuple[Path, Path]:
     return data, root
 
 
-@pytest.mark.parametrize("kind", ["status", "id-mapping", "vectors", "wal", "config"])
+@pytest.mark.parametrize("kind", ["status", pytest.param("id-mapping", marks=pytest.mark.slow),
+                                  pytest.param("vectors", marks=pytest.mark.slow), "wal",
+                                  pytest.param("config", marks=pytest.mark.slow)])
 def test_damaged_shard_is_reported_and_rebuilt(two_libraries, tmp_path, kind):
     """In-process: a damaged clip collection never raises out of the listing, is one line naming
     library, model and the rebuild command, leaves the other library working, and `rebuild`

@@ -133,6 +133,7 @@ def indexed(corpus, tmp_path_factory):
     return lib, expect, data, res
 
 
+@pytest.mark.slow  # long: the full suite (CI) runs it
 def test_cli_one_line_per_bad_file_and_the_batch_goes_on(indexed):
     lib, expect, data, res = indexed
     assert res.returncode == 0, res.stderr[-3000:]

@@ -13,6 +13,7 @@ from index.naming import collection_name, frames_collection_name
 from index.store import EdgeStore
 
 
+@pytest.mark.slow  # long: the full suite (CI) runs it
 def test_edge_hnsw_is_built_and_queries_through_it_find_the_true_neighbours(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     centres = rng.standard_normal((20, 128)).astype(np.float32)

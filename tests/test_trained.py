@@ -66,6 +66,7 @@ def _reloads_identically(name: str, data: Path) -> None:
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow  # long: the full suite (CI) runs it
 def test_autoencoder_trains_resumes_and_has_a_3d_latent(lib):
     store, data, _ = lib
     cfg = training.AutoencoderConfig(epochs=2, widths=[8, 16, 32], hidden=32, batch_size=16, lr=3e-3,
@@ -100,6 +101,7 @@ def test_autoencoder_trains_resumes_and_has_a_3d_latent(lib):
     _reloads_identically("ae-t", data)
 
 
+@pytest.mark.slow  # long: the full suite (CI) runs it
 def test_autoencoder_falls_back_to_pca3_and_indexes(lib):
     store, data, folder = lib
     cfg = training.AutoencoderConfig(epochs=1, lr=0.0, widths=[8, 16, 32], hidden=16)
@@ -221,6 +223,7 @@ def test_contrastive_without_labels_is_a_clear_error(data_dir, tmp_path):
     assert not (data_dir / "trained").exists() or not any((data_dir / "trained").iterdir())
 
 
+@pytest.mark.slow  # long: the full suite (CI) runs it
 def test_train_cli_verb(data_dir, tmp_path):
     from app.demo import write_demo_library
 
