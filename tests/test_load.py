@@ -1,6 +1,7 @@
-"""Load: 20 concurrent searchers (HTTP calls to the app's API endpoints) against the served app for ~25 s (a bounded loop
-that stops by itself): no errors, latency percentiles reported, server memory not growing
-without bound. The 60 s version with a larger library is benchmarks/load_test.py."""
+"""Load: concurrent searchers (HTTP calls to the app's API endpoints) against the served app (bounded loops that stop by
+themselves): no errors, latency percentiles reported, server memory not growing without bound; and the same load while
+a new library is indexed from the Library tab (its UI event replayed as a browser sends it) and a user tags clips
+through /tag_clips: no errors, no lost updates. The 60 s version with a larger library is benchmarks/load_test.py."""
 from __future__ import annotations
 
 import importlib.util
@@ -10,7 +11,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.slow
 
 
 def _load_module():
@@ -20,6 +20,7 @@ def _load_module():
     return mod
 
 
+@pytest.mark.slow
 def test_twenty_concurrent_searchers(served_app):
     lt = _load_module()
     url, _, folder = served_app
@@ -37,3 +38,46 @@ def test_twenty_concurrent_searchers(served_app):
     m = res["rss"]
     # bounded: the second half of the run does not climb above the first half's peak by more than 64 MB
     assert m["max_mb"] <= m["max_first_half_mb"] + 64, m
+
+
+@pytest.mark.slow
+def test_searching_while_indexing_from_the_library_tab_and_tagging(served_app, tmp_path):
+    lt = _load_module()
+    url, _, folder = served_app
+    pid = lt.server_pid(urllib.parse.urlparse(url).port)
+    ids = lt.library_ids(url, "demo")
+    before = lt.library_tags(url, "demo")
+    queries = sorted(folder.rglob("*.wav"))[:8]
+    lt.run_load(url, "demo", ids, queries, duration_s=2, workers=2, file_every=2)  # warm: models loaded
+    new = lt.write_clips(tmp_path / "new", 8)
+    res = lt.run_load(url, "demo", ids, queries, duration_s=15, workers=5, file_every=5, pid=pid,
+                      index_folder=new, index_library="load-new", index_clips=8, index_after_s=2, taggers=1)
+    print("\n" + lt.table(res))
+    assert res["errors"] == 0, res["error_samples"]
+    assert res["search_by_id"]["n"] >= 20 and res["search_file"]["n"] >= 3
+    ix = res["indexing"]
+    assert ix["clips_listed"] == 8 and ix["wall_s"] < 60, ix
+    assert res["search_while_indexing"]["n"] >= 1  # the searchers did run while it indexed
+    tg = res["tagging"]
+    assert tg["calls"] >= 5 and tg["models"] == 2, tg
+    assert tg["lost_updates"] == 0 and tg["models_disagree_on"] == 0, tg["lost_samples"]
+    assert "cleanup_error" not in tg
+    # the run leaves the server as it found it: the new library deleted, the run's tags removed
+    assert "Deleted library 'load-new'" in ix["deleted"], ix
+    assert "load-new" not in {lib["name"] for lib in lt.ApiClient(url).predict(api_name="/list_libraries")}
+    assert lt.library_tags(url, "demo") == before
+
+
+def test_lost_updates_are_counted():
+    lt = _load_module()
+    baseline = {"a": {"keep"}, "b": set(), "c": set()}
+    own = [{"a": {"t-1"}, "b": {"t-1", "t-2"}}]
+    good = {m: {"a": {"keep", "t-1"}, "b": {"t-1", "t-2"}, "c": set()} for m in ("dsp", "vgg")}
+    assert lt.lost_updates(["a", "b", "c"], baseline, own, good)[:2] == (0, 0)
+    # one model lost t-2 on b, the other kept a tag that was removed from c: 2 lost, 2 clips disagree
+    bad = {"dsp": {"a": {"keep", "t-1"}, "b": {"t-1"}, "c": set()},
+           "vgg": {"a": {"keep", "t-1"}, "b": {"t-1", "t-2"}, "c": {"t-0"}}}
+    lost, disagree, samples = lt.lost_updates(["a", "b", "c"], baseline, own, bad)
+    assert (lost, disagree) == (2, 2) and len(samples) == 2
+    # a pair whose call failed is not counted either way
+    assert lt.lost_updates(["a", "b", "c"], baseline, own, bad, unsure={("b", "t-2"), ("c", "t-0")})[0] == 0
