@@ -153,12 +153,9 @@ def _write(store: Store, library: str, colls: list[str], records: dict[str, dict
         for key in EDIT_INDEXES:
             if key != "cluster":
                 store.ensure_index(coll, key, EDIT_INDEXES[key])
-        for key, members in groups.items():
-            p = payloads[key]
-            store.set_payload(coll, members, {k: v for k, v in p.items() if v is not None})
-            gone = [k for k, v in p.items() if v is None]
-            if gone:
-                store.delete_payload(coll, members, gone)
+        store.update_payloads(coll, [(members, {k: v for k, v in payloads[key].items() if v is not None},
+                                      [k for k, v in payloads[key].items() if v is None])
+                                     for key, members in groups.items()])
 
 
 def _undo_records(last: Undo, cur: dict[str, dict]) -> dict[str, dict]:

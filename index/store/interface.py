@@ -177,6 +177,15 @@ class Store(ABC):
     def delete_payload(self, name: str, ids: list[str], keys: list[str]) -> None:
         """Remove these payload keys from the points."""
 
+    def update_payloads(self, name: str, updates: Sequence[tuple[list[str], dict, list[str]]]) -> None:
+        """Several payload updates at once: for each (ids, keys to set, keys to remove). A backend
+        may apply them with one flush (Edge: one fsync instead of one per update)."""
+        for ids, to_set, to_remove in updates:
+            if to_set:
+                self.set_payload(name, ids, to_set)
+            if to_remove:
+                self.delete_payload(name, ids, to_remove)
+
     @abstractmethod
     def ensure_index(self, name: str, key: str, kind: str) -> None:
         """A payload index on ``key`` (keyword, integer, float, ...) unless it has one."""
