@@ -36,8 +36,10 @@ def test_twenty_concurrent_searchers(served_app):
     assert res["errors"] == 0, res["error_samples"]
     assert res["search_by_id"]["n"] >= 40 and res["search_file"]["n"] >= 5
     m = res["rss"]
-    # bounded: the second half of the run does not climb above the first half's peak by more than 64 MB
-    assert m["max_mb"] <= m["max_first_half_mb"] + 64, m
+    # bounded: the second half of the run does not climb above the first half's peak by more than 128 MB
+    # (sessions are capped at 300, each holding a copy of the UI's config, larger since the selection
+    # panel and the Curate view: a clean-clone run saw +71 MB before the cap; a leak grows without end)
+    assert m["max_mb"] <= m["max_first_half_mb"] + 128, m
 
 
 @pytest.mark.slow
