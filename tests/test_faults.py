@@ -462,6 +462,17 @@ def test_damaged_shard_is_reported_and_rebuilt(two_libraries, tmp_path, kind):
         assert str(exc.value) == line
         with pytest.raises(index.DamagedCollectionError):  # indexing without --rebuild: the same line
             index.index_folder(store, LIB, root, ["dsp"], data_dir=data)
+        if kind == "status":  # the API's list: the line for the admin; for visitors without the server folder
+            from app.access import Access
+            from app.services import Services
+            from app.views import api
+
+            rows = {r["name"]: r for r in api.list_libraries(Services(data, store=store, access=Access()))}
+            assert rows[LIB]["counts"] == {"dsp": None} and rows[LIB]["damaged"] == [line]
+            rows = {r["name"]: r for r in api.list_libraries(Services(data, store=store, access=Access(public=True)))}
+            assert "root" not in rows[LIB] and str(root) not in rows[LIB]["damaged"][0]
+            assert "`python app.py index FOLDER --library" in rows[LIB]["damaged"][0]
+            assert rows["other"]["damaged"] == []
 
         rep = index.index_folder(store, LIB, root, ["dsp"], data_dir=data, rebuild=True)
         assert rep.added == 16 and not rep.failed and sorted(rep.rebuilt) == sorted(

@@ -72,6 +72,10 @@ _PROBE = r"""
 import json, sys
 try:
     import qdrant_edge as qe
+except BaseException as exc:  # no probe here (another interpreter): the caller loads without it
+    print(json.dumps({"ok": True, "unprobed": repr(exc)}))
+    raise SystemExit(0)
+try:
     path, dim, vector = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     shard = qe.EdgeShard.load(path)
     try:
@@ -191,14 +195,15 @@ class EdgeStore(Store):
         loads it): None when it opened and read back, else what went wrong, in words."""
         env = {**os.environ, "RUST_BACKTRACE": "0"}
         try:
-            res = subprocess.run([sys.executable, "-I", "-c", _PROBE, str(path), str(dim), VECTOR_NAME],
+            safe_path = ["-P"] if sys.version_info >= (3, 11) else []  # not the cwd first on sys.path
+            res = subprocess.run([sys.executable, *safe_path, "-c", _PROBE, str(path), str(dim), VECTOR_NAME],
                                  stdin=subprocess.DEVNULL, capture_output=True, text=True,
                                  timeout=PROBE_TIMEOUT_S, env=env)
         except subprocess.TimeoutExpired:
             raise StoreError(f"opening collection {name!r} took over {PROBE_TIMEOUT_S:g} s (in a probe "
                              f"process; ${PROBE_ENV}=0 skips the probe)") from None
-        except OSError as exc:
-            raise StoreError(f"cannot start a process to open collection {name!r}: {exc}") from None
+        except OSError:
+            return None  # no child process here: load without the probe
         lines = res.stdout.strip().splitlines()
         try:
             answer = json.loads(lines[-1]) if lines else None
@@ -209,12 +214,12 @@ class EdgeStore(Store):
         if isinstance(answer, dict):
             msg = str(answer.get("message") or "")
             return f"Qdrant Edge panicked: {msg}" if answer.get("panic") else msg
-        why = f"exit status {res.returncode}"
-        if res.returncode < 0:
-            try:
-                why = signal.Signals(-res.returncode).name
-            except ValueError:
-                why = f"signal {-res.returncode}"
+        if res.returncode >= 0:
+            return None  # the probe itself did not run (no answer, no signal): load without it
+        try:
+            why = signal.Signals(-res.returncode).name
+        except ValueError:
+            why = f"signal {-res.returncode}"
         err = [ln.strip() for ln in res.stderr.splitlines() if ln.strip() and not ln.startswith("note: ")]
         return f"Qdrant Edge crashed opening it ({why}{': ' + err[-1] if err else ''})"
 
