@@ -1,6 +1,7 @@
 """Shared fixtures: a small synthetic labelled library and an isolated data folder."""
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -61,14 +62,48 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextlib.contextmanager
+def serving(root: Path, env: dict):
+    """`python app.py serve --no-demo` on a free localhost port with `env`, logging to
+    root/serve.log; yields its URL once it answers, stops it afterwards."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    port = _free_port()
+    log = open(root / "serve.log", "w")
+    proc = subprocess.Popen([sys.executable, "app.py", "serve", "--no-demo", "--port", str(port)], cwd=ROOT,
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 180
+        while True:
+            try:
+                urllib.request.urlopen(url + "/", timeout=2)
+                break
+            except Exception:
+                if proc.poll() is not None:
+                    raise RuntimeError((root / "serve.log").read_text()[-2000:])
+                if time.time() > deadline:
+                    raise RuntimeError("server did not start")
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
 @pytest.fixture(scope="session")
 def served_app(tmp_path_factory, demo_folder):
     """The app served on localhost over a small indexed library (dsp + vgg-msd): (url, data_dir, folder)."""
     import shutil
     import subprocess
     import sys
-    import time
-    import urllib.request
 
     import numpy as np
     import soundfile as sf
@@ -84,27 +119,5 @@ def served_app(tmp_path_factory, demo_folder):
     env = {**os.environ, "AUDIO_EXPLORER_DATA": str(data), "GRADIO_ANALYTICS_ENABLED": "False"}
     subprocess.run([sys.executable, "app.py", "index", str(folder), "--library", "demo", "--models", "dsp,vgg-msd"],
                    cwd=ROOT, env=env, check=True, capture_output=True, timeout=900)
-    port = _free_port()
-    log = open(root / "serve.log", "w")
-    proc = subprocess.Popen([sys.executable, "app.py", "serve", "--no-demo", "--port", str(port)], cwd=ROOT,
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(url + "/", timeout=2)
-            break
-        except Exception:
-            if proc.poll() is not None:
-                raise RuntimeError((root / "serve.log").read_text()[-2000:])
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        raise RuntimeError("server did not start")
-    yield url, data, folder
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    with serving(root, env) as url:
+        yield url, data, folder

@@ -6,13 +6,11 @@ import json
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 import uuid
 
 import pytest
 
-from tests.conftest import ROOT, _free_port
+from tests.conftest import ROOT, serving
 
 pytestmark = pytest.mark.slow
 TOKEN = "public-test-token"
@@ -26,23 +24,8 @@ def public_app(tmp_path_factory, demo_folder):
            "AUDIO_EXPLORER_MODE": "public", "AUDIO_EXPLORER_ADMIN_TOKEN": TOKEN}
     subprocess.run([sys.executable, "app.py", "index", str(demo_folder), "--library", "demo", "--models", "dsp"],
                    cwd=ROOT, env=env, check=True, capture_output=True, timeout=600)
-    port = _free_port()
-    log = open(root / "serve.log", "w")
-    proc = subprocess.Popen([sys.executable, "app.py", "serve", "--no-demo", "--port", str(port)], cwd=ROOT,
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(360):
-        try:
-            urllib.request.urlopen(url + "/", timeout=2)
-            break
-        except Exception:
-            if proc.poll() is not None:
-                raise RuntimeError((root / "serve.log").read_text()[-2000:])
-            time.sleep(0.5)
-    yield url, demo_folder, root
-    proc.terminate()
-    proc.wait(timeout=20)
-    log.close()
+    with serving(root, env) as url:
+        yield url, demo_folder, root
 
 
 def libraries(url):
