@@ -178,7 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--library", required=True)
     p.add_argument("--model", required=True)
-    p.add_argument("--threshold", type=float, default=0.98, help="cosine similarity (default 0.98)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="cosine similarity (default: the model's measured best, e.g. dsp 0.999, "
+                        "musicnn-msd 0.95, vgg-msd 0.96, otherwise 0.98)")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("export-selection", help="copy a set of clips (ids, a tag or a cluster) with a manifest "
@@ -483,12 +485,14 @@ def cmd_clusters(args) -> int:
 
 
 def cmd_duplicates(args) -> int:
-    groups = _services(args).curation.duplicates(args.library, args.model, threshold=args.threshold)
+    cur = _services(args).curation
+    groups = cur.duplicates(args.library, args.model, threshold=args.threshold)
+    threshold = args.threshold if args.threshold is not None else cur.duplicate_threshold(args.model)
     if args.json:
         print(json.dumps([{"kind": g.kind, "similarity": g.similarity, "ids": g.ids, "paths": g.paths}
                           for g in groups]))
         return 0
-    print(f"{len(groups)} groups at cosine >= {args.threshold}", file=sys.stderr)
+    print(f"{len(groups)} groups at cosine >= {threshold}", file=sys.stderr)
     for n, g in enumerate(groups, 1):
         print(f"group {n} ({g.kind}, >= {g.similarity:.4f}): " + "  ".join(g.paths))
     return 0

@@ -358,11 +358,27 @@ class DuplicateGroup:
     similarity: float              # the lowest similarity that joined the group (1.0 for exact)
 
 
-def near_duplicates(store: Store, library: str, model: str, threshold: float = 0.98, k: int = 8,
+# Cosine thresholds that found copies best (pairwise F1 on real one-shots with mp3, resampled,
+# +3 dB and trimmed copies: benchmarks/curation_scale.py, see benchmarks/README.md). A model's
+# cosines spread differently: dsp's statistics vectors sit close together, so 0.98 groups
+# different sounds there, while learned models need a looser bound to catch re-encoded copies.
+DUPLICATE_THRESHOLDS = {"dsp": 0.999, "musicnn-msd": 0.95, "vgg-msd": 0.96}
+DEFAULT_DUPLICATE_THRESHOLD = 0.98
+
+
+def duplicate_threshold(model: str | None) -> float:
+    """The measured best near-duplicate cosine threshold for `model` (0.98 where unmeasured)."""
+    return DUPLICATE_THRESHOLDS.get(model or "", DEFAULT_DUPLICATE_THRESHOLD)
+
+
+def near_duplicates(store: Store, library: str, model: str, threshold: float | None = None, k: int = 8,
                     batch: int = 256) -> list[DuplicateGroup]:
-    """Groups of clips whose vectors' cosine is at least `threshold` (batched Qdrant queries for
-    each clip's k nearest neighbours, joined transitively), plus exact duplicates (same content
-    hash, recorded at indexing as `copies`). Largest groups first."""
+    """Groups of clips whose vectors' cosine is at least `threshold` (default: the model's measured
+    best, `duplicate_threshold`) from batched Qdrant queries for each clip's k nearest neighbours,
+    joined transitively, plus exact duplicates (same content hash, recorded at indexing as
+    `copies`). Largest groups first."""
+    if threshold is None:
+        threshold = duplicate_threshold(model)
     if not 0 < threshold <= 1:
         raise ValueError(f"the threshold is a cosine similarity in (0, 1], got {threshold}")
     coll = collection_name(library, model)

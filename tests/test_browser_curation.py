@@ -144,6 +144,16 @@ def test_duplicates_and_clusters_in_the_curate_tab(browser, served_app, tmp_path
     page.wait_for_function("() => document.querySelector('#ae-clusters-head').innerText.includes('clusters')",
                            timeout=60000)
     assert "clusters** of" not in page.inner_text("#ae-clusters-head")  # Markdown rendered
+    # the served library holds no copies: at the model's measured threshold (dsp: 0.999) none are found
+    threshold = page.locator("#ae-dups-threshold input[type=number]")
+    assert abs(float(threshold.input_value()) - 0.999) < 1e-9
+    page.click("#ae-dups-go")
+    page.wait_for_function("() => document.querySelector('#ae-dups-head').innerText.includes('No duplicates')",
+                           timeout=60000)
+    assert "0.999" in page.inner_text("#ae-dups-head")
+    # looser, the synthetic takes of a class (dsp cosine 0.98-0.998) group, each with players
+    threshold.fill("0.98")
+    threshold.press("Enter")
     page.click("#ae-dups-go")
     page.wait_for_selector("#ae-dups .ae-dupgroup", timeout=60000)
     group = page.locator("#ae-dups .ae-dupgroup").first

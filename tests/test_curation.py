@@ -193,6 +193,13 @@ def test_duplicates_find_copies_and_not_other_takes(tmp_path, demo_folder):
     # cosine 1.0 joins the gain-changed copy too (dsp is gain-invariant): the copies stay in its group
     assert any({"kick/kick_00.wav", "kick_00_copy.wav"} <= set(g.paths)
                for g in svc.curation.duplicates("dups", "dsp", threshold=1.0))
+    # no threshold given: dsp's measured best (0.999), not the 0.98 that groups different kicks in dsp
+    assert svc.curation.duplicate_threshold("dsp") == 0.999
+    default = svc.curation.duplicates("dups", "dsp")
+    assert [g.paths for g in default] == [g.paths for g in svc.curation.duplicates("dups", "dsp", threshold=0.999)]
+    assert min(g.similarity for g in default) >= 0.999
+    loose = svc.curation.duplicates("dups", "dsp", threshold=0.98)
+    assert sum(len(g.ids) for g in loose) > sum(len(g.ids) for g in default)
 
 
 def test_export_zip_has_the_audio_and_a_manifest_and_lists_missing_files(lib, tmp_path):

@@ -236,9 +236,15 @@ class CurationService:
         return ClusterReport(library, model, rows, got.params, agree["purity"], agree["ari"], agree["n"], cached)
 
     # ---- duplicates -----------------------------------------------------------------------
-    def duplicates(self, library: str, model: str, threshold: float = 0.98) -> list[curation.DuplicateGroup]:
+    @staticmethod
+    def duplicate_threshold(model: str | None) -> float:
+        """The model's measured best near-duplicate threshold."""
+        return curation.duplicate_threshold(model)
+
+    def duplicates(self, library: str, model: str, threshold: float | None = None) -> list[curation.DuplicateGroup]:
         """Groups of near-duplicate (and byte-identical) clips."""
-        return curation.near_duplicates(self._svc.store, library, model, threshold=float(threshold))
+        return curation.near_duplicates(self._svc.store, library, model,
+                                        threshold=None if threshold is None else float(threshold))
 
     @staticmethod
     def others_csv(groups: Sequence[curation.DuplicateGroup]) -> str:

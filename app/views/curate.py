@@ -67,10 +67,17 @@ def select_cluster(svc: Services, library: str | None, model: str | None, cluste
     return ids, f"Selected cluster {int(cluster)}: {len(ids)} clips (see the Map tab).", value or gr.skip()
 
 
-def duplicates(svc: Services, library: str | None, model: str | None, threshold: float = 0.98) -> tuple[str, str]:
+def threshold_for(svc: Services, model: str | None) -> float:
+    """The duplicate slider's value for a newly chosen model (its measured best threshold)."""
+    return svc.curation.duplicate_threshold(model)
+
+
+def duplicates(svc: Services, library: str | None, model: str | None, threshold: float | None = None) -> tuple[str, str]:
     """(headline, groups with players)."""
     if not library or not model:
         return EMPTY, ""
+    if threshold is None:
+        threshold = svc.curation.duplicate_threshold(model)
     try:
         groups = svc.curation.duplicates(library, model, threshold=float(threshold))
     except Exception as exc:
@@ -92,7 +99,7 @@ def duplicates(svc: Services, library: str | None, model: str | None, threshold:
     return head, '<div class="ae-dups">' + "".join(parts) + more + "</div>"
 
 
-def keep_one(svc: Services, library: str | None, model: str | None, threshold: float = 0.98,
+def keep_one(svc: Services, library: str | None, model: str | None, threshold: float | None = None,
              tag_them: bool = False, request: gr.Request | None = None) -> tuple[str | None, str]:
     """(CSV of every duplicate but the first of each group, status); optionally tag them 'duplicate'."""
     try:
@@ -144,7 +151,9 @@ def build(svc: Services, library: gr.Dropdown, model: gr.Dropdown, selection: gr
     picked = gr.Markdown()
     gr.Markdown("### Near-duplicates")
     with gr.Row():
-        threshold = gr.Slider(0.90, 1.0, value=0.98, step=0.001, label="Cosine threshold")
+        threshold = gr.Slider(0.90, 1.0, value=svc.curation.duplicate_threshold(None), step=0.001,
+                              label="Cosine threshold (set to the model's measured best when the model changes)",
+                              elem_id="ae-dups-threshold")
         dup_btn = gr.Button("Find duplicates", variant="primary", elem_id="ae-dups-go")
         tag_them = gr.Checkbox(value=False, label="…and tag the others 'duplicate'")
         keep_btn = gr.Button("Keep one per group (CSV of the others)")
@@ -161,6 +170,7 @@ def build(svc: Services, library: gr.Dropdown, model: gr.Dropdown, selection: gr
     sel_btn.click(bind(select_cluster, svc), [library, model, pick, view], [selection, picked, view], **PRIVATE)
     exp_btn.click(lambda lib, m, c: export_set(svc, lib, m, None, c), [library, model, pick], [out_file, out_msg],
                   **PRIVATE)
+    model.change(bind(threshold_for, svc), [model], [threshold], **PRIVATE)
     dup_btn.click(bind(duplicates, svc), [library, model, threshold], [dup_head, dups], **PRIVATE)
     keep_btn.click(bind(keep_one, svc), [library, model, threshold, tag_them], [out_file, out_msg], **PRIVATE)
     tag_btn.click(bind(export_set, svc), [library, model, tag], [out_file, out_msg], **PRIVATE)
