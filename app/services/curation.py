@@ -124,9 +124,21 @@ class CurationService:
         return [i for i in dict.fromkeys(ids) if i]
 
     def payloads(self, library: str, model: str, ids: Sequence[str]) -> list[tuple[str, dict]]:
-        """(id, payload) of the clips of a selection that are in (library, model), in selection order."""
-        vids, _X, pays = self._svc.vectors.read(library, model)
-        by_id = dict(zip(vids, pays))
+        """(id, payload) of the clips of a selection that are in (library, model), in selection order.
+        From the map's cached read when there is one, else only these points from Qdrant (an
+        export of a few clips from a 100k library does not read the library's vectors)."""
+        held = self._svc.vectors.cached(library, model)
+        if held is not None:
+            by_id = dict(zip(held[0], held[2]))
+        else:
+            coll = index.collection_name(library, model)
+            if not self._svc.store.has_collection(coll):
+                return []
+            by_id = {}
+            wanted = list(dict.fromkeys(ids))
+            for start in range(0, len(wanted), 1000):
+                for r in self._svc.store.retrieve(coll, wanted[start:start + 1000]):
+                    by_id[r.id] = r.payload
         return [(i, by_id[i]) for i in ids if i in by_id]
 
     def summary(self, library: str, model: str, ids: Sequence[str]) -> dict:

@@ -32,6 +32,15 @@ class VectorCache:
             self._got[key] = (len(got[0]), got)
             return got
 
+    def cached(self, library: str, model: str) -> tuple[list[str], np.ndarray, list[dict]] | None:
+        """The read of (library, model) if one is held and still current, without reading."""
+        store = self._svc.store
+        coll = index.collection_name(library, model)
+        hit = self._got.get((library, model))
+        if hit is None or not store.has_collection(coll) or store.count(coll) != hit[0]:
+            return None
+        return hit[1]
+
     def clear(self) -> None:
         """Forget every read (after indexing or deleting)."""
         self._got.clear()
