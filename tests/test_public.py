@@ -83,7 +83,8 @@ def test_a_replayed_browser_request_cannot_delete_or_index_a_server_folder(publi
     url, folder, _ = public_app
     # as a visitor who opened the page: its load events fill the session's dropdown choices first
     session = uuid.uuid4().hex[:11]
-    replay(url, "tables", [], session)
+    tables = replay(url, "tables", [], session)
+    assert "demo" in tables and str(folder) not in tables and "(hidden)" in tables  # no server folder shown
     out = replay(url, "delete", ["demo", True], session)
     assert "refused: deleting library 'demo' needs the admin token" in out
     assert "demo" in libraries(url)

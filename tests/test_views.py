@@ -164,6 +164,7 @@ def test_library_tables_index_and_delete(lib, demo_folder):
     svc, _ = lib
     libs, picker, models = library.tables(svc)
     assert libs[0][:2] == ["demo", 19] and picker["choices"] == ["demo"]
+    assert libs[0][3] == str(svc.libs.get("demo").root)  # a local (non-public) server shows its folders
     assert any(m[0] == "dsp" and m[2] == "ready" for m in models)
     assert library.run_index(svc, " ", str(demo_folder), None, ["dsp"]) == "**Error:** give the library a name."
     assert library.run_index(svc, "x", str(demo_folder), None, []) == "**Error:** choose at least one model."

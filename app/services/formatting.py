@@ -54,3 +54,10 @@ def plain(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [plain(v) for v in obj]
     return obj
+
+
+def without_folder(message: str, root: str) -> str:
+    """A damaged-library message (its fix names the library's server folder) with the folder left out."""
+    import shlex
+
+    return message.replace(shlex.quote(root), "FOLDER").replace(root, "FOLDER")

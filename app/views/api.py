@@ -11,7 +11,7 @@ import gradio as gr
 from index.curation import UNSET
 
 from app.services import Services
-from app.services.formatting import plain
+from app.services.formatting import plain, without_folder
 from app.views import bind
 from index.classes import class_stats_json
 
@@ -40,15 +40,8 @@ def list_libraries(svc: Services, request: gr.Request | None = None) -> list[dic
     rows = svc.libs.table()
     if not svc.access.is_admin(request):
         rows = [{**{k: v for k, v in r.items() if k != "root"},
-                 "damaged": [_without_folder(m, r["root"]) for m in r.get("damaged", [])]} for r in rows]
+                 "damaged": [without_folder(m, r["root"]) for m in r.get("damaged", [])]} for r in rows]
     return rows
-
-
-def _without_folder(message: str, root: str) -> str:
-    """A damaged-library message (its fix names the library's server folder) with the folder left out."""
-    import shlex
-
-    return message.replace(shlex.quote(root), "FOLDER").replace(root, "FOLDER")
 
 
 def list_models(svc: Services) -> list[dict]:

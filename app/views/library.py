@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 
 from app.components import choices, error_md
 from app.services import Services
+from app.services.formatting import without_folder
 from app.views import PRIVATE, bind
 
 
@@ -24,11 +25,15 @@ class LibraryHandles:
     rights: list      # [folder box, delete group, admin group]: shown per session
 
 
-def tables(svc: Services) -> tuple[list[list], dict, list[list]]:
-    """(libraries rows, delete-picker choices, models rows)."""
+def tables(svc: Services, request: gr.Request | None = None) -> tuple[list[list], dict, list[list]]:
+    """(libraries rows, delete-picker choices, models rows); the server's folders are left out for
+    visitors of a public deployment (as /list_libraries does)."""
     rows = svc.libs.table()
+    admin = svc.access.is_admin(request)
     libs = [[r["name"], r["clips"], "; ".join([", ".join(f"{m} ({'damaged' if n is None else n})"
-                                                         for m, n in r["counts"].items())] + r["damaged"]), r["root"]]
+                                                         for m, n in r["counts"].items())]
+                                              + [d if admin else without_folder(d, r["root"]) for d in r["damaged"]]),
+             r["root"] if admin else "(hidden)"]
             for r in rows]
     models = [[m["name"], m["family"], m["status"], m["dim"] or "", m["reason"]] for m in svc.libs.models()]
     return libs, choices([r["name"] for r in rows]), models
