@@ -247,12 +247,11 @@ def run_short_files(run: Any, files: Sequence[Path], batch_size: int, progress: 
             handled.update(r[0] for r in out["items"])
             if progress:
                 progress(done, total, out["items"][-1][0] if out["items"] else "")
-        for p in files:
-            rel = p.relative_to(run.root).as_posix()
-            if rel not in handled:
-                run.fail(rel, f"a Ray worker died {RETRIES + 1} times on its batch; run again to retry")
-                done += 1
-        if progress and done:
+        lost = [rel for rel in (p.relative_to(run.root).as_posix() for p in files) if rel not in handled]
+        for rel in lost:
+            run.fail(rel, f"a Ray worker died {RETRIES + 1} times on its batch; run again to retry")
+        done += len(lost)
+        if progress and lost:
             progress(done, total, "")
         return done
     except LibraryError:
