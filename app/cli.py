@@ -64,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rebuild", action="store_true",
                    help="drop these models' collections of the library first (e.g. damaged ones) and index them "
                         "again; tags and labels are kept")
+    p.add_argument("--engine", default="local", choices=["local", "ray"],
+                   help="local (default: threads in this process) or ray (Ray Data actors; pip install 'ray[data]')")
+    p.add_argument("--ray-address", default=None,
+                   help="Ray cluster to use with --engine ray (e.g. ray://head:10001 or auto); default: a local one")
+    p.add_argument("--workers", type=int, default=None,
+                   help="Ray actors, one loaded model each (default: the cluster's CPUs, or GPUs with CUDA)")
+    _cluster_args(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
     p = sub.add_parser("search", help="query by example: clips most similar to a file, a clip id or a text")
@@ -228,6 +235,32 @@ def _services(args):
     return Services(args.data_dir)
 
 
+def _cluster_args(p) -> None:
+    """--shards / --replicas / --write-consistency: how new collections spread over a Qdrant cluster."""
+    p.add_argument("--shards", type=int, default=None,
+                   help="Qdrant cluster: shards per new collection ($QDRANT_SHARDS; ignored by the embedded Qdrant Edge)")
+    p.add_argument("--replicas", type=int, default=None,
+                   help="Qdrant cluster: copies of each shard ($QDRANT_REPLICAS; ignored by Qdrant Edge)")
+    p.add_argument("--write-consistency", type=int, default=None,
+                   help="Qdrant cluster: replicas that must confirm a write ($QDRANT_WRITE_CONSISTENCY)")
+
+
+def _apply_cluster_args(args) -> None:
+    """Put the cluster flags where the store reads them (the environment), with a note for Edge."""
+    given = {"QDRANT_SHARDS": args.shards, "QDRANT_REPLICAS": args.replicas,
+             "QDRANT_WRITE_CONSISTENCY": args.write_consistency}
+    given = {k: v for k, v in given.items() if v is not None}
+    if not given:
+        return
+    for k, v in given.items():
+        if v < 1:
+            raise CliError(f"--{k[7:].lower().replace('_', '-')} must be at least 1 (got {v})")
+        os.environ[k] = str(v)
+    if not os.environ.get("QDRANT_URL"):
+        print("note: --shards/--replicas/--write-consistency apply to a Qdrant server or cluster (QDRANT_URL); "
+              "the embedded Qdrant Edge keeps one local shard and ignores them", file=sys.stderr)
+
+
 def _store(args):
     return _services(args).store
 
@@ -244,10 +277,17 @@ def cmd_index(args) -> int:
     opts = IngestOptions(segment=args.segment, segment_s=args.segment_s, hop_s=args.segment_s, trim=args.trim,
                          labels=None if args.labels == "folder" else args.labels,
                          descriptors=not args.no_descriptors, thumbnails=not args.no_thumbnails)
+    if args.workers is not None and args.workers < 1:
+        raise CliError(f"--workers must be at least 1 (got {args.workers})")
+    if args.engine != "ray" and (args.ray_address or args.workers):
+        raise CliError("--ray-address and --workers go with --engine ray")
+    _apply_cluster_args(args)
     store = _store(args)
+    engine_options = {"address": args.ray_address, "workers": args.workers} if args.engine == "ray" else None
     report = index.index_folder(store, args.library, folder, models, data_dir=args.data_dir,
                                 progress=_progress_bar(f"indexing {args.library}"),
-                                batch_size=args.batch_size, options=opts, rebuild=args.rebuild)
+                                batch_size=args.batch_size, options=opts, rebuild=args.rebuild,
+                                engine=args.engine, engine_options=engine_options)
     for rel, why in report.failed:
         print(f"skipped {rel}: {why}", file=sys.stderr)
     print(report.summary() + f" ({report.audio_s:.1f} s of audio in {report.wall_s:.1f} s)", file=sys.stderr)

@@ -18,6 +18,13 @@ model sees a batch) against a one-by-one loop (`batch_size=1`), each into a fres
 
 Clips are `app.demo.make_clip` sounds (7 classes, 0.25 to 2 s, 22.05 kHz 16-bit wav), written
 to a temporary folder that is deleted afterwards. Descriptors and thumbnails are on (defaults).
+
+`--ray-clips N` (default 400; 0 skips it) adds the Ray engine (`--engine ray`, index/ray_engine.py)
+on the same N clips, each run in a fresh subprocess and data folder: the local engine (baseline),
+then Ray with 1 and 2 actors on a local Ray cluster the run starts (`ray.init`, 2 CPUs here). It
+reports clips/s, the ratio to the local engine, Ray's start-up (cluster + actors loading the model:
+the time before the first batch came back), and the driver's share (replaying the actors' writes
+into Qdrant Edge). `--skip-growth` runs only this comparison.
 """
 from __future__ import annotations
 
@@ -42,9 +49,16 @@ sys.path.insert(0, {root!r})
 import index
 t0 = time.perf_counter()
 store = index.open_store(index.data_dir({data!r}))
-rep = index.index_folder(store, {lib!r}, {folder!r}, {models!r}, data_dir={data!r}, batch_size={batch})
+stats = {{}}
+first = []
+engine_options = {{"workers": {workers}, "stats": stats}} if {engine!r} == "ray" else None
+rep = index.index_folder(store, {lib!r}, {folder!r}, {models!r}, data_dir={data!r}, batch_size={batch},
+                         engine={engine!r}, engine_options=engine_options,
+                         progress=lambda d, t, m: first.append(time.perf_counter() - t0) if not first else None)
 store.close()
 print(json.dumps({{"wall_s": time.perf_counter() - t0, "index_wall_s": rep.wall_s, "added": rep.added,
+                   "first_batch_s": first[0] if first else None, "driver_write_s": stats.get("driver_write_s"),
+                   "ray_wall_s": stats.get("ray_wall_s"), "workers": stats.get("workers"),
                    "unchanged": rep.unchanged, "failed": len(rep.failed), "audio_s": rep.audio_s,
                    "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
 """
@@ -86,9 +100,11 @@ def dir_mb(path: Path, apparent: bool = False) -> float:
     return total / 1e6
 
 
-def run_index(folder: Path, data: Path, lib: str, models: list[str], batch: int, timeout_s: float) -> dict:
-    """Index `folder` in a fresh subprocess; its JSON report plus peak RSS."""
-    code = CHILD.format(root=str(ROOT), data=str(data), lib=lib, folder=str(folder), models=models, batch=batch)
+def run_index(folder: Path, data: Path, lib: str, models: list[str], batch: int, timeout_s: float,
+              engine: str = "local", workers: int = 1) -> dict:
+    """Index `folder` in a fresh subprocess; its JSON report plus peak RSS (of the driver)."""
+    code = CHILD.format(root=str(ROOT), data=str(data), lib=lib, folder=str(folder), models=models, batch=batch,
+                        engine=engine, workers=workers)
     env = {**os.environ, "AUDIO_EXPLORER_DATA": str(data), "AUDIO_EXPLORER_WEIGHTS": WEIGHTS,
            **THREAD_ENV}
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout_s, env=env)
@@ -121,6 +137,8 @@ def main() -> int:
     ap.add_argument("--pipeline-clips", type=int, default=200, help="clips for the pipelined vs one-by-one run")
     ap.add_argument("--work", default=None, help="working folder (default: a temporary one, removed)")
     ap.add_argument("--json", default=None, help="also write the rows as JSON here")
+    ap.add_argument("--ray-clips", type=int, default=400, help="clips for the Ray engine comparison (0: skip)")
+    ap.add_argument("--skip-growth", action="store_true", help="run only the Ray engine comparison")
     ap.add_argument("--blas-threads", type=int, default=None,
                     help="OPENBLAS/OMP/MKL thread count for the indexing subprocesses (default: the libraries' own)")
     args = ap.parse_args()
@@ -151,7 +169,7 @@ def main() -> int:
     rows, skipped = [], []
     t_start = time.perf_counter()
     share_s = args.budget_min * 60 / len(models)
-    for m_i, model in enumerate(models):
+    for m_i, model in enumerate([] if args.skip_growth else models):
         data = work / f"data-{model}"
         folder = work / f"audio-{model}"
         t_model = time.perf_counter()
@@ -185,7 +203,7 @@ def main() -> int:
     n_p = min(args.pipeline_clips, have) if have else args.pipeline_clips
     grow(n_p)
     fill(sub, n_p)
-    for model in models:
+    for model in [] if args.skip_growth else models:
         res = {}
         for batch in (args.batch_size, 1):
             d = work / f"pipe-{model}-{batch}"
@@ -198,6 +216,8 @@ def main() -> int:
                           f"batch{args.batch_size}_clips_per_s": round(n_p / fast["index_wall_s"], 2),
                           "batch1_clips_per_s": round(n_p / slow["index_wall_s"], 2),
                           "speedup": round(slow["index_wall_s"] / fast["index_wall_s"], 2)})
+
+    ray_rows = ray_engine_rows(args, models, work, grow, fill, lambda: have) if args.ray_clips else []
 
     print("\n## Ingest at scale (one library per model, grown in steps; Qdrant Edge on disk)")
     cols = [("model", "model"), ("clips", "clips"), ("added", "added"), ("step_wall_s", "step s"),
@@ -216,13 +236,51 @@ def main() -> int:
         print(f"skipped (budget): {s}")
     print(f"\n## Pipelined ingest (batch {args.batch_size}, decode in a worker thread) vs one-by-one (batch 1)")
     print(fmt_table(pipe_rows, [(k, k) for k in pipe_rows[0]]) if pipe_rows else "(none)")
+    if ray_rows:
+        print(f"\n## Ray engine vs the local engine ({args.ray_clips} clips, batch {args.batch_size}; a local Ray "
+              f"cluster on this machine; each run in a fresh process and data folder)")
+        print(fmt_table(ray_rows, [(k, k) for k in ray_rows[0]]))
     print(f"\ntotal {(time.perf_counter() - t_start) / 60:.1f} min; {os.cpu_count()} cores; "
           f"load average now {os.getloadavg()[0]:.1f}; threads: {THREAD_ENV or 'library defaults'}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"growth": rows, "pipeline": pipe_rows, "skipped": skipped}, indent=1))
+        Path(args.json).write_text(json.dumps({"growth": rows, "pipeline": pipe_rows, "skipped": skipped,
+                                               "ray": ray_rows}, indent=1))
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def ray_engine_rows(args, models: list[str], work: Path, grow, fill, have) -> list[dict]:
+    """The local engine, then Ray with 1 and 2 actors, on the same clips (fresh data folders)."""
+    n = args.ray_clips
+    grow(n)
+    sub = work / "ray-audio"
+    fill(sub, n)
+    out = []
+    for model in models:
+        base = None
+        for engine, workers in (("local", 1), ("ray", 1), ("ray", 2)):
+            d = work / f"ray-{model}-{engine}-{workers}"
+            r = run_index(sub, d, "ray", [model], args.batch_size, timeout_s=3600, engine=engine, workers=workers)
+            shutil.rmtree(d, ignore_errors=True)
+            wall = r["index_wall_s"]
+            base = base or wall
+            row = {"model": model, "engine": engine, "workers": workers if engine == "ray" else "-",
+                   "added": r["added"], "wall_s": round(wall, 1), "clips_per_s": round(r["added"] / wall, 2),
+                   "vs_local": round(base / wall, 2), "first_batch_s": round(r["first_batch_s"] or 0, 1)}
+            if engine == "ray":
+                steady = wall - (r["first_batch_s"] or 0)
+                row.update(steady_clips_per_s=round((r["added"] * (1 - args.batch_size / n)) / steady, 2) if steady > 0 else "",
+                           driver_write_s=round(r["driver_write_s"], 2),
+                           driver_share=f"{100 * r['driver_write_s'] / r['ray_wall_s']:.1f} %")
+            else:
+                steady = wall - (r["first_batch_s"] or 0)
+                row.update(steady_clips_per_s=round((r["added"] * (1 - args.batch_size / n)) / steady, 2) if steady > 0 else "",
+                           driver_write_s="", driver_share="")
+            row["peak_rss_mb"] = round(r["peak_rss_mb"])
+            out.append(row)
+            print(fmt_table(out[-1:], [(k, k) for k in out[-1]]), file=sys.stderr)
+    return out
 
 
 if __name__ == "__main__":

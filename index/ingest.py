@@ -521,13 +521,20 @@ def index_files(store: Store, library: str, root: str | os.PathLike, files: Sequ
                 models: Sequence[str], data_dir: str | os.PathLike | None = None,
                 progress: Progress | None = None, batch_size: int = 16, kind: str = "folder",
                 pre_skipped: Sequence[tuple[str, str]] = (), options: IngestOptions | None = None,
-                rebuild: bool = False) -> IngestReport:
+                rebuild: bool = False, engine: str = "local", engine_options: dict | None = None) -> IngestReport:
     """Index `files` (under `root`) into `library` with `models`; resumable and idempotent.
     `rebuild`: first drop the library's collections of these models (damaged ones too), keeping its
-    user edits collection, whose tags and labels the new points get back (`merge_edits`)."""
+    user edits collection, whose tags and labels the new points get back (`merge_edits`).
+    `engine`: "local" (threads in this process) or "ray" (Ray Data actors embed the short files;
+    `engine_options` go to `index.ray_engine.run_short_files`, e.g. address, workers)."""
     t0 = time.perf_counter()
     check_library_name(library)
     opts = options or IngestOptions()
+    if engine not in ("local", "ray"):
+        raise LibraryError(f"engine must be local or ray (got '{engine}')")
+    if engine == "ray":
+        from .ray_engine import require_ray
+        require_ray()  # a one-line error before anything is written when Ray is not installed
     if opts.segment not in ("auto", "always", "never"):
         raise LibraryError(f"segment mode must be auto, always or never (got '{opts.segment}')")
     root = Path(root).resolve()
@@ -569,6 +576,10 @@ def index_files(store: Store, library: str, root: str | os.PathLike, files: Sequ
         short_files = [p for p in files if p not in long_set]
         done = 0
         batches = [short_files[i:i + batch_size] for i in range(0, len(short_files), batch_size)]
+        if engine == "ray" and short_files:
+            from .ray_engine import run_short_files
+            done = run_short_files(run, short_files, batch_size, progress, total, **(engine_options or {}))
+            batches = []
         with ThreadPoolExecutor(max_workers=1) as pool:
             pending = pool.submit(run.prepare, batches[0]) if batches else None
             for bi in range(len(batches)):
@@ -610,9 +621,11 @@ def build_search_index(store: Store, library: str, models: Sequence[str],
 
 def index_folder(store: Store, library: str, folder: str | os.PathLike, models: Sequence[str],
                  data_dir: str | os.PathLike | None = None, progress: Progress | None = None,
-                 batch_size: int = 16, options: IngestOptions | None = None, rebuild: bool = False) -> IngestReport:
+                 batch_size: int = 16, options: IngestOptions | None = None, rebuild: bool = False,
+                 engine: str = "local", engine_options: dict | None = None) -> IngestReport:
     """Index every audio file under `folder` into `library` (labels from sub-folders unless
-    `options.labels` says otherwise); `rebuild` first drops these models' collections (see `index_files`)."""
+    `options.labels` says otherwise); `rebuild` first drops these models' collections, `engine` picks
+    the local or the Ray engine (see `index_files`)."""
     check_library_name(library)
     for m in models:
         embedders.get_spec(m, data_dir)
@@ -620,7 +633,8 @@ def index_folder(store: Store, library: str, folder: str | os.PathLike, models: 
     if not files and not skipped:
         raise LibraryError(f"no audio files found in {folder}")
     return index_files(store, library, folder, files, models, data_dir=data_dir, progress=progress,
-                       batch_size=batch_size, pre_skipped=skipped, options=options, rebuild=rebuild)
+                       batch_size=batch_size, pre_skipped=skipped, options=options, rebuild=rebuild,
+                       engine=engine, engine_options=engine_options)
 
 
 def index_recording(store: Store, library: str, path: str | os.PathLike, models: Sequence[str],

@@ -41,6 +41,35 @@ from .interface import (
 )
 
 
+CLUSTER_ENV = {"shard_number": "QDRANT_SHARDS", "replication_factor": "QDRANT_REPLICAS",
+               "write_consistency_factor": "QDRANT_WRITE_CONSISTENCY"}
+
+
+def cluster_options(env: dict[str, str] | None = None) -> dict[str, int]:
+    """Qdrant cluster settings of new collections from the environment ($QDRANT_SHARDS,
+    $QDRANT_REPLICAS, $QDRANT_WRITE_CONSISTENCY; unset ones keep the server's defaults);
+    StoreError (one line) for a value that is not a positive whole number."""
+    import os
+
+    env = os.environ if env is None else env
+    out: dict[str, int] = {}
+    for key, var in CLUSTER_ENV.items():
+        raw = (env.get(var) or "").strip()
+        if not raw:
+            continue
+        try:
+            value = int(raw)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise StoreError(f"${var} must be a whole number of at least 1 (got {raw!r})")
+        out[key] = value
+    if out.get("write_consistency_factor", 1) > out.get("replication_factor", out.get("write_consistency_factor", 1)):
+        raise StoreError(f"$QDRANT_WRITE_CONSISTENCY ({out['write_consistency_factor']}) cannot exceed "
+                         f"$QDRANT_REPLICAS ({out['replication_factor']})")
+    return out
+
+
 def _client_call(method: Callable) -> Callable:
     """Turns qdrant-client / transport failures into one-line StoreErrors."""
 
@@ -63,7 +92,7 @@ def _client_call(method: Callable) -> Callable:
 class ClientStore(Store):
     """qdrant-client: a Qdrant server or cluster, or its in-process ``":memory:"`` mode."""
 
-    def __init__(self, client: Any, backend: str, where: str):
+    def __init__(self, client: Any, backend: str, where: str, cluster: dict[str, int] | None = None):
         from qdrant_client import models
 
         self._client = client
@@ -74,17 +103,23 @@ class ClientStore(Store):
         # The local (":memory:") mode is plain Python and not thread-safe: serialise it.
         self._lock: Any = threading.RLock() if backend == "memory" else _NoLock()
         self._counts: dict[str, tuple[float, int]] = {}
+        # how new collections spread over a Qdrant cluster (`cluster_options`); {} = the server's defaults
+        self.cluster = dict(cluster or {})
 
     @classmethod
-    def connect(cls, url: str, api_key: str | None = None, timeout_s: int = 30) -> ClientStore:
-        """A store on the Qdrant server at ``url``; nothing is sent until the first call."""
+    def connect(cls, url: str, api_key: str | None = None, timeout_s: int = 30,
+                cluster: dict[str, int] | None = None) -> ClientStore:
+        """A store on the Qdrant server at ``url``; nothing is sent until the first call. ``cluster``:
+        shard_number / replication_factor / write_consistency_factor of new collections (default:
+        from $QDRANT_SHARDS / $QDRANT_REPLICAS / $QDRANT_WRITE_CONSISTENCY, see `cluster_options`)."""
         from qdrant_client import QdrantClient
 
+        cluster = cluster_options() if cluster is None else cluster
         try:
             client = QdrantClient(url=url, api_key=api_key, timeout=timeout_s, check_compatibility=False)
         except Exception as exc:
             raise StoreError(f"bad Qdrant URL {url!r}: {exc}") from exc
-        return cls(client, "server", url)
+        return cls(client, "server", url, cluster)
 
     @classmethod
     def in_memory(cls) -> ClientStore:
@@ -164,7 +199,8 @@ class ClientStore(Store):
             schema = self._client.get_collection(name).payload_schema or {}
         else:
             self._client.create_collection(
-                name, vectors_config={VECTOR_NAME: m.VectorParams(size=dim, distance=m.Distance.COSINE)}
+                name, vectors_config={VECTOR_NAME: m.VectorParams(size=dim, distance=m.Distance.COSINE)},
+                **self.cluster,
             )
             schema = {}
         for field, kind in indexes.items():

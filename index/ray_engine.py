@@ -1,0 +1,321 @@
+"""The Ray indexing engine: Ray Data actors hash, decode and embed, the store gets the points.
+
+`index_files(..., engine="ray")` hands the short files (whole clips) here; long files (segments)
+stay with the driver's local engine. The driver lists the folder (with the same guards as the
+local engine) and keeps everything that must be global: the library lock, the collections, the
+duplicate-content check ("same audio as"), the report and the progress bar. A Ray Data pipeline
+sends batches of paths to an actor pool (one actor = one loaded copy of each model; `num_gpus=1`
+per actor when CUDA is there); each actor runs the local engine's own code (`_Run.prepare` and
+`_Run.process`) on its batch, against one of two stores:
+
+- a Qdrant server or cluster (`QDRANT_URL`): the actor writes to it directly, through its own
+  client (frames first, the clip point last, as locally) and sends back only what happened;
+- Qdrant Edge (the default; one process owns a shard): the actor's store records the writes,
+  and the driver replays them in order (frames, then clip points with the library's user edits
+  applied), so the same "a point present is complete" rule holds.
+
+Resuming: the actors skip points already present (with Edge, from a snapshot of the clip ids the
+driver takes at start; with a server, by asking it), so a crashed run, driver or worker, is
+resumed by running the same command again. A killed actor is restarted by Ray and its batch is
+retried (`max_restarts` / `max_task_retries`); writes are idempotent (deterministic ids), so a
+retried batch writes the same points again. Batches arrive in file order (`preserve_order`):
+the first path of duplicated content is the one indexed, as with the local engine.
+
+On a multi-node cluster the library folder and the app must be at the same paths on every node
+(a shared file system); spectrogram thumbnails are made on the workers and written by the driver.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .curation import merge_edits
+from .libraries import LibraryError
+from .naming import collection_name
+
+RETRIES = 3  # restarts of a killed actor / retries of its batch before the run stops
+
+
+def require_ray() -> Any:
+    """The `ray` module, or a one-line LibraryError saying how to get it."""
+    try:
+        import ray  # noqa: F401
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise LibraryError("the ray engine needs Ray Data: pip install 'ray[data]==2.60.0' "
+                           "(or use the default local engine)") from None
+    return ray
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:
+        return False
+
+
+class _RecordingStore:
+    """What a Ray actor gives the local engine as its store.
+
+    `existing_ids` answers from `inner` (a Qdrant server) or from the driver's snapshot of clip
+    ids; `upsert` writes through to `inner` when there is one, else records the write for the
+    driver to replay. Clip ids written are noted either way. Without `inner` there is no user-edits
+    collection here (the driver applies the edits when it replays)."""
+
+    def __init__(self, inner: Any | None, existing: dict[str, set[str]], clip_colls: set[str]):
+        self.inner, self.existing, self.clip_colls = inner, existing, clip_colls
+        self.ops: list[tuple[str, list[str], np.ndarray, list[dict]]] = []
+        self.written: set[str] = set()
+
+    def existing_ids(self, name: str, ids: list[str]) -> set[str]:
+        if self.inner is not None:
+            return self.inner.existing_ids(name, ids)
+        have = self.existing.get(name, set())
+        return {i for i in ids if i in have}
+
+    def upsert(self, name: str, ids: list[str], vectors: np.ndarray, payloads: list[dict]) -> None:
+        if self.inner is not None:
+            self.inner.upsert(name, ids, vectors, payloads)
+        else:
+            self.ops.append((name, list(ids), np.asarray(vectors, np.float32), list(payloads)))
+        if name in self.clip_colls:
+            self.written.update(ids)
+
+    def has_collection(self, name: str) -> bool:
+        return self.inner.has_collection(name) if self.inner is not None else False
+
+    def retrieve(self, name: str, ids: list[str], with_vectors: bool = False) -> list:
+        return self.inner.retrieve(name, ids, with_vectors) if self.inner is not None else []
+
+    def __getattr__(self, attr: str) -> Any:
+        inner = self.__dict__.get("inner")
+        if inner is not None:
+            return getattr(inner, attr)
+        raise AttributeError(f"'{attr}' is not available to a Ray worker writing through the driver")
+
+
+class EmbedWorker:
+    """A Ray Data actor: loads the models once, then indexes batches of paths."""
+
+    def __init__(self, cfg: dict, existing: Any = None):
+        import embedders
+        from embedders.paths import data_dir as resolve_data_dir
+
+        from .ingest import IngestOptions, IngestReport, _Run
+        from .labels import make_labeler
+
+        self.cfg = cfg
+        self.library = cfg["library"]
+        ddir = resolve_data_dir(cfg["data_dir"])
+        embs = [embedders.load(m, ddir) for m in cfg["models"]]
+        if isinstance(existing, list) and existing:  # a Ray object ref passed inside a list stays a ref
+            import ray
+
+            existing = ray.get(existing[0])
+        inner = None
+        if cfg.get("url"):
+            from .store import ClientStore
+
+            inner = ClientStore.connect(cfg["url"], os.environ.get("QDRANT_API_KEY") or None)
+        clip_colls = {collection_name(self.library, e.name) for e in embs}
+        self.store = _RecordingStore(inner, existing or {}, clip_colls)
+        # thumbnails are written to a scratch folder here and sent to the driver
+        self.scratch = Path(tempfile.mkdtemp(prefix="audio-explorer-ray-"))
+        root = Path(cfg["root"])
+        self.report = IngestReport(library=self.library, models=list(cfg["models"]))
+        self.run = _Run(self.store, self.library, root, embs, self.scratch, IngestOptions(**cfg["options"]),
+                        make_labeler(cfg["options"].get("labels"), root), self.report)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from .ingest import thumbnail_path
+
+        run, rep = self.run, self.report
+        rep.failed, rep.added, rep.unchanged, rep.audio_s = [], 0, 0, 0.0
+        self.store.ops, self.store.written = [], set()
+        run.copies = {}
+        items = run.prepare([Path(str(p)) for p in batch["path"]])
+        dur = {it.rel: (len(it.wave) / it.sr if it.wave is not None else 0.0) for it in items}
+        run.process(items)
+        rows, thumbs = [], {}
+        for it in items:
+            written = bool(it.id) and it.id in self.store.written
+            rows.append((it.rel, it.id, it.error, bool(it.missing), written, dur[it.rel]))
+            t = thumbnail_path(self.scratch, self.library, it.id) if it.id else None
+            if written and t is not None and t.exists():
+                thumbs[it.id] = t.read_bytes()
+                t.unlink()
+        out = {"items": rows, "failed": rep.failed, "ops": self.store.ops, "thumbs": thumbs,
+               "copies": {k: sorted(v) for k, v in run.copies.items()}, "pid": os.getpid()}
+        return {"result": np.array([pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)], dtype=object)}
+
+    def __del__(self) -> None:
+        shutil.rmtree(getattr(self, "scratch", ""), ignore_errors=True)
+
+
+def _snapshot(store: Any, colls: Sequence[str]) -> dict[str, set[str]]:
+    """{clip collection: ids present}: what the actors skip (Edge; a server is asked directly)."""
+    return {c: {r.id for r in store.scroll(c, batch=10000)} for c in colls if store.count(c)}
+
+
+def _init_ray(address: str | None) -> bool:
+    """Connect to (or start) Ray; True when this call started it (and should shut it down)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    repo = str(Path(__file__).resolve().parent.parent)
+    env = {"PYTHONPATH": os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH", "")) if p)}
+    for var in ("AUDIO_EXPLORER_DATA", "QDRANT_API_KEY", "HF_HOME"):
+        if os.environ.get(var):
+            env[var] = os.environ[var]
+    try:
+        ray.init(address=address or None, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False, runtime_env={"env_vars": env})
+    except Exception as exc:
+        raise LibraryError(f"cannot start or reach Ray{' at ' + address if address else ''}: "
+                           f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__}") from None
+    return True
+
+
+def run_short_files(run: Any, files: Sequence[Path], batch_size: int, progress: Callable | None, total: int,
+                    address: str | None = None, workers: int | None = None, direct: bool | None = None,
+                    stats: dict | None = None) -> int:
+    """Index `files` (whole clips) of a prepared local run (`index.ingest._Run`) with Ray Data actors;
+    returns how many files were handled. `workers`: actors (default: the cluster's CPUs, or its GPUs
+    when CUDA is there); `direct`: actors write to the Qdrant server themselves (default: when the
+    store is a server); `stats` (a dict) gets timings: driver write time, wall time, actors' pids."""
+    ray = require_ray()
+    from .ingest import thumbnail_path
+    from .store import ClientStore
+
+    store, library = run.store, run.library
+    if direct is None:
+        direct = isinstance(store, ClientStore) and store.backend == "server"
+    if direct and not (isinstance(store, ClientStore) and store.backend == "server"):
+        raise LibraryError("direct writes from Ray workers need a Qdrant server (QDRANT_URL)")
+    started = _init_ray(address)
+    t0 = time.perf_counter()
+    write_s = 0.0
+    pids: set[int] = set()
+    closers: list[Callable] = []
+    try:
+        gpu = _cuda()
+        res = ray.cluster_resources()
+        if workers is None:
+            workers = max(1, int(res.get("GPU", 0)) if gpu and res.get("GPU") else int(res.get("CPU", 1)))
+        clip_colls = [collection_name(library, e.name) for e in run.embs]
+        existing = None if direct else [ray.put(_snapshot(store, clip_colls))]
+        opts = asdict(run.opts)
+        cfg = {"library": library, "root": str(run.root), "models": [e.name for e in run.embs],
+               "data_dir": str(run.ddir), "options": opts, "url": store.where if direct else None}
+        ctx = ray.data.DataContext.get_current()
+        ctx.execution_options.preserve_order = True
+        ctx.enable_progress_bars = False
+        ctx.print_on_execution_start = False
+        ds = ray.data.from_items([{"path": str(p)} for p in files],
+                                 override_num_blocks=max(1, min(len(files), (len(files) + batch_size - 1) // batch_size)))
+        # a batch whose actor keeps dying (RETRIES restarts) is skipped and its files reported,
+        # instead of stopping the run or retrying for ever (Ray Data's default)
+        ctx.max_errored_blocks = len(files)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Ray 2.60 flags max_restarts / max_task_retries as deprecated
+            ds = ds.map_batches(EmbedWorker, fn_constructor_kwargs={"cfg": cfg, "existing": existing},
+                                batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=workers),
+                                num_cpus=0 if gpu else 1, num_gpus=1 if gpu else 0, zero_copy_batch=True,
+                                max_restarts=RETRIES, max_task_retries=RETRIES)
+        done = 0
+        handled: set[str] = set()
+        rows = iter(ds.iter_rows())
+        closers.append(getattr(rows, "close", lambda: None))  # a driver stopped mid-run stops the pipeline
+        for row in rows:
+            out = pickle.loads(row["result"])
+            pids.add(out["pid"])
+            w0 = time.perf_counter()
+            done += _apply(run, out, set(clip_colls), thumbnail_path)
+            write_s += time.perf_counter() - w0
+            handled.update(r[0] for r in out["items"])
+            if progress:
+                progress(done, total, out["items"][-1][0] if out["items"] else "")
+        lost = [rel for rel in (p.relative_to(run.root).as_posix() for p in files) if rel not in handled]
+        for rel in lost:
+            run.fail(rel, f"a Ray worker died {RETRIES + 1} times on its batch; run again to retry")
+        done += len(lost)
+        if progress and lost:
+            progress(done, total, "")
+        return done
+    except LibraryError:
+        raise
+    except Exception as exc:
+        from .store import StoreError
+
+        if isinstance(exc, StoreError):
+            raise
+        msg = str(exc).strip().splitlines()
+        raise LibraryError(f"the Ray run stopped ({type(exc).__name__}: {msg[-1] if msg else ''}); what is "
+                           f"written is whole: run the same command again to resume") from None
+    finally:
+        for close in closers:
+            close()
+        if stats is not None:
+            stats.update(driver_write_s=write_s, ray_wall_s=time.perf_counter() - t0, worker_pids=sorted(pids),
+                         workers=workers)
+        if started:
+            ray.shutdown()
+
+
+def _apply(run: Any, out: dict, clip_colls: set[str], thumbnail_path: Callable) -> int:
+    """Fold one actor batch into the driver's run: report, duplicate check, writes (replayed), thumbnails."""
+    from .ingest import check_free_space, printable
+
+    rep, store = run.report, run.store
+    rep.failed.extend(out["failed"])
+    for pid, paths in out["copies"].items():
+        run.copies.setdefault(pid, set()).update(paths)
+    dup: set[str] = set()
+    for rel, pid, error, missing, written, dur in out["items"]:
+        if error:
+            continue
+        first = run.seen.setdefault(pid, rel)
+        if first != rel:  # the same content reached another actor first: one point, the first path
+            dup.add(pid)
+            run.copies.setdefault(pid, set()).add(rel)
+            run.fail(rel, f"same audio as {printable(first)} (indexed once)")
+            continue
+        if not missing:
+            rep.unchanged += 1
+        elif written:
+            rep.added += 1
+            rep.audio_s += dur
+    if out["ops"]:
+        check_free_space(run.ddir)  # the driver's disk guard, between batches as locally
+    for coll, ids, vecs, pays in out["ops"]:
+        if coll in clip_colls:
+            keep = [j for j, i in enumerate(ids) if i not in dup]
+            ids2 = [ids[j] for j in keep]
+            if ids2:
+                store.upsert(coll, ids2, vecs[keep], merge_edits(store, run.library, ids2, [pays[j] for j in keep]))
+        else:
+            keep = [j for j, p in enumerate(pays) if p.get("point_id") not in dup]
+            if keep:
+                store.upsert(coll, [ids[j] for j in keep], vecs[keep], [pays[j] for j in keep])
+    if run.opts.thumbnails:
+        for pid, png in out["thumbs"].items():
+            if pid in dup:
+                continue
+            path = thumbnail_path(run.ddir, run.library, pid)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp.png")
+            tmp.write_bytes(png)
+            tmp.replace(path)
+    return len(out["items"])

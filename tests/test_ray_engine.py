@@ -1,0 +1,144 @@
+"""The Ray indexing engine on a real local Ray cluster (ray.init(num_cpus=2)), against the local engine."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import index
+from index.libraries import LibraryError
+from index.store import open_store
+
+ROOT = Path(__file__).resolve().parent.parent
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A real two-CPU Ray cluster in this machine, shared by the module's tests."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory, demo_folder) -> Path:
+    """The demo library plus a byte copy of one clip and a file that is not audio."""
+    folder = tmp_path_factory.mktemp("ray_lib") / "audio"
+    shutil.copytree(demo_folder, folder)
+    shutil.copy(sorted(folder.glob("kick/*"))[0], folder / "pad" / "copy_of_kick.wav")
+    (folder / "broken.wav").write_bytes(b"RIFF this is not audio")
+    return folder
+
+
+def _points(store, model="dsp"):
+    coll = index.collection_name("lib", model)
+    return {r.id: r for r in store.scroll(coll, with_vectors=True)}
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory, library):
+    """The clean local-engine run: report, points and frame count."""
+    d = tmp_path_factory.mktemp("local_data")
+    with open_store(d) as st:
+        rep = index.index_folder(st, "lib", library, ["dsp"], data_dir=d)
+        return rep, _points(st), st.count(index.frames_collection_name("lib", "dsp"))
+
+
+def _ray_pids() -> dict[int, str]:
+    """{pid: process title} of this machine's Ray actor processes running the embed worker."""
+    out = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if "EmbedWorker" in cmd and "ray::" in cmd:
+                out[int(d.name)] = cmd
+    return out
+
+
+@pytest.mark.slow
+def test_ray_engine_gives_the_local_engines_points(ray_cluster, local_run, library, tmp_path):
+    rep_local, pts_local, frames_local = local_run
+    d = tmp_path / "data"
+    stats: dict = {}
+    with open_store(d) as st:
+        rep = index.index_folder(st, "lib", library, ["dsp"], data_dir=d, engine="ray",
+                                 engine_options={"workers": 2, "stats": stats}, batch_size=4)
+        pts = _points(st)
+        assert st.count(index.frames_collection_name("lib", "dsp")) == frames_local
+        assert (rep.added, rep.unchanged) == (rep_local.added, 0) and rep.added == len(pts_local) == 18
+        assert sorted(rep.failed) == sorted(rep_local.failed)  # the broken file and the copy, same words
+        assert any(why.startswith("same audio as kick/") for _, why in rep.failed)
+        assert set(pts) == set(pts_local)
+        for pid, r in pts.items():
+            np.testing.assert_allclose(r.vector, pts_local[pid].vector, atol=1e-5)
+            assert r.payload == pts_local[pid].payload
+        assert len(list((d / "thumbs" / "lib").glob("*.png"))) == 18  # thumbnails reached the driver's folder
+        assert stats["workers"] == 2 and stats["driver_write_s"] < stats["ray_wall_s"]
+        # a second run is idempotent: nothing re-embedded, nothing duplicated
+        again = index.index_folder(st, "lib", library, ["dsp"], data_dir=d, engine="ray",
+                                   engine_options={"workers": 2})
+        assert (again.added, again.unchanged) == (0, 18)
+        assert len(_points(st)) == 18
+
+
+@pytest.mark.slow
+def test_killed_worker_and_crashed_driver_still_end_with_the_clean_count(ray_cluster, local_run, library, tmp_path):
+    _, pts_local, frames_local = local_run
+    d = tmp_path / "data"
+    killed: list[int] = []
+
+    def kill_one_worker(done, total, msg):
+        if not killed and done < total:
+            pids = _ray_pids()
+            assert pids, "no Ray embed worker process found"
+            pid = sorted(pids)[0]
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    stats: dict = {}
+    with open_store(d) as st:
+        rep = index.index_folder(st, "lib", library, ["dsp"], data_dir=d, engine="ray", batch_size=2,
+                                 engine_options={"workers": 2, "stats": stats}, progress=kill_one_worker)
+        assert killed and not Path(f"/proc/{killed[0]}").exists()
+        assert set(_points(st)) == set(pts_local) and rep.added == 18
+        assert st.count(index.frames_collection_name("lib", "dsp")) == frames_local
+        assert not [f for f in rep.failed if "Ray worker died" in f[1]]
+
+    # the driver dies after its first batch: the next run resumes and ends with the same points
+    d2 = tmp_path / "data2"
+
+    def crash(done, total, msg):
+        raise KeyboardInterrupt
+
+    with open_store(d2) as st:
+        with pytest.raises(KeyboardInterrupt):
+            index.index_folder(st, "lib", library, ["dsp"], data_dir=d2, engine="ray", batch_size=4,
+                               engine_options={"workers": 2}, progress=crash)
+        first = len(_points(st))
+        assert 0 < first < 18
+        rep = index.index_folder(st, "lib", library, ["dsp"], data_dir=d2, engine="ray", batch_size=4,
+                                 engine_options={"workers": 2})
+        assert (rep.added, rep.unchanged) == (18 - first, first)
+        assert set(_points(st)) == set(pts_local)
+        assert st.count(index.frames_collection_name("lib", "dsp")) == frames_local
+
+
+def test_missing_ray_and_bad_engine_are_one_line_errors(monkeypatch, demo_folder, data_dir):
+    with open_store(data_dir) as st:
+        with pytest.raises(LibraryError, match="engine must be local or ray"):
+            index.index_folder(st, "lib", demo_folder, ["dsp"], data_dir=data_dir, engine="spark")
+        monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+        with pytest.raises(LibraryError) as err:
+            index.index_folder(st, "lib", demo_folder, ["dsp"], data_dir=data_dir, engine="ray")
+        assert "pip install 'ray[data]" in str(err.value) and "\n" not in str(err.value)
+        assert not st.list_collections()  # refused before anything was written
