@@ -89,6 +89,7 @@ class Hit:
     score: float
     payload: dict = field(default_factory=dict)
     vector: np.ndarray | None = None  # float32 [dim], or None when not requested
+    aspects: dict[str, float] | None = None  # per-aspect similarities of a steered search (index.aspects)
 
     @property
     def path(self) -> str:
@@ -102,8 +103,11 @@ class Hit:
 
     def to_dict(self, detail: bool = True) -> dict:
         """JSON-ready dict: id, score (6 decimals), path, label, plus (with ``detail``) the
-        payload's start_s, end_s, duration_s and top_tags where present."""
+        payload's start_s, end_s, duration_s and top_tags where present, and the per-aspect
+        similarities (``aspects``) of a steered search."""
         d = {"id": self.id, "score": round(float(self.score), 6), "path": self.path, "label": self.label}
+        if self.aspects is not None:
+            d["aspects"] = dict(self.aspects)
         if detail:
             for key in HIT_DETAIL_KEYS:
                 if key in self.payload:
