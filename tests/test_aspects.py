@@ -206,3 +206,39 @@ def test_cli_search_with_aspects_gives_scores_per_aspect(tmp_path, demo_folder):
         assert r["score"] == pytest.approx((r["aspects"]["deep"] + 0.5 * r["aspects"]["timbre"]) / 1.5, abs=1e-5)
     res = cli("search", "--library", "demo", "--model", "dsp", "--file", str(q), "--aspects", "loud=1")
     assert res.returncode != 0 and "unknown aspect 'loud'" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_search_view_dials_bars_why_lines_scope_and_playback_part(lib):
+    import re
+
+    from app.services import Services
+    from app.views import playback, search
+
+    store, d, folder = lib
+    svc = Services(d, store=store)
+    q = str(next(folder.glob("kick/*.wav")))
+    status, plain_html, plain = search.run(svc, "demo", "dsp", q, "", 6)
+    assert status.startswith("6 results for") and "steered" not in status
+    assert plain == [[h.id, round(h.score, 6)] for h in index.search_file(store, "demo", "dsp", q, k=6, data_dir=d)]
+    assert plain_html.count('class="ae-aspects"') == 6 and plain_html.count('class="ae-why"') >= 1
+    status, html_, steered = search.run(svc, "demo", "dsp", q, "", 6, None, False, None, None, None, None,
+                                        0.0, 0.0, 0.0, 0.0, 1.0)
+    assert "steered by envelope 1" in status and steered != plain
+    bars = re.findall(r'title="(\w+) similarity ([0-9.-]+)"', html_)
+    assert {name for name, _ in bars} == set(A.ALL)
+    first_env = [float(v) for name, v in bars if name == "envelope"][:6]
+    assert [s for _i, s in steered] == pytest.approx(first_env, abs=2e-3)  # the score is the envelope bar
+    status, _, inside = search.run(svc, "demo", "dsp", q, "", 10, None, False, None, None, None, None,
+                                   1.0, 0.0, 0.0, 0.0, 0.0, None, None, search.PREVIOUS, plain[3:5])
+    assert {i for i, _ in inside} == {i for i, _ in plain[3:5]} and "inside previous results" in status
+    _, err, _ = search.run(svc, "demo", "dsp", q, "", 10, None, False, None, None, None, None,
+                           1.0, 0.0, 0.0, 0.0, 0.0, None, None, search.SELECTION, [], [])
+    assert "nothing to search inside" in err
+    _, err, _ = search.run(svc, "demo", "dsp", q, "", 10, None, False, None, None, None, None,
+                           0.0, 0.0, 0.0, 0.0, 0.0)
+    assert "every aspect weight is 0" in err
+    rel = Path(q).relative_to(folder).as_posix()
+    status, html_ = playback.search_part(svc, "demo", "dsp", rel, 0.0, 0.6)  # the whole 0.6 s kick
+    assert status.startswith("10 results for 0–0.6 s of " + rel)
+    assert re.search(r'data-path="([^"]+)"', html_).group(1) == rel
+    assert "bad time range" in playback.search_part(svc, "demo", "dsp", rel, 5.0, 6.0)[1]
