@@ -33,6 +33,17 @@ INDEX_TYPES = ("keyword", "integer", "float", "bool", "text", "datetime", "uuid"
 HIT_DETAIL_KEYS = ("start_s", "end_s", "duration_s", "top_tags")
 
 
+def hnsw_ef() -> int:
+    """``HNSW_EF`` as set on the ``index.store`` package now (benchmarks sweep it there)."""
+    return sys.modules[__package__].HNSW_EF
+
+
+def quantization() -> str | None:
+    """``QUANTIZATION`` as set on the ``index.store`` package now: None, or "int8" (Qdrant scalar
+    quantization, originals kept for rescoring) for collections created from then on."""
+    return getattr(sys.modules[__package__], "QUANTIZATION", None)
+
+
 def exact_search_max_points() -> int:
     """``EXACT_SEARCH_MAX_POINTS`` as set on the ``index.store`` package now (tests and benchmarks
     lower it there to send queries through the HNSW graph)."""
