@@ -17,6 +17,13 @@ CSS = """
 .ae-hit .lbl { display: inline-block; padding: 0 6px; border-radius: 8px; background: #eef; color: #224; }
 .ae-hit .path { font-family: monospace; word-break: break-all; }
 .ae-hit .score { font-variant-numeric: tabular-nums; }
+.ae-aspects { display: flex; gap: 6px; margin-top: 3px; }
+.ae-aspect { display: inline-flex; align-items: center; gap: 3px; font-size: 11px; width: 86px; }
+.ae-aspect i { font-style: normal; color: #667; width: 2.6em; }
+.ae-aspect .track { flex: 1; height: 6px; background: #eef; border-radius: 2px; overflow: hidden; }
+.ae-aspect b { display: block; height: 100%; background: #5a7bd8; }
+.ae-aspect.off b { background: #c8cde0; }
+.ae-why { display: block; font-size: 12px; color: #556; margin-top: 2px; }
 .ae-error { color: #b00020; font-weight: 600; }
 .ae-dupgroup { margin: 6px 0 10px; }
 .ae-dupgroup ul { list-style: none; padding-left: 0.6em; margin: 2px 0; }

@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trim", action="store_true", help="trim clips to the model window around their peak")
     p.add_argument("--no-descriptors", action="store_true", help="skip audio descriptors")
     p.add_argument("--no-thumbnails", action="store_true", help="skip spectrogram thumbnails")
+    p.add_argument("--no-aspects", action="store_true",
+                   help="skip aspect vectors (timbre, spectrum, pitch, envelope) used by `search --aspects`")
     p.add_argument("--rebuild", action="store_true",
                    help="drop these models' collections of the library first (e.g. damaged ones) and index them "
                         "again; tags and labels are kept")
@@ -86,6 +88,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--one-per-file", action="store_true", help="at most one result per file")
     p.add_argument("--where", action="append", default=[], metavar="FIELD=MIN:MAX",
                    help="numeric payload range, e.g. loudness_dbfs=-30:-10 or duration_s=:2 (repeatable)")
+    p.add_argument("--aspects", default=None, metavar="NAME=W,...",
+                   help="steer by aspect: weights for deep (the model), timbre, spectrum, pitch, envelope, e.g. "
+                        "deep=1,timbre=0.5,pitch=0 (unnamed aspects 0, deep 1); hits get per-aspect similarities "
+                        "(`aspects`) and a `why` line")
+    p.add_argument("--start", type=float, default=None, help="with --file: search with the part from START seconds")
+    p.add_argument("--end", type=float, default=None, help="with --file: search with the part up to END seconds")
+    p.add_argument("--in-ids", default=None, metavar="ID,ID,...",
+                   help="search only among these clips (comma-separated ids, or @FILE: a previous --json output)")
+    p.add_argument("--tag", default=None, help="search only among clips with this tag")
+    p.add_argument("--cluster", type=int, default=None, help="search only among clips of this cluster")
     p.add_argument("--json", action="store_true", help="print a JSON list of {id, score, path, label}")
 
     p = sub.add_parser("models", help="list every model and whether it can run here")
@@ -276,7 +288,8 @@ def cmd_index(args) -> int:
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     opts = IngestOptions(segment=args.segment, segment_s=args.segment_s, hop_s=args.segment_s, trim=args.trim,
                          labels=None if args.labels == "folder" else args.labels,
-                         descriptors=not args.no_descriptors, thumbnails=not args.no_thumbnails)
+                         descriptors=not args.no_descriptors, thumbnails=not args.no_thumbnails,
+                         aspects=not args.no_aspects)
     if args.workers is not None and args.workers < 1:
         raise CliError(f"--workers must be at least 1 (got {args.workers})")
     if args.engine != "ray" and (args.ray_address or args.workers):
@@ -301,9 +314,49 @@ def cmd_index(args) -> int:
     return 0
 
 
+def _in_ids(spec: str | None) -> list[str] | None:
+    """--in-ids: comma-separated ids, or @FILE holding a previous `search --json` output (or a list of ids)."""
+    if spec is None:
+        return None
+    if spec.startswith("@"):
+        try:
+            data = json.loads(Path(spec[1:]).read_text())
+        except (OSError, ValueError) as exc:
+            raise CliError(f"cannot read ids from {spec[1:]}: {getattr(exc, 'strerror', None) or exc}") from None
+        if not isinstance(data, list):
+            raise CliError(f"{spec[1:]}: expected a JSON list of hits or ids")
+        return [str(d["id"]) if isinstance(d, dict) and "id" in d else str(d) for d in data]
+    return [i.strip() for i in spec.split(",") if i.strip()]
+
+
 def cmd_search(args) -> int:
     ranges = parse_ranges(args.where)
     queries = _services(args).queries
+    if (args.start is not None or args.end is not None) and not args.file:
+        raise CliError("--start/--end pick a time range of --file")
+    steered = any(v is not None for v in (args.aspects, args.start, args.end, args.in_ids, args.tag, args.cluster))
+    if steered and args.text:
+        raise CliError("--aspects, --start/--end, --in-ids, --tag and --cluster work with --file or --id, not --text")
+    if steered:
+        from index.aspects import parse_weights
+        try:
+            weights = parse_weights(args.aspects)
+        except ValueError as exc:
+            raise CliError(f"bad --aspects: {exc}") from None
+        where = {k: v for k, v in (("tags", args.tag), ("cluster", args.cluster)) if v is not None}
+        hits, why = queries.search(args.library, args.model, path=args.file, point_id=args.id, start_s=args.start,
+                                   end_s=args.end, weights=weights, k=args.k, label=args.label,
+                                   one_per_file=args.one_per_file, ranges=ranges, where=where or None,
+                                   within=_in_ids(args.in_ids))
+        rows = [{**h.to_dict(), "why": w} for h, w in zip(hits, why)]
+        if args.json:
+            print(json.dumps(rows))
+        else:
+            names = list(rows[0].get("aspects") or {}) if rows else []
+            print(_table([{**r, "score": f"{r['score']:.4f}", "label": r["label"] or "-",
+                           **{a: f"{(r.get('aspects') or {}).get(a, float('nan')):.3f}" for a in names}}
+                          for r in rows], ["score", *names, "label", "path", "why"]))
+        return 0
     if args.file:
         hits = queries.search_file(args.library, args.model, args.file, k=args.k, label=args.label,
                                    one_per_file=args.one_per_file, ranges=ranges)

@@ -34,8 +34,22 @@ def error_md(exc: BaseException | str) -> str:
     return f"**Error:** {html.escape(msg, quote=False)}"
 
 
-def hit_row(library: str, rank: int, hit: Any) -> str:
-    """One search result: rank, score, thumbnail, path/label (and segment), player."""
+def aspect_bars(aspects: dict[str, float] | None, weights: dict[str, float] | None = None) -> str:
+    """Small bars of a hit's per-aspect similarities (0..1; aspects weighted 0 are drawn faint)."""
+    if not aspects:
+        return ""
+    cells = []
+    for name, sim in aspects.items():
+        pct = max(0.0, min(1.0, float(sim))) * 100
+        off = " off" if weights is not None and not weights.get(name) else ""
+        cells.append(f'<span class="ae-aspect{off}" title="{html.escape(name)} similarity {sim:.3f}">'
+                     f'<i>{html.escape(name[:4])}</i><span class="track"><b style="width:{pct:.0f}%"></b></span></span>')
+    return '<span class="ae-aspects">' + "".join(cells) + "</span>"
+
+
+def hit_row(library: str, rank: int, hit: Any, why: str = "", weights: dict[str, float] | None = None) -> str:
+    """One search result: rank, score, thumbnail, path/label (and segment), player; with per-aspect
+    bars and a "why similar" line when given."""
     p = hit.payload
     path, label = hit.path or "", hit.label
     start, end = p.get("start_s"), p.get("end_s")
@@ -48,17 +62,21 @@ def hit_row(library: str, rank: int, hit: Any) -> str:
     src = html.escape(audio_url(library, path, start if seg else None, end if seg else None))
     return (f'<div class="ae-hit" data-id="{hid}" data-path="{html.escape(path)}"><b>{rank}</b>'
             f'<span class="score">{hit.score:.4f}</span>{thumb}'
-            f'<span><span class="path">{html.escape(path)}{where}</span> {lbl}</span>'
-            f'<audio controls preload="none" src="{src}"></audio></div>')
+            f'<span><span class="path">{html.escape(path)}{where}</span> {lbl}'
+            f'{aspect_bars(getattr(hit, "aspects", None), weights)}'
+            + (f'<span class="ae-why">{html.escape(why)}</span>' if why else "") +
+            f'</span><audio controls preload="none" src="{src}"></audio></div>')
 
 
-def hits_html(library: str, hits: Iterable[Any], title: str = "") -> str:
-    """Search results (`index.Hit`s) as rows with players."""
+def hits_html(library: str, hits: Iterable[Any], title: str = "", why: list[str] | None = None,
+              weights: dict[str, float] | None = None) -> str:
+    """Search results (`index.Hit`s) as rows with players (and per-aspect bars, "why similar" lines)."""
     hits = list(hits)
     if not hits:
         return "<p>No results.</p>"
     rows = [f"<h4>{html.escape(title, quote=False)}</h4>"] if title else []
-    rows += [hit_row(library, i + 1, h) for i, h in enumerate(hits)]
+    rows += [hit_row(library, i + 1, h, (why or [])[i] if why and i < len(why) else "", weights)
+             for i, h in enumerate(hits)]
     return '<div class="ae-hits">' + "".join(rows) + "</div>"
 
 

@@ -20,7 +20,7 @@ def build_app(svc: Services) -> gr.Blocks:
         with gr.Tab("Playback", id="playback"):
             play = playback.build(svc, top.library, top.model)
         with gr.Tab("Search", id="search"):
-            search.build(svc, top.library, top.model)
+            search.build(svc, top.library, top.model, mapv.selection)
         with gr.Tab("Curate", id="curate"):
             curate.build(svc, top.library, top.model, mapv.selection, mapv.view)
         with gr.Tab("Classes", id="classes"):

@@ -739,6 +739,54 @@ def embed_all(model: str, paths: list[Path], manifest_hash: str, cache: Path, ma
     return {"vectors": vecs, "embed_s": embed_s, "audio_s": audio_s, "cached": False}
 
 
+ASPECT_SETTINGS = [{"timbre": 1}, {"spectrum": 1}, {"pitch": 1}, {"envelope": 1},
+                   {"deep": 1, "timbre": 0.5}, {"deep": 1, "spectrum": 0.5}, {"deep": 1, "envelope": 0.5},
+                   {"deep": 1, "pitch": 0.5}, {"deep": 1, "timbre": 0.5, "spectrum": 0.5, "envelope": 0.5}]
+
+
+def aspect_vectors_all(paths: list[Path], manifest_hash: str, cache: Path, max_s: float) -> dict[str, np.ndarray]:
+    """The aspect vectors (embedders.aspects) of every clip, {aspect: [n, d]}, cached like embeddings."""
+    from embedders.aspects import ASPECTS, SR, aspect_vectors
+
+    out = cache / "embeddings" / f"aspects__{manifest_hash[:16]}__{max_s:g}s.npz"
+    if out.is_file():
+        z = np.load(out)
+        return {a: z[a] for a in ASPECTS}
+    from embedders.audio import decode
+
+    vecs = [aspect_vectors(decode(p, SR)[0][: int(max_s * SR)], SR) for p in paths]
+    got = {a: np.stack([v[a] for v in vecs]) for a in ASPECTS}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out.with_suffix(".tmp.npz"), **got)
+    out.with_suffix(".tmp.npz").replace(out)
+    return got
+
+
+def steered(parts: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
+    """Vectors whose cosine is the weighted mean of the parts' cosines (index.aspects' combined score):
+    the unit parts scaled by sqrt(weight) and concatenated."""
+    cols = []
+    for name, w in weights.items():
+        v = np.asarray(parts[name], np.float64)
+        cols.append(np.sqrt(w) * v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12))
+    return np.concatenate(cols, axis=1)
+
+
+def aspect_rows(results: list[dict], deep: dict[str, np.ndarray], aspects: dict[str, np.ndarray],
+                labels, sources, k: int) -> list[dict]:
+    """P@k and cross-source P@k of each aspect alone and of deep + aspect weightings, per model."""
+    rows = []
+    for setting in ASPECT_SETTINGS:
+        models = [r["model"] for r in results] if "deep" in setting else [None]
+        for model in models:
+            parts = {**aspects, **({"deep": deep[model]} if model else {})}
+            m = evaluate(steered(parts, setting), labels, sources, k=k)
+            name = ",".join(f"{a}={w:g}" for a, w in setting.items())
+            rows.append({"setting": name, "model": model or "-", "p_at_k": m["p_at_k"],
+                         "p_at_k_cross_source": m["p_at_k_cross_source"], "per_label": m["per_label"]})
+    return rows
+
+
 def ready_models() -> list[str]:
     import embedders
 
@@ -759,6 +807,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rebuild", action="store_true", help="rebuild the labelled set and its embeddings")
     ap.add_argument("--show-dataset", action="store_true", help="print the label x source table")
     ap.add_argument("--per-class", action="store_true", help="also print P@k per class")
+    ap.add_argument("--aspects", action="store_true",
+                    help="also rate the aspect vectors (timbre, spectrum, pitch, envelope) alone and steered with each model")
     args = ap.parse_args(argv)
 
     t_start = time.perf_counter()
@@ -782,6 +832,7 @@ def main(argv: list[str] | None = None) -> int:
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else ready_models()
     waves_by_rate: dict = {}
     results, skipped = [], []
+    deep_vectors: dict[str, np.ndarray] = {}
     for model in models:
         print(f"embedding with {model} ...", flush=True)
         try:
@@ -795,6 +846,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"! {model}: {type(exc).__name__}: {exc}")
             continue
         vecs = got["vectors"]
+        deep_vectors[model] = vecs
         if not np.all(np.isfinite(vecs)):
             print(f"! {model}: non-finite values in vectors")
         metrics = evaluate(vecs, labels, sources, k=args.k)
@@ -821,6 +873,24 @@ def main(argv: list[str] | None = None) -> int:
           f"on {os.cpu_count()} CPUs, load average {load:.1f} now)")
     for sk in skipped:
         print(f"skipped {sk['model']}: {sk['reason']}")
+    a_rows = []
+    if args.aspects:
+        a_rows = aspect_rows(results, deep_vectors, aspect_vectors_all(paths, manifest_hash, cache, args.max_seconds),
+                             labels, sources, k)
+        print()
+        print(f"{'aspect weights (steered search)':<48} {'model':<24} {f'P@{k}':>6} {f'P@{k} xsrc':>9}")
+        for r in a_rows:
+            print(f"{r['setting']:<48} {r['model']:<24} {r['p_at_k']:>6.3f} {r['p_at_k_cross_source']:>9.3f}")
+        if args.per_class:
+            labs = sorted(set(labels))
+            print(f"\nP@{k} per class, aspects alone (all / cross-source)")
+            print(f"{'aspect':<26} " + " ".join(f"{lab[:9]:>9}" for lab in labs))
+            for r in a_rows:
+                if r["model"] == "-":
+                    cells = [f"{r['per_label'][lab]['p_at_k']:.2f}/" + (
+                        f"{r['per_label'][lab]['p_at_k_cross_source']:.2f}"
+                        if r['per_label'][lab]['p_at_k_cross_source'] is not None else "-") for lab in labs]
+                    print(f"{r['setting']:<26} " + " ".join(f"{c:>9}" for c in cells))
     if args.per_class and results:
         labs = sorted(set(labels))
         print()
@@ -845,6 +915,7 @@ def main(argv: list[str] | None = None) -> int:
             "chance": {"p_at_k": chance["chance_p_at_k"],
                        "p_at_k_cross_source": chance["chance_p_at_k_cross_source"]},
             "results": results,
+            "aspects": a_rows,
             "skipped": skipped,
             "run_time_s": total_s,
         }

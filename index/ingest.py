@@ -46,6 +46,7 @@ from embedders.paths import data_dir as resolve_data_dir
 from .labels import Labeler, make_labeler
 from .libraries import Library, LibraryError, UnknownLibraryError, get_library, save_library
 from .curation import merge_edits
+from .aspects import delete_aspects, missing_aspects, write_aspects
 from .naming import (FileChangedError, FileStamp, check_library_name, collection_name, describe_change,
                      file_stamp, frame_point_id, frames_collection_name, hash_file, point_id)
 from . import store as store_module
@@ -60,6 +61,7 @@ FRAME_INDEXES = {"file_id": "keyword", "label": "keyword", "time_s": "float"}
 TOP_TAGS = 5
 LONG_FILE_S = 30.0  # in "auto" mode, files longer than this are split into segments
 SEGMENT_BATCH = 64
+ASPECTS_KEY = "__aspects__"  # in _Item.missing: the clip's aspect vectors are not stored (no model holds "__")
 
 
 @dataclass
@@ -73,6 +75,7 @@ class IngestOptions:
     labels: str | None = None  # label source: folder (default), esc50, urbansound8k, pattern:..., sidecar:...
     descriptors: bool = True
     thumbnails: bool = True
+    aspects: bool = True  # aspect vectors (timbre, spectrum, pitch, envelope) for steered search
 
 
 @dataclass
@@ -363,6 +366,11 @@ class _Run:
             for it in items:
                 if it.id not in have:
                     it.missing.append(emb.name)
+        if self.opts.aspects:
+            lacking = missing_aspects(self.store, self.library, [it.id for it in items])
+            for it in items:
+                if it.id in lacking:
+                    it.missing.append(ASPECTS_KEY)
 
     def is_long(self, p: Path) -> bool:
         """Whether a file is indexed as segments."""
@@ -429,6 +437,7 @@ class _Run:
                 except Exception:  # descriptors are a bonus; never fail a clip for them
                     pass
         written: set[str] = set()
+        failed_ids: set[str] = set()
         for emb in self.embs:
             need = [it for it in todo if emb.name in it.missing]
             if not need:
@@ -448,11 +457,13 @@ class _Run:
                     except StoreError:
                         raise
                     except Exception as exc:
+                        failed_ids.add(it.id)
                         self.fail(it.rel if it.segment is None else f"{it.rel}@{it.start_s:.2f}s",
                                   f"{emb.name}: {_one_line(exc, it.path.name)}")
             written.update(it.id for it in done)
             if self.long_written is not None:
                 self.long_written.extend((emb.name, it.id) for it in done)
+        self._write_aspects([it for it in todo if ASPECTS_KEY in it.missing and it.id not in failed_ids], written)
         for it in todo:
             if it.id in written:
                 rep.added += 1
@@ -463,6 +474,30 @@ class _Run:
                     except Exception:
                         pass
             it.wave = None
+
+    def _write_aspects(self, items: list[_Item], written: set[str]) -> None:
+        """Store the items' aspect vectors (after their model points); a clip that fails is reported."""
+        def write(batch: list[_Item]) -> None:
+            write_aspects(self.store, self.library, [it.id for it in batch], [it.wave for it in batch],
+                          [it.sr for it in batch], [{"path": it.rel, "file_id": it.file_id, "start_s": it.start_s,
+                                                      "end_s": it.end_s if it.end_s is not None
+                                                      else it.start_s + len(it.wave) / it.sr} for it in batch])
+            written.update(it.id for it in batch)
+            if self.long_written is not None:
+                self.long_written.extend((ASPECTS_KEY, it.id) for it in batch)
+        try:
+            write(items)
+        except StoreError:
+            raise
+        except Exception:
+            for it in items:
+                try:
+                    write([it])
+                except StoreError:
+                    raise
+                except Exception as exc:
+                    self.fail(it.rel if it.segment is None else f"{it.rel}@{it.start_s:.2f}s",
+                              f"aspects: {_one_line(exc, it.path.name)}")
 
     def index_long(self, p: Path) -> None:
         """Stream a long file as segments, batch by batch."""
@@ -506,6 +541,7 @@ class _Run:
         by_model: dict[str, list[str]] = {}
         for model, pid in self.long_written or []:
             by_model.setdefault(model, []).append(pid)
+        delete_aspects(self.store, self.library, by_model.pop(ASPECTS_KEY, []))
         for model, ids in by_model.items():
             self.store.delete_by_filter(frames_collection_name(self.library, model), {"point_id": ids})
             self.store.delete(collection_name(self.library, model), ids)

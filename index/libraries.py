@@ -134,6 +134,9 @@ def describe_damage(store: Store, collection: str, detail: str) -> str:
         return (f"library '{library}': its record of user edits ({collection}) is damaged ({detail}): delete "
                 f"the folder {folder} to go on without it (the tags and labels already in the model "
                 f"collections stay)")
+    if kind == "aspect":
+        return (f"library '{library}': its {part} aspect vectors ({collection}) are damaged ({detail}): delete the "
+                f"folder {folder} and index the library again to recompute them (nothing else is lost)")
     root, model = "FOLDER", part
     try:
         recs = store.retrieve(META_COLLECTION, [meta_point_id(library)]) if store.has_collection(META_COLLECTION) else []

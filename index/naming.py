@@ -120,15 +120,29 @@ def edits_collection_name(library: str) -> str:
     return library_prefix(library) + "user" + EDITS_SUFFIX
 
 
+ASPECT_PART = "aspect"
+
+
+def aspect_collection_name(library: str, aspect: str) -> str:
+    """The collection of one aspect's vectors (timbre, spectrum, ...) of a library, keyed by clip id.
+    Aspects do not depend on the deep model, so there is one per library, not per model; no model
+    collection can clash with it (a model "aspect" has "lib__L__aspect" and "lib__L__aspect__frames")."""
+    if not re.match(r"^[a-z]+$", aspect) or aspect == "frames":
+        raise NameError_(f"bad aspect name '{aspect}'")
+    return library_prefix(library) + ASPECT_PART + "__" + aspect
+
+
 def parse_collection_name(name: str) -> tuple[str, str, str] | None:
-    """(library, model part, kind) of a library's collection, kind "clips", "frames" or "edits"
-    (model part "" for edits); None for any other name."""
+    """(library, model part, kind) of a library's collection, kind "clips", "frames", "edits" or
+    "aspect" (model part "" for edits, the aspect's name for aspects); None for any other name."""
     parts = name.split("__")
     if len(parts) < 3 or parts[0] != "lib" or not LIBRARY_RE.match(parts[1]):
         return None
     rest = parts[2:]
     if rest == ["user", EDITS_SUFFIX[2:]]:
         return parts[1], "", "edits"
+    if len(rest) == 2 and rest[0] == ASPECT_PART and "__" + rest[1] != FRAMES_SUFFIX:
+        return parts[1], rest[1], "aspect"
     if len(rest) == 2 and "__" + rest[1] == FRAMES_SUFFIX:
         return parts[1], rest[0], "frames"
     if len(rest) == 1:

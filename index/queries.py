@@ -62,19 +62,35 @@ def search_vector(store: Store, library: str, model: str, vector: np.ndarray, k:
     return store.query(coll, vector, k, flt=flt)
 
 
+def time_range(wave: np.ndarray, sr: int, start_s: float | None = None, end_s: float | None = None) -> np.ndarray:
+    """The part of a wave between start_s and end_s (seconds; None = its start / end); a one-line
+    LibraryError for a range that is empty or outside the audio."""
+    if start_s is None and end_s is None:
+        return wave
+    dur = len(wave) / sr
+    a = 0.0 if start_s is None else float(start_s)
+    b = dur if end_s is None else min(float(end_s), dur)
+    if not (np.isfinite(a) and np.isfinite(b)) or a < 0 or b - a < 0.05 or a >= dur:
+        raise LibraryError(f"bad time range {a:g}-{b:g} s: pick at least 0.05 s inside the clip's {dur:.2f} s")
+    return wave[int(round(a * sr)):int(round(b * sr))]
+
+
 def search_file(store: Store, library: str, model: str, path: str | os.PathLike, k: int = 10,
                 label: str | list[str] | None = None, one_per_file: bool = False,
                 data_dir: str | os.PathLike | None = None, ranges: Ranges | None = None,
-                where: dict | None = None) -> list[Hit]:
-    """Query by example: the clips most similar to an audio file."""
+                where: dict | None = None, start_s: float | None = None, end_s: float | None = None) -> list[Hit]:
+    """Query by example: the clips most similar to an audio file (or to its start_s..end_s part).
+    `where` may hold {"__ids__": [...]} to search inside a set of clips."""
     _collection(store, library, model)
     wave, sr = decode(path)
+    wave = time_range(wave, sr, start_s, end_s)
     vec = embed_query(model, wave, sr, data_dir)
     return search_vector(store, library, model, vec, k, label, one_per_file, ranges, where)
 
 
 def search_id(store: Store, library: str, model: str, point_id: str, k: int = 10,
-              label: str | list[str] | None = None, ranges: Ranges | None = None) -> list[Hit]:
+              label: str | list[str] | None = None, ranges: Ranges | None = None,
+              where: dict | None = None) -> list[Hit]:
     """The clips nearest a clip already in the library (itself first)."""
     coll = _collection(store, library, model)
     try:
@@ -83,7 +99,7 @@ def search_id(store: Store, library: str, model: str, point_id: str, k: int = 10
         raise LibraryError(f"no clip with id {printable(str(point_id))[:80]!r}: clip ids are UUIDs") from None
     if not store.existing_ids(coll, [point_id]):
         raise LibraryError(f"no clip with id {point_id} in library '{library}' for model '{model}'")
-    return store.query_by_id(coll, point_id, k, flt=_flt(label, ranges))
+    return store.query_by_id(coll, point_id, k, flt=_flt(label, ranges, where))
 
 
 def recommend(store: Store, library: str, model: str, positive_ids: list[str], negative_ids: list[str] | None = None,

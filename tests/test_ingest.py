@@ -128,7 +128,11 @@ def test_user_errors_are_one_line(store, demo_folder, data_dir, tmp_path):
 def test_delete_library(store, demo_folder, data_dir):
     index.index_folder(store, "demo", demo_folder, ["dsp"], data_dir=data_dir)
     dropped = index.delete_library(store, "demo")
-    assert set(dropped) == {collection_name("demo", "dsp"), frames_collection_name("demo", "dsp")}
+    from embedders.aspects import ASPECTS
+    from index.naming import aspect_collection_name
+
+    assert set(dropped) == {collection_name("demo", "dsp"), frames_collection_name("demo", "dsp"),
+                            *(aspect_collection_name("demo", a) for a in ASPECTS)}  # its aspect vectors too
     assert index.list_libraries(store) == []
     assert not store.has_collection(collection_name("demo", "dsp"))
 

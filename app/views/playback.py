@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from app.components import EMPTY, dims_of, error_html, map_view
+from app.components import EMPTY, dims_of, error_html, hits_html, map_view
 from app.errors import one_line
 from app.services import Services
 from app.views import PRIVATE, bind
@@ -49,6 +49,22 @@ def play(svc: Services, library: str | None, model: str | None, path: str | None
         return {"message": f"Error: {one_line(exc)}"}, error_html(exc)
 
 
+def search_part(svc: Services, library: str | None, model: str | None, path: str | None, start_s: float | None,
+                end_s: float | None, k: float = 10) -> tuple[str, str]:
+    """(status, results HTML): the clips most similar to the start_s..end_s part of the playing file."""
+    if not library or not model:
+        return EMPTY, ""
+    if not path:
+        return "Pick a file first.", ""
+    try:
+        hits, why = svc.queries.search_range(library, model, path, None if start_s is None else float(start_s),
+                                             None if end_s is None else float(end_s), k=int(k))
+    except Exception as exc:
+        return "", error_html(exc)
+    span = f"{start_s or 0:g}–{'end' if end_s is None else f'{float(end_s):g}'} s"
+    return f"{len(hits)} results for {span} of {path}", hits_html(library, hits, why=why)
+
+
 def build(svc: Services, library: gr.Dropdown, model: gr.Dropdown) -> PlaybackHandles:
     """Lay out the playback view and wire its own events."""
     with gr.Row():
@@ -61,6 +77,15 @@ def build(svc: Services, library: gr.Dropdown, model: gr.Dropdown) -> PlaybackHa
         play_btn = gr.Button("Play", variant="primary")
     status = gr.Markdown()
     view = map_view(elem_id="ae-map-playback")
+    with gr.Accordion("Search with a part of this file", open=False, elem_id="ae-playback-search"):
+        with gr.Row():
+            part_start = gr.Number(value=None, label="from (s)", elem_id="ae-part-start")
+            part_end = gr.Number(value=None, label="to (s)", elem_id="ae-part-end")
+            part_btn = gr.Button("Search this part", elem_id="ae-part-go")
+        part_status = gr.Markdown()
+        part_results = gr.HTML()
+    part_btn.click(bind(search_part, svc), [library, model, file, part_start, part_end], [part_status, part_results],
+                   **PRIVATE)
     for comp in (library, model):
         comp.change(bind(file_choices, svc), [library, model], file, **PRIVATE)
     play_btn.click(bind(play, svc), [library, model, file, method, dims, trail, rotate], [view, status], **PRIVATE)

@@ -19,7 +19,6 @@ import numpy as np
 
 from .filters import ClientFilters, Filter, jsonable
 from .interface import (
-    HNSW_EF,
     LOCAL_SEARCH_MATRIX_MAX_POINTS,
     QUERY_BATCH_CHUNK,
     UPSERT_CHUNK,
@@ -35,6 +34,7 @@ from .interface import (
     check_upsert,
     exact_search_max_points,
     graph_from_rows,
+    hnsw_ef,
     point_hit,
     records_in_order,
     sorted_facet,
@@ -168,7 +168,7 @@ class ClientStore(Store):
             self._counts[name] = cached
         if cached[1] <= exact_search_max_points():
             return self._m.SearchParams(exact=True)
-        return self._m.SearchParams(hnsw_ef=HNSW_EF)
+        return self._m.SearchParams(hnsw_ef=hnsw_ef())
 
     def _require(self, name: str) -> None:
         check_name(name)

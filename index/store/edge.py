@@ -40,7 +40,6 @@ import numpy as np
 
 from .filters import EdgeFilters, Filter, jsonable
 from .interface import (
-    HNSW_EF,
     MIN_FREE_ENV,
     NAME_RE,
     QUERY_BATCH_CHUNK,
@@ -57,8 +56,10 @@ from .interface import (
     check_name,
     check_upsert,
     exact_search_max_points,
+    hnsw_ef,
     min_free_mb,
     point_hit,
+    quantization,
     records_in_order,
     sorted_facet,
 )
@@ -311,7 +312,7 @@ class EdgeStore(Store):
     def _params(self, entry: _Shard) -> Any:
         if entry.shard.info().points_count <= exact_search_max_points():
             return self._qe.SearchParams(exact=True)
-        return self._qe.SearchParams(hnsw_ef=HNSW_EF)
+        return self._qe.SearchParams(hnsw_ef=hnsw_ef())
 
     def _request(
         self,
@@ -378,7 +379,11 @@ class EdgeStore(Store):
                     shard = qe.EdgeShard.create(
                         str(tmp),
                         qe.EdgeConfig(
-                            vectors={VECTOR_NAME: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)}
+                            vectors={VECTOR_NAME: qe.EdgeVectorParams(
+                                size=dim, distance=qe.Distance.Cosine,
+                                quantization_config=qe.ScalarQuantizationConfig(
+                                    type=qe.ScalarType.Int8, quantile=0.99, always_ram=True)
+                                if quantization() == "int8" else None)}
                         ),
                     )
                     shard.flush()

@@ -9,6 +9,7 @@ Filters are a small dict spec::
     {"label": None}                        field missing, null or empty
     several keys                           all must hold (AND)
     {"__not__": {...same spec...}}         the inner spec must not hold (NOT of its AND)
+    {"__ids__": ["<uuid>", ...]}           only these point ids (search inside a set)
 
 :func:`translate_filter` walks the spec once; a :class:`FilterMaker` per backend builds the
 objects (Qdrant Edge's ``qdrant_edge`` classes, qdrant-client's ``models``), which are handed
@@ -77,6 +78,9 @@ def translate_filter(spec: Filter | None, make: FilterMaker) -> Any:
             inner = translate_filter(value, make)
             if inner is not None:
                 must_not.append(inner)
+            continue
+        if key == "__ids__":
+            must.append(make.has_id([str(i) for i in value]))
             continue
         if not isinstance(key, str) or not key:
             raise ValueError(f"bad filter key {key!r}")

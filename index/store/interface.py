@@ -33,6 +33,17 @@ INDEX_TYPES = ("keyword", "integer", "float", "bool", "text", "datetime", "uuid"
 HIT_DETAIL_KEYS = ("start_s", "end_s", "duration_s", "top_tags")
 
 
+def hnsw_ef() -> int:
+    """``HNSW_EF`` as set on the ``index.store`` package now (benchmarks sweep it there)."""
+    return sys.modules[__package__].HNSW_EF
+
+
+def quantization() -> str | None:
+    """``QUANTIZATION`` as set on the ``index.store`` package now: None, or "int8" (Qdrant scalar
+    quantization, originals kept for rescoring) for collections created from then on."""
+    return getattr(sys.modules[__package__], "QUANTIZATION", None)
+
+
 def exact_search_max_points() -> int:
     """``EXACT_SEARCH_MAX_POINTS`` as set on the ``index.store`` package now (tests and benchmarks
     lower it there to send queries through the HNSW graph)."""
@@ -89,6 +100,7 @@ class Hit:
     score: float
     payload: dict = field(default_factory=dict)
     vector: np.ndarray | None = None  # float32 [dim], or None when not requested
+    aspects: dict[str, float] | None = None  # per-aspect similarities of a steered search (index.aspects)
 
     @property
     def path(self) -> str:
@@ -102,8 +114,11 @@ class Hit:
 
     def to_dict(self, detail: bool = True) -> dict:
         """JSON-ready dict: id, score (6 decimals), path, label, plus (with ``detail``) the
-        payload's start_s, end_s, duration_s and top_tags where present."""
+        payload's start_s, end_s, duration_s and top_tags where present, and the per-aspect
+        similarities (``aspects``) of a steered search."""
         d = {"id": self.id, "score": round(float(self.score), 6), "path": self.path, "label": self.label}
+        if self.aspects is not None:
+            d["aspects"] = dict(self.aspects)
         if detail:
             for key in HIT_DETAIL_KEYS:
                 if key in self.payload:
