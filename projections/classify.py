@@ -127,7 +127,10 @@ def grouped_folds(y: np.ndarray, groups: Sequence[object], n_folds: int = MAX_FO
     n_groups = len(set(g.tolist()))
     if n_groups < 2:
         raise ProjectionError(f"cross-validation needs at least two groups (files or sources); this set has {n_groups}")
-    k = max(2, min(n_folds, n_groups))
+    biggest = max(np.unique(np.asarray(y, dtype=object).astype(str), return_counts=True)[1])
+    k = min(n_folds, n_groups, int(biggest))  # StratifiedGroupKFold wants a class with k members
+    if k < 2:
+        raise ProjectionError("cross-validation needs a label with at least two clips")
     cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "least populated class has only n members": folds are still valid

@@ -176,3 +176,89 @@ def test_a_label_set_meanwhile_is_never_given_a_prediction(lib):
     assert (written, cleared) == (len(un) - 1, 1)
     p = payloads(svc)[un[0]]
     assert p["label"] == "kick" and "pred_label" not in p
+
+
+class Req:
+    """What the callbacks read of a gr.Request."""
+
+    def __init__(self, session_hash: str):
+        self.session_hash = session_hash
+
+
+def test_review_view_accept_correct_skip_and_public_mode(lib):
+    from app.access import Access
+    from app.views import review
+
+    svc, _folder, _truth = lib
+    counts, card, rest, queue, pos, _fix, cls, status = review.suggest(svc, "demo", "dsp", "uncertain", None)
+    assert 'data-labelled="12"' in counts and 'data-suggested="6"' in counts
+    assert len(queue) == 6 and pos == 0 and queue[0]["id"] in card and "/thumb/demo/" in card and "<audio" in card
+    assert "classifier on 12 labelled clips" in status and set(cls["choices"]) == {"kick", "hihat", "pad", "voice"}
+    card2, _rest, pos2, _ = review.skip(svc, "demo", queue, 0)
+    assert pos2 == 1 and queue[1]["id"] in card2
+    out = review.accept(svc, "demo", "dsp", "uncertain", None, queue, pos2)
+    assert 'data-labelled="13"' in out[0] and 'data-suggested="5"' in out[0] and "accepted" in out[-1]
+    assert payloads(svc)[queue[1]["id"]]["label"] == queue[1]["suggestion"]
+    q2 = out[3]
+    assert len(q2) == 5 and queue[1]["id"] not in [it["id"] for it in q2]
+    wrong = next(c for c in ("kick", "hihat", "pad", "voice") if c != q2[0]["suggestion"])
+    out = review.correct(svc, "demo", "dsp", "uncertain", None, q2, 0, wrong)
+    assert 'data-labelled="14"' in out[0] and f"→ {wrong}" in out[-1]
+    p = payloads(svc)[q2[0]["id"]]
+    assert p["label"] == wrong and p["label_source"] == "user"
+    head, rows, curve = review.quality(svc, "demo", "dsp")
+    assert "cross-validation" in head and "grouped by file" in head and len(rows) == 4 and curve[-1][0] == "all"
+    ids, msg, _v = review.select_predicted(svc, "demo", "dsp", out[3][0]["suggestion"], 0.0, None)
+    assert ids and "Selected" in msg
+    # the map can be coloured by the suggestions, confidence as opacity
+    assert "predicted label" in svc.maps.color_options("demo", "dsp")
+    all_pays = list(payloads(svc).values())
+    col = svc.maps.colors(all_pays, "predicted label")
+    for p, v, a in zip(all_pays, col["values"], col["alpha"]):
+        if p.get("label"):
+            assert v == p["label"] and a == 1.0
+        else:
+            assert v == p["pred_label"] and a == p["pred_conf"]
+    # public mode: a visitor may not train or label a shared library
+    svc.access = Access(public=True, token="t0ken")
+    out = review.suggest(svc, "demo", "dsp", "uncertain", None, request=Req("visitor"))
+    assert "refused" in out[-1]
+    out = review.accept(svc, "demo", "dsp", "uncertain", None, q2, 1, request=Req("visitor"))
+    assert "refused" in out[-1] and payloads(svc)[q2[1]["id"]].get("label") is None
+
+
+def test_search_filters_by_a_suggested_label(lib):
+    from app.views import search
+
+    svc, folder, _truth = lib
+    svc.labels.train("demo", "dsp")
+    pays = payloads(svc)
+    some = next(p for p in pays.values() if p.get("pred_label"))
+    _s, html_, res = search.run(svc, "demo", "dsp", str(folder / "kick" / "kick_00.wav"), k=10,
+                                pred=some["pred_label"], min_conf=0.0)
+    assert res and all(pays[i]["pred_label"] == some["pred_label"] for i, _ in res)
+    _s, _h, none = search.run(svc, "demo", "dsp", str(folder / "kick" / "kick_00.wav"), k=10,
+                              pred=some["pred_label"], min_conf=1.01)
+    assert none == []
+
+
+def test_cli_classify(lib, monkeypatch, capsys):
+    from app import cli
+    from embedders.paths import ENV_VAR
+
+    svc, _folder, _truth = lib
+    svc.store.close()  # one process opens a Qdrant Edge shard once: the CLI opens its own
+    monkeypatch.setenv(ENV_VAR, str(svc.data_dir))
+    assert cli.main(["classify", "--library", "demo", "--model", "dsp", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["n_labelled"] == 12 and out["written"] == 6 and sum(out["suggested"].values()) == 6
+    q = out["quality"]
+    assert q["grouped_by"] == "file" and set(q["per_class"]) == {"kick", "hihat", "pad", "voice"}
+    assert 0 <= q["macro_f1"] <= 1 and q["learning_curve"][-1]["per_class"] == "all"
+    assert cli.main(["classify", "--library", "demo", "--model", "dsp", "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert "macro-F1" in text and "learning curve" in text
+    assert cli.main(["classify", "--library", "demo", "--model", "nope"]) == 1
+    assert "has no model 'nope'" in capsys.readouterr().err
+    assert cli.main(["classify", "--library", "demo", "--model", "dsp", "--group-by", "artist"]) == 1
+    assert "no labelled clip of library 'demo' has a 'artist' field" in capsys.readouterr().err

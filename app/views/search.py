@@ -34,7 +34,8 @@ def tag_choices(svc: Services, library: str | None, model: str | None) -> dict:
 
 def run(svc: Services, library: str | None, model: str | None, path: str | None, text: str | None = None,
         k: float = 10, label: str | None = None, one_per_file: bool = False, field: str | None = None,
-        lo: float | None = None, hi: float | None = None, tag: str | None = None) -> tuple[str, str, list]:
+        lo: float | None = None, hi: float | None = None, tag: str | None = None, pred: str | None = None,
+        min_conf: float = 0.0) -> tuple[str, str, list]:
     """(status line, results HTML, [(id, score)] of the results) for an uploaded/recorded clip, or a
     text for CLAP models."""
     if not library or not model:
@@ -42,6 +43,9 @@ def run(svc: Services, library: str | None, model: str | None, path: str | None,
     lab = None if label in (None, "", ANY) else label
     where = {"tags": tag} if tag not in (None, "", ANY) else None
     ranges = ({field: (lo, hi)} if field not in (None, "", NONE) and (lo is not None or hi is not None) else None)
+    if pred not in (None, "", ANY):  # unlabelled clips suggested as `pred` with confidence >= min_conf
+        where = {**(where or {}), "pred_label": pred}
+        ranges = {**(ranges or {}), "pred_conf": (float(min_conf or 0.0), None)}
     try:
         if text and text.strip() and not path:
             hits = svc.queries.search_text(library, model, text.strip(), k=int(k), label=lab)
@@ -80,6 +84,9 @@ def build(svc: Services, library: gr.Dropdown, model: gr.Dropdown) -> None:
             label = gr.Dropdown([], value=None, label="Only label", allow_custom_value=False)
             tag = gr.Dropdown([ANY], value=ANY, label="Only tag", allow_custom_value=False)
             one = gr.Checkbox(value=False, label="One result per file")
+            with gr.Accordion("Only a suggested label (Review tab)", open=False):
+                pred = gr.Dropdown([], value=None, label="Suggested label", allow_custom_value=False)
+                min_conf = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="…with confidence at least")
             with gr.Accordion("Filter by a descriptor", open=False):
                 field = gr.Dropdown([NONE, *DESCRIPTORS], value=NONE, label="Descriptor")
                 with gr.Row():
@@ -94,7 +101,8 @@ def build(svc: Services, library: gr.Dropdown, model: gr.Dropdown) -> None:
         zip_file = gr.File(label="Download", interactive=False, scale=2, height=60)
     for comp in (library, model):
         comp.change(bind(label_choices, svc), [library, model], label, **PRIVATE)
+        comp.change(bind(label_choices, svc), [library, model], pred, **PRIVATE)
         comp.change(bind(tag_choices, svc), [library, model], tag, **PRIVATE)
-    go.click(bind(run, svc), [library, model, audio, text, k, label, one, field, lo, hi, tag],
+    go.click(bind(run, svc), [library, model, audio, text, k, label, one, field, lo, hi, tag, pred, min_conf],
              [status, results, last], **PRIVATE)
     export_btn.click(bind(export_results, svc), [library, model, last], [zip_file, status], **PRIVATE)
