@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16, help="files per embedding batch")
     p.add_argument("--labels", default="folder",
                    help="label source: folder (default), esc50, urbansound8k, 'pattern:{kit}_{label}_{n}', "
-                        "sidecar:labels.csv")
+                        "sidecar:labels.csv, or tag:genre (also tag:artist, tag:album, tag:title: the files' own "
+                        "metadata, read with mutagen)")
     p.add_argument("--segment", default="auto", choices=["auto", "always", "never"],
                    help="split files into segments: auto = files longer than 30 s (default)")
     p.add_argument("--segment-s", type=float, default=1.0, help="segment length and hop in seconds (default 1)")
