@@ -31,6 +31,11 @@ CSS = """
 .ae-dupgroup li .path { font-family: monospace; min-width: 22em; }
 .ae-dupgroup audio { height: 30px; width: 280px; }
 .ae-selsum { margin: 4px 0 6px; }
+.ae-review-item { display: grid; grid-template-columns: 1fr; gap: 6px; padding: 8px; border: 1px solid #ccd; border-radius: 6px; }
+.ae-review-item img { width: 320px; height: 80px; object-fit: fill; background: #111; }
+.ae-review-item .path, .ae-review-queue .path { font-family: monospace; word-break: break-all; }
+.ae-review-queue ol { padding-left: 1.4em; } .ae-review-queue li { display: flex; gap: 10px; align-items: center; }
+.ae-review-queue audio { height: 30px; width: 260px; } .ae-review-keys { color: #666; font-size: 12px; }
 .ae-quality { color: #555; }
 """
 

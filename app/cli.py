@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16, help="files per embedding batch")
     p.add_argument("--labels", default="folder",
                    help="label source: folder (default), esc50, urbansound8k, 'pattern:{kit}_{label}_{n}', "
-                        "sidecar:labels.csv")
+                        "sidecar:labels.csv, or tag:genre (also tag:artist, tag:album, tag:title: the files' own "
+                        "metadata, read with mutagen)")
     p.add_argument("--segment", default="auto", choices=["auto", "always", "never"],
                    help="split files into segments: auto = files longer than 30 s (default)")
     p.add_argument("--segment-s", type=float, default=1.0, help="segment length and hop in seconds (default 1)")
@@ -212,6 +213,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--tag", help="every clip with this tag")
     g.add_argument("--cluster", type=int, help="every clip of this persisted cluster (see `clusters`)")
     p.add_argument("--out", required=True, help="a folder, or FILE.zip")
+
+    p = sub.add_parser("classify", help="suggested labels: a linear classifier on the labelled clips writes "
+                                        "pred_label/pred_conf to the unlabelled ones; its cross-validated quality")
+    _common(p)
+    p.add_argument("--library", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--group-by", default="auto", metavar="FIELD",
+                   help="what a fold keeps together: auto (a source field such as artist/kit where the clips "
+                        "carry one, else the file), file, or a payload field")
+    p.add_argument("--no-quality", action="store_true", help="only train and write the suggestions")
+    p.add_argument("--dry-run", action="store_true", help="measure the quality only; write nothing")
+    p.add_argument("--json", action="store_true")
     return ap
 
 
@@ -605,7 +618,36 @@ def cmd_export_selection(args) -> int:
     return 0
 
 
-COMMANDS = {"serve": cmd_serve, "index": cmd_index, "search": cmd_search, "models": cmd_models,
+def cmd_classify(args) -> int:
+    svc = _services(args)
+    _model_of(svc, args.library, args.model)
+    out: dict = {"library": args.library, "model": args.model}
+    if not args.dry_run:
+        run = svc.labels.train(args.library, args.model)
+        print(run.summary(), file=sys.stderr)
+        out.update(n_labelled=run.classifier.n_train, classes=run.classifier.counts, written=run.written,
+                   cleared=run.cleared, fit_s=round(run.fit_s, 3), write_s=round(run.write_s, 3),
+                   suggested=svc.labels.counts(args.library, args.model)["by_label"])
+    if not args.no_quality:
+        q = svc.labels.quality(args.library, args.model, by=args.group_by)
+        out["quality"] = q.to_dict()
+        if not args.json:
+            from app.services.formatting import number
+
+            print(f"{q.n_folds}-fold cross-validation, folds grouped by {q.grouped_by} ({q.n_groups} groups): "
+                  f"accuracy {number(q.accuracy)}, macro-F1 {number(q.macro_f1)}")
+            print(_table([{"label": c, **v} for c, v in q.per_class.items()],
+                         ["label", "precision", "recall", "f1", "support"]))
+            print("learning curve (labelled clips per class -> macro-F1):")
+            print(_table(q.curve, ["per_class", "n_train", "accuracy", "macro_f1"]))
+    elif not args.json and not args.dry_run:
+        print(_table([{"label": k, "suggested": v} for k, v in out["suggested"].items()], ["label", "suggested"]))
+    if args.json:
+        print(json.dumps(out))
+    return 0
+
+
+COMMANDS = {"classify": cmd_classify, "serve": cmd_serve, "index": cmd_index, "search": cmd_search, "models": cmd_models,
             "libraries": cmd_libraries, "project": cmd_project, "classes": cmd_classes, "export": cmd_export,
             "train": cmd_train, "delete": cmd_delete, "tag": cmd_tag, "clusters": cmd_clusters,
             "duplicates": cmd_duplicates, "export-selection": cmd_export_selection}

@@ -4,7 +4,8 @@ from __future__ import annotations
 import gradio as gr
 
 from app.services import Services
-from app.views import PRIVATE, api, bind, classes, compare, curate, library, pickers, playback, search, selection
+from app.views import (PRIVATE, api, bind, classes, compare, curate, library, pickers, playback, review, search,
+                       selection)
 from app.views import map as maps
 
 
@@ -23,6 +24,8 @@ def build_app(svc: Services) -> gr.Blocks:
             search.build(svc, top.library, top.model, mapv.selection)
         with gr.Tab("Curate", id="curate"):
             curate.build(svc, top.library, top.model, mapv.selection, mapv.view)
+        with gr.Tab("Review", id="review"):
+            rev = review.build(svc, top.library, top.model, mapv.selection, mapv.view)
         with gr.Tab("Classes", id="classes"):
             classes.build(svc, top.library, top.model)
         with gr.Tab("Library", id="library"):
@@ -38,6 +41,9 @@ def build_app(svc: Services) -> gr.Blocks:
                            [mapv.selection, sel.panel], **PRIVATE)
         # a clicked point's file becomes the Playback view's file
         mapv.view.point_click(maps.clicked_clip, None, play.file, **PRIVATE)
+        # suggested labels written: the map can be coloured by them
+        for event in rev.changed:
+            event.then(bind(maps.color_choices, svc), [top.library, top.model, mapv.inputs[4]], mapv.inputs[4], **PRIVATE)
         # indexing or deleting a library changes what the pickers offer
         for event in lib.changed:
             event.then(bind(pickers.refresh, svc), *selectors, **PRIVATE)

@@ -43,6 +43,7 @@ from embedders.base import Embedder, l2_normalise
 from embedders.descriptors import describe, write_thumbnail
 from embedders.paths import data_dir as resolve_data_dir
 
+from . import filetags
 from .labels import Labeler, make_labeler
 from .libraries import Library, LibraryError, UnknownLibraryError, get_library, save_library
 from .curation import merge_edits
@@ -57,6 +58,7 @@ Progress = Callable[[int, int, str], None]
 CLIP_INDEXES = {"label": "keyword", "path": "keyword", "folder": "keyword", "top_tags": "keyword",
                 "file_id": "keyword", "duration_s": "float", "start_s": "float", "loudness_dbfs": "float",
                 "spectral_centroid_hz": "float"}
+CLIP_INDEXES.update(filetags.INDEXES)  # the files' own tags (genre, artist, album)
 FRAME_INDEXES = {"file_id": "keyword", "label": "keyword", "time_s": "float"}
 TOP_TAGS = 5
 LONG_FILE_S = 30.0  # in "auto" mode, files longer than this are split into segments
@@ -358,6 +360,8 @@ class _Run:
     def _new_item(self, p: Path) -> _Item:
         rel = p.relative_to(self.root).as_posix()
         label, extra = self.labeler(rel)
+        if not any(k in extra for k in filetags.FIELDS):  # the file's own tags (a tag: labeler read them)
+            extra = {**filetags.read_tags(p), **extra}
         return _Item(path=p, rel=rel, label=label, extra=dict(extra))
 
     def _mark_missing(self, items: list[_Item]) -> None:

@@ -89,7 +89,8 @@ def _number(v):
 
 def make_labeler(spec: str | None, root: Path) -> Labeler:
     """A labeler from a spec: None/'folder', 'esc50', 'urbansound8k', 'pattern:{a}-{label}',
-    or 'sidecar:labels.csv' (a path; relative paths are under the library root)."""
+    'sidecar:labels.csv' (a path; relative paths are under the library root), or 'tag:genre'
+    (the files' own metadata: see `index.filetags`)."""
     if not spec or spec == "folder":
         return folder_labeler
     if spec in PRESETS:
@@ -98,5 +99,9 @@ def make_labeler(spec: str | None, root: Path) -> Labeler:
         return pattern_labeler(spec[len("pattern:"):])
     if spec.startswith("sidecar:"):
         return sidecar_labeler(spec[len("sidecar:"):], root)
+    if spec.startswith("tag:"):
+        from .filetags import tag_labeler
+
+        return tag_labeler(spec[len("tag:"):], root)
     raise LibraryError(f"unknown label source '{spec}': use folder, esc50, urbansound8k, "
-                       f"pattern:<fields with {{label}}> or sidecar:<file.csv|json>")
+                       f"pattern:<fields with {{label}}>, sidecar:<file.csv|json> or tag:<genre|artist|album|title>")

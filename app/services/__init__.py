@@ -5,6 +5,7 @@
 - `queries` (`QueryService`): search, class statistics, taggrams, waveforms;
 - `vectors` (`VectorCache`): a (library, model)'s vectors read once until the collection changes;
 - `curation` (`CurationService`): the selection, tags/labels, clusters, duplicates, exports;
+- `labels` (`LabelService`): suggested labels, their quality, the review queue;
 - `maps` (`MapService`): fitted maps (`MapFit`), their values for the map component, the points
   published to the browser (`TokenStore`), trajectories, comparisons.
 Formatting of status lines lives in `formatting`.
@@ -22,6 +23,7 @@ from app.access import Access
 from app.errors import ServiceError
 from app.services.curation import CurationService
 from app.services.formatting import DESCRIPTORS, METHOD_LABELS
+from app.services.labels import LabelService
 from app.services.library import DEMO_LIBRARY, DEMO_MODELS, LibraryService
 from app.services.locks import KeyLocks
 from app.services.maps import MapFit, MapService, TokenStore
@@ -44,6 +46,7 @@ class Services:
         self.queries = QueryService(self)
         self.maps = MapService(self, projections.MapCache(self.data_dir / "maps"))
         self.curation = CurationService(self)
+        self.labels = LabelService(self)
 
     @property
     def store(self) -> index.Store:
@@ -54,5 +57,5 @@ class Services:
             return self._store
 
 
-__all__ = ["CurationService", "DEMO_LIBRARY", "DEMO_MODELS", "DESCRIPTORS", "METHOD_LABELS", "KeyLocks", "LibraryService", "MapFit",
+__all__ = ["CurationService", "DEMO_LIBRARY", "DEMO_MODELS", "DESCRIPTORS", "METHOD_LABELS", "KeyLocks", "LabelService", "LibraryService", "MapFit",
            "MapService", "QueryService", "ServiceError", "Services", "TokenStore", "VectorCache"]

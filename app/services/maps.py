@@ -22,7 +22,9 @@ if TYPE_CHECKING:
 
 MAX_3D_POINTS = 30000  # 3D overview maps above this are decimated (and say so)
 POINT_FIELDS = ("path", "label", "label_source", "tags", "cluster", "cluster_name", "top_tags", "start_s", "end_s",
-                "file_id") + DESCRIPTORS
+                "file_id", "pred_label", "pred_conf", "genre", "artist", "album", "title") + DESCRIPTORS
+FILE_TAGS = ("genre", "artist", "album")  # the files' own tags (index/filetags.py) a map can be coloured by
+PREDICTED = "predicted label"  # colour: the label, else the suggestion with its confidence as opacity
 
 
 @dataclass
@@ -173,6 +175,8 @@ class MapService:
         """What a map can be coloured by: label, descriptors present, and tags."""
         _ids, _X, pays = self._svc.vectors.read(library, model)
         opts = ["label"]
+        if any(p.get("pred_label") for p in pays):
+            opts.append(PREDICTED)
         if any(p.get("cluster_name") for p in pays):
             opts.append("cluster")
         user_tags: dict[str, int] = {}
@@ -180,6 +184,7 @@ class MapService:
             for t in p.get("tags") or []:
                 user_tags[t] = user_tags.get(t, 0) + 1
         opts += [f"user tag: {t}" for t in sorted(user_tags, key=lambda t: (-user_tags[t], t))[:50]]
+        opts += [f"file tag: {f}" for f in FILE_TAGS if any(p.get(f) for p in pays)]
         opts += [d for d in DESCRIPTORS if any(p.get(d) is not None for p in pays[:200])]
         tags: dict[str, int] = {}
         for p in pays:
@@ -193,6 +198,14 @@ class MapService:
         """{mode, name, values} to colour points by a tag's score or a descriptor (None: by label)."""
         if not color_by or color_by == "label":
             return None
+        if color_by == PREDICTED:
+            return {"mode": "categorical", "name": "suggested",
+                    "values": [p.get("label") or p.get("pred_label") for p in pays],
+                    "alpha": [1.0 if p.get("label") else (p.get("pred_conf") if p.get("pred_label") else None)
+                              for p in pays]}
+        if color_by.startswith("file tag: ") and color_by[len("file tag: "):] in FILE_TAGS:
+            key = color_by[len("file tag: "):]
+            return {"mode": "categorical", "name": key, "values": [p.get(key) for p in pays]}
         if color_by == "cluster":
             return {"mode": "categorical", "name": "cluster",
                     "values": [p.get("cluster_name") if p.get("cluster", -1) != -1 else None for p in pays]}
@@ -256,6 +269,11 @@ class MapService:
         color = self.colors([pays[i] for i in idx], color_by)
         if color is not None:
             pts["color_values"] = color.pop("values")
+            if "alpha" in color:
+                pts["color_alpha"] = color.pop("alpha")
+        if any(pays[i].get("pred_label") for i in idx):
+            pts["pred_label"] = [pays[i].get("pred_label") if not pays[i].get("label") else None for i in idx]
+            pts["pred_conf"] = [pays[i].get("pred_conf") for i in idx]
         hl, own, sel = set(highlight_ids or ()), set(own_ids or ()), set(selected_ids or ())
         token = self.tokens.publish(pts, shown)
         return {"library": library, "model": model, "dims": dims, "points_url": f"/mapdata/{token}", "token": token,

@@ -70,6 +70,8 @@
     let s = esc(p.path[i]);
     if (p.start_s && p.start_s[i]) s += ' @ ' + p.start_s[i].toFixed(1) + ' s';
     if (p.label[i] != null) s += '<br>label: ' + esc(p.label[i]);
+    if (p.pred_label && p.pred_label[i] != null) s += '<br>suggested: ' + esc(p.pred_label[i]) +
+      ' (' + (+p.pred_conf[i]).toFixed(2) + ')';
     if (p.user_tags && p.user_tags[i]) s += '<br>tags: ' + esc(p.user_tags[i]);
     if (p.tags && p.tags[i]) s += '<br>model tags: ' + p.tags[i];
     return s;
@@ -108,9 +110,15 @@
       const src = catMode ? p.color_values : p.label;
       const cats = src.map(l => l == null ? none : l);
       const names = [...new Set(cats)].sort((a, b) => a === none ? 1 : b === none ? -1 : (a < b ? -1 : 1));
+      // per-point opacity (a suggested label's confidence) as rgba colours: works in 2D and 3D
+      const alpha = catMode && p.color_alpha ? p.color_alpha : null;
+      const rgba = (hex, a) => 'rgba(' + [1, 3, 5].map(o => parseInt(hex.slice(o, o + 2), 16)).join(',') + ',' +
+        Math.max(0.08, Math.min(1, a == null ? 1 : a)).toFixed(3) + ')';
       names.forEach((c, k) => {
         const idx = all.filter(i => cats[i] === c);
-        traces.push(mk(idx, esc(c) + ' (' + idx.length + ')', c === none ? GREY : PALETTE[k % PALETTE.length]));
+        const col = c === none ? GREY : PALETTE[k % PALETTE.length];
+        traces.push(mk(idx, esc(c) + ' (' + idx.length + ')', alpha ? idx.map(i => rgba(col, alpha[i])) : col,
+          alpha ? { opacity: 1 } : undefined));
       });
     }
     state.nBase = traces.length;

@@ -147,7 +147,7 @@ def build(svc: Services) -> LibraryHandles:
             models = gr.CheckboxGroup(svc.libs.ready_models(), value=["dsp"], label="Models (ready here)")
             with gr.Accordion("Options", open=False):
                 labels = gr.Textbox(value="folder", label="Labels from",
-                                    info="folder, esc50, urbansound8k, pattern:{kit}_{label}_{n}, sidecar:labels.csv")
+                                    info="folder, esc50, urbansound8k, pattern:{kit}_{label}_{n}, sidecar:labels.csv, tag:genre")
                 segment = gr.Radio(["auto", "always", "never"], value="auto", label="Split into segments",
                                    info="auto: files longer than 30 s")
                 seg_len = gr.Number(value=1.0, label="Segment length (s)")

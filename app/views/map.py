@@ -59,10 +59,10 @@ def quality(svc: Services, library: str | None, model: str | None, method: str, 
         return error_html(exc)
 
 
-def color_choices(svc: Services, library: str | None, model: str | None) -> dict:
-    """What the map can be coloured by for this (library, model)."""
+def color_choices(svc: Services, library: str | None, model: str | None, current: str | None = "label") -> dict:
+    """What the map can be coloured by for this (library, model) (keeping `current` if offered)."""
     try:
-        return choices(svc.maps.color_options(library, model), "label")
+        return choices(svc.maps.color_options(library, model), current or "label")
     except Exception:
         return choices(["label"], "label")
 

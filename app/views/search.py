@@ -57,10 +57,11 @@ def run(svc: Services, library: str | None, model: str | None, path: str | None,
         deep: float = 1.0, timbre: float = 0.0, spectrum: float = 0.0, pitch: float = 0.0, envelope: float = 0.0,
         start_s: float | None = None, end_s: float | None = None, scope: str | None = None,
         previous: list | None = None, selection: list | None = None,
-        cluster: float | None = None) -> tuple[str, str, list]:
+        cluster: float | None = None, pred: str | None = None, min_conf: float = 0.0) -> tuple[str, str, list]:
     """(status line, results HTML, [(id, score)] of the results) for an uploaded/recorded clip (or its
     start_s..end_s part), or a text for CLAP models; aspect dials (0 = off; the default is the deep
-    model alone, as plain search) and a scope (everything, previous results, the Map's selection)."""
+    model alone, as plain search), a scope (everything, previous results, the Map's selection) and a
+    suggested-label filter (unlabelled clips suggested as `pred` with confidence >= min_conf)."""
     if not library or not model:
         return EMPTY, "", []
     lab = None if label in (None, "", ANY) else label
@@ -69,6 +70,9 @@ def run(svc: Services, library: str | None, model: str | None, path: str | None,
         where["cluster"] = int(_num(cluster))
     weights = dict(zip(ASPECT_DIALS, (float(w or 0) for w in (deep, timbre, spectrum, pitch, envelope))))
     ranges = ({field: (lo, hi)} if field not in (None, "", NONE) and (lo is not None or hi is not None) else None)
+    if pred not in (None, "", ANY):  # unlabelled clips suggested as `pred` with confidence >= min_conf
+        where = {**(where or {}), "pred_label": pred}
+        ranges = {**(ranges or {}), "pred_conf": (float(min_conf or 0.0), None)}
     try:
         if text and text.strip() and not path:
             hits = svc.queries.search_text(library, model, text.strip(), k=int(k), label=lab)
@@ -117,6 +121,9 @@ def build(svc: Services, library: gr.Dropdown, model: gr.Dropdown, selection: gr
             label = gr.Dropdown([], value=None, label="Only label", allow_custom_value=False)
             tag = gr.Dropdown([ANY], value=ANY, label="Only tag", allow_custom_value=False)
             one = gr.Checkbox(value=False, label="One result per file")
+            with gr.Accordion("Only a suggested label (Review tab)", open=False):
+                pred = gr.Dropdown([], value=None, label="Suggested label", allow_custom_value=False)
+                min_conf = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="…with confidence at least")
             with gr.Accordion("Filter by a descriptor", open=False):
                 field = gr.Dropdown([NONE, *DESCRIPTORS], value=NONE, label="Descriptor")
                 with gr.Row():
@@ -142,8 +149,9 @@ def build(svc: Services, library: gr.Dropdown, model: gr.Dropdown, selection: gr
         zip_file = gr.File(label="Download", interactive=False, scale=2, height=60)
     for comp in (library, model):
         comp.change(bind(label_choices, svc), [library, model], label, **PRIVATE)
+        comp.change(bind(label_choices, svc), [library, model], pred, **PRIVATE)
         comp.change(bind(tag_choices, svc), [library, model], tag, **PRIVATE)
     sel = selection if selection is not None else gr.State([])
     go.click(bind(run, svc), [library, model, audio, text, k, label, one, field, lo, hi, tag, *dials, start, end,
-                              scope, last, sel, cluster], [status, results, last], **PRIVATE)
+                              scope, last, sel, cluster, pred, min_conf], [status, results, last], **PRIVATE)
     export_btn.click(bind(export_results, svc), [library, model, last], [zip_file, status], **PRIVATE)
