@@ -809,13 +809,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--per-class", action="store_true", help="also print P@k per class")
     ap.add_argument("--aspects", action="store_true",
                     help="also rate the aspect vectors (timbre, spectrum, pitch, envelope) alone and steered with each model")
+    ap.add_argument("--set", choices=["music", "sfx", "both"], default="music",
+                    help="labelled set: music (this file's), sfx (benchmarks/sfx_set.py) or both side by side")
+    ap.add_argument("--adapt", action="store_true",
+                    help="also score each model's library-adapted vectors (projections/whitening.py)")
     args = ap.parse_args(argv)
+    if args.set == "both":
+        return _both_sets(argv or sys.argv[1:], args)
 
     t_start = time.perf_counter()
     cache = args.cache.expanduser().resolve()
     if args.rebuild:
-        shutil.rmtree(cache / "dataset", ignore_errors=True)
-    manifest = build_dataset(cache, install=not args.no_install)
+        shutil.rmtree(cache / ("dataset" if args.set == "music" else "sfx"), ignore_errors=True)
+    if args.set == "sfx":
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import sfx_set
+
+        manifest = sfx_set.build(cache, install=not args.no_install)
+    else:
+        manifest = build_dataset(cache, install=not args.no_install)
     paths, labels, sources = read_manifest(manifest)
     if len(paths) < args.k + 1:
         print(f"error: only {len(paths)} clips in {manifest}", file=sys.stderr)
@@ -855,6 +867,13 @@ def main(argv: list[str] | None = None) -> int:
                         "cached": got["cached"], **metrics})
         print(f"  P@{args.k} {metrics['p_at_k']:.3f}  cross-source {metrics['p_at_k_cross_source']:.3f}"
               f"  ({got['embed_s']:.1f} s{', cached' if got['cached'] else ''})", flush=True)
+        if args.adapt:
+            from projections.whitening import fit_whitening
+
+            adapted = evaluate(fit_whitening(vecs).apply(vecs), labels, sources, k=args.k)
+            results.append({**results[-1], **adapted, "model": f"{model} +adapt"})
+            print(f"  +adapt: P@{args.k} {adapted['p_at_k']:.3f}  cross-source "
+                  f"{adapted['p_at_k_cross_source']:.3f}", flush=True)
 
     chance = evaluate(np.eye(len(paths), dtype=np.float32), labels, sources, k=args.k)
     k = args.k
@@ -907,6 +926,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ntotal run time {total_s:.0f} s")
     if args.json:
         payload = {
+            "set": args.set,
             "dataset": {"manifest": str(manifest), "manifest_sha1": manifest_hash, "version": DATASET_VERSION,
                         "n_clips": len(paths), "n_classes": n_labels, "n_sources": n_sources,
                         "class_counts": dict(sorted(Counter(labels).items())),
@@ -921,6 +941,51 @@ def main(argv: list[str] | None = None) -> int:
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(payload, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _both_sets(argv: list[str], args) -> int:
+    """Run the music and the sfx set one after the other, then print them side by side."""
+    rest, skip = [], False
+    for a in argv:  # drop --set/--json (each run gets its own JSON)
+        if skip:
+            skip = False
+            continue
+        if a in ("--set", "--json"):
+            skip = True
+            continue
+        if not a.startswith(("--set=", "--json=")):
+            rest.append(a)
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="rq-both-") as tmp:
+        for name in ("music", "sfx"):
+            print(f"\n===== set: {name}")
+            j = Path(tmp) / f"{name}.json"
+            if main([*rest, "--set", name, "--json", str(j)]) != 0:
+                return 1
+            out[name] = json.loads(j.read_text())
+    k = args.k
+    rows = {name: {r["model"]: r for r in out[name]["results"]} for name in out}
+    models = list(dict.fromkeys([*rows["music"], *rows["sfx"]]))
+    head = f"{'model':<30} {'music P@' + str(k):>9} {'xsrc':>6}   {'sfx P@' + str(k):>8} {'xsrc':>6}"
+    print(f"\nboth sets (music: {out['music']['dataset']['n_clips']} clips, "
+          f"sfx: {out['sfx']['dataset']['n_clips']} clips)")
+    print(head)
+    print("-" * len(head))
+
+    def cell(name, m):
+        r = rows[name].get(m)
+        return (f"{r['p_at_k']:>9.3f} {r['p_at_k_cross_source']:>6.3f}" if r else f"{'-':>9} {'-':>6}")
+
+    for m in models:
+        print(f"{m:<30} {cell('music', m)}   {cell('sfx', m)[1:]}")
+    ch = {n: out[n]["chance"] for n in out}
+    print(f"{'chance':<30} {ch['music']['p_at_k']:>9.3f} {ch['music']['p_at_k_cross_source']:>6.3f}   "
+          f"{ch['sfx']['p_at_k']:>8.3f} {ch['sfx']['p_at_k_cross_source']:>6.3f}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(out, indent=2))
         print(f"wrote {args.json}")
     return 0
 

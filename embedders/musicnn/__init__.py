@@ -17,6 +17,7 @@ This module holds the registry hooks (`specs`) and re-exports the names other co
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from .. import runtime
@@ -84,6 +85,28 @@ def _spec(variant: Variant) -> ModelSpec:
     )
 
 
+def _base_variant(checkpoint: str) -> Variant:
+    """The exact (float32) variant whose layer is the checkpoint's main one (pool / pool5)."""
+    return next(v for v in VARIANTS.values() if v.checkpoint == checkpoint and v.layer in ("pool", "pool5"))
+
+
+def _fusion_spec(f) -> ModelSpec:
+    from .fusion import build as build_fusion
+
+    base = _base_variant(f.checkpoint)
+    return ModelSpec(
+        name=f.name, family=FAMILY, description=f.description, dim=f.dim,
+        build=lambda data_dir, f=f, **kw: build_fusion(f, Path(data_dir), _base_variant, **kw),
+        check=lambda data_dir, v=base, f=f: dataclasses.replace(
+            _check(v, Path(data_dir)), name=f.name, dim=f.dim, description=f.description),
+        extra={"checkpoint": f.checkpoint, "layer": "fusion", "sample_rate": SAMPLE_RATE,
+               "frame_hop_s": f.hop_frames * HOP_LENGTH / SAMPLE_RATE, "n_tags": 50, "precision": "fp32"},
+    )
+
+
 def specs(data_dir: Path) -> list[ModelSpec]:
     """Models of this family (cheap: imports neither torch nor TensorFlow)."""
-    return [_spec(v) for v in (*VARIANTS.values(), *BF16_VARIANTS.values())]
+    from .fusion import FUSIONS
+
+    return [_spec(v) for v in (*VARIANTS.values(), *BF16_VARIANTS.values())] + \
+        [_fusion_spec(f) for f in FUSIONS.values()]
