@@ -225,9 +225,8 @@ def run_short_files(run: Any, files: Sequence[Path], batch_size: int, progress: 
         ctx.print_on_execution_start = False
         ds = ray.data.from_items([{"path": str(p)} for p in files],
                                  override_num_blocks=max(1, min(len(files), (len(files) + batch_size - 1) // batch_size)))
-        # a batch whose actor keeps dying (RETRIES restarts) is skipped and its files reported,
-        # instead of stopping the run or retrying for ever (Ray Data's default)
-        ctx.max_errored_blocks = len(files)
+        # a killed actor is restarted and its batch retried RETRIES times (Ray Data's default is for
+        # ever, which a file that crashes the process every time would turn into a hang)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Ray 2.60 flags max_restarts / max_task_retries as deprecated
             ds = ds.map_batches(EmbedWorker, fn_constructor_kwargs={"cfg": cfg, "existing": existing},
@@ -248,8 +247,8 @@ def run_short_files(run: Any, files: Sequence[Path], batch_size: int, progress: 
             if progress:
                 progress(done, total, out["items"][-1][0] if out["items"] else "")
         lost = [rel for rel in (p.relative_to(run.root).as_posix() for p in files) if rel not in handled]
-        for rel in lost:
-            run.fail(rel, f"a Ray worker died {RETRIES + 1} times on its batch; run again to retry")
+        for rel in lost:  # a safety net: every batch sent comes back, or the pipeline raises
+            run.fail(rel, "not returned by the Ray workers; run again to retry")
         done += len(lost)
         if progress and lost:
             progress(done, total, "")
@@ -261,9 +260,7 @@ def run_short_files(run: Any, files: Sequence[Path], batch_size: int, progress: 
 
         if isinstance(exc, StoreError):
             raise
-        msg = str(exc).strip().splitlines()
-        raise LibraryError(f"the Ray run stopped ({type(exc).__name__}: {msg[-1] if msg else ''}); what is "
-                           f"written is whole: run the same command again to resume") from None
+        raise LibraryError(_stopped(exc)) from None
     finally:
         for close in closers:
             close()
@@ -272,6 +269,19 @@ def run_short_files(run: Any, files: Sequence[Path], batch_size: int, progress: 
                          workers=workers)
         if started:
             ray.shutdown()
+
+
+def _stopped(exc: BaseException) -> str:
+    """One line for a Ray pipeline that failed (Ray's own messages run to paragraphs)."""
+    text = " ".join(str(exc).split())
+    name = type(exc).__name__
+    if "ActorDiedError" in name or "ActorDiedError" in text or "worker process has died" in text:
+        return (f"the Ray run stopped: a worker process died {RETRIES + 1} times on one batch (killed, out of "
+                f"memory, or a file that crashes the decoder); what is written is whole: run the same command "
+                f"again to resume (`--engine local` names the file by crashing on it)")
+    first = text.split(". ")[0][:300] if text else ""
+    return (f"the Ray run stopped ({name}: {first}); what is written is whole: run the same command "
+            f"again to resume")
 
 
 def _apply(run: Any, out: dict, clip_colls: set[str], thumbnail_path: Callable) -> int:
