@@ -40,7 +40,7 @@ import numpy as np
 
 from .curation import merge_edits
 from .libraries import LibraryError
-from .naming import collection_name
+from .naming import collection_name, library_prefix, parse_collection_name
 
 RETRIES = 3  # restarts of a killed actor / retries of its batch before the run stops
 
@@ -68,15 +68,24 @@ def _cuda() -> bool:
 class _RecordingStore:
     """What a Ray actor gives the local engine as its store.
 
-    `existing_ids` answers from `inner` (a Qdrant server) or from the driver's snapshot of clip
-    ids; `upsert` writes through to `inner` when there is one, else records the write for the
-    driver to replay. Clip ids written are noted either way. Without `inner` there is no user-edits
-    collection here (the driver applies the edits when it replays)."""
+    With `inner` (a Qdrant server) every call goes to it. Without (Edge, owned by the driver):
+    `has_collection` / `existing_ids` answer from the driver's snapshot (the library's collections,
+    and the ids of its clip and aspect collections), `create_collection` and `upsert` are recorded
+    for the driver to replay in order, and the user-edits collection reads as empty (the driver
+    applies the edits when it replays). Clip ids written are noted either way."""
 
-    def __init__(self, inner: Any | None, existing: dict[str, set[str]], clip_colls: set[str]):
+    def __init__(self, inner: Any | None, existing: dict[str, set[str]], clip_colls: set[str],
+                 collections: set[str] | None = None):
         self.inner, self.existing, self.clip_colls = inner, existing, clip_colls
-        self.ops: list[tuple[str, list[str], np.ndarray, list[dict]]] = []
+        self.known = frozenset(collections or ())
+        self.collections = set(self.known)
+        self.ops: list[tuple] = []
         self.written: set[str] = set()
+
+    def start_batch(self) -> None:
+        """Forget the last batch's writes, creations included: each batch's ops stand alone, so the
+        driver can apply any batch (retried on a restarted actor, in any order) by itself."""
+        self.ops, self.written, self.collections = [], set(), set(self.known)
 
     def existing_ids(self, name: str, ids: list[str]) -> set[str]:
         if self.inner is not None:
@@ -88,15 +97,25 @@ class _RecordingStore:
         if self.inner is not None:
             self.inner.upsert(name, ids, vectors, payloads)
         else:
-            self.ops.append((name, list(ids), np.asarray(vectors, np.float32), list(payloads)))
+            self.ops.append(("upsert", name, list(ids), np.asarray(vectors, np.float32), list(payloads)))
         if name in self.clip_colls:
             self.written.update(ids)
 
     def has_collection(self, name: str) -> bool:
-        return self.inner.has_collection(name) if self.inner is not None else False
+        return self.inner.has_collection(name) if self.inner is not None else name in self.collections
+
+    def create_collection(self, name: str, dim: int, indexes: dict[str, str] | None = None) -> None:
+        if self.inner is not None:
+            return self.inner.create_collection(name, dim, indexes)
+        self.collections.add(name)
+        self.ops.append(("create", name, int(dim), dict(indexes or {})))
 
     def retrieve(self, name: str, ids: list[str], with_vectors: bool = False) -> list:
-        return self.inner.retrieve(name, ids, with_vectors) if self.inner is not None else []
+        if self.inner is not None:
+            return self.inner.retrieve(name, ids, with_vectors)
+        if parse_collection_name(name) and parse_collection_name(name)[2] == "edits":
+            return []  # the driver applies the user edits when it replays
+        raise AttributeError(f"retrieve({name}) is not available to a Ray worker writing through the driver")
 
     def __getattr__(self, attr: str) -> Any:
         inner = self.__dict__.get("inner")
@@ -123,13 +142,14 @@ class EmbedWorker:
             import ray
 
             existing = ray.get(existing[0])
+        existing = existing or {"collections": set(), "ids": {}}
         inner = None
         if cfg.get("url"):
             from .store import ClientStore
 
             inner = ClientStore.connect(cfg["url"], os.environ.get("QDRANT_API_KEY") or None)
         clip_colls = {collection_name(self.library, e.name) for e in embs}
-        self.store = _RecordingStore(inner, existing or {}, clip_colls)
+        self.store = _RecordingStore(inner, existing["ids"], clip_colls, existing["collections"])
         # thumbnails are written to a scratch folder here and sent to the driver
         self.scratch = Path(tempfile.mkdtemp(prefix="audio-explorer-ray-"))
         root = Path(cfg["root"])
@@ -142,7 +162,7 @@ class EmbedWorker:
 
         run, rep = self.run, self.report
         rep.failed, rep.added, rep.unchanged, rep.audio_s = [], 0, 0, 0.0
-        self.store.ops, self.store.written = [], set()
+        self.store.start_batch()
         run.copies = {}
         items = run.prepare([Path(str(p)) for p in batch["path"]])
         dur = {it.rel: (len(it.wave) / it.sr if it.wave is not None else 0.0) for it in items}
@@ -163,9 +183,16 @@ class EmbedWorker:
         shutil.rmtree(getattr(self, "scratch", ""), ignore_errors=True)
 
 
-def _snapshot(store: Any, colls: Sequence[str]) -> dict[str, set[str]]:
-    """{clip collection: ids present}: what the actors skip (Edge; a server is asked directly)."""
-    return {c: {r.id for r in store.scroll(c, batch=10000)} for c in colls if store.count(c)}
+def _snapshot(store: Any, library: str) -> dict:
+    """What the actors need to know of the library in Edge (a server is asked directly): its
+    collections, and the ids in its clip and aspect collections (what is already indexed)."""
+    colls = {c for c in store.list_collections() if c.startswith(library_prefix(library))}
+    ids = {}
+    for c in sorted(colls):
+        kind = parse_collection_name(c)
+        if kind and kind[2] in ("clips", "aspect") and store.count(c):
+            ids[c] = {r.id for r in store.scroll(c, batch=10000)}
+    return {"collections": colls, "ids": ids}
 
 
 def _init_ray(address: str | None) -> bool:
@@ -215,7 +242,7 @@ def run_short_files(run: Any, files: Sequence[Path], batch_size: int, progress: 
         if workers is None:
             workers = max(1, int(res.get("GPU", 0)) if gpu and res.get("GPU") else int(res.get("CPU", 1)))
         clip_colls = [collection_name(library, e.name) for e in run.embs]
-        existing = None if direct else [ray.put(_snapshot(store, clip_colls))]
+        existing = None if direct else [ray.put(_snapshot(store, library))]
         opts = asdict(run.opts)
         cfg = {"library": library, "root": str(run.root), "models": [e.name for e in run.embs],
                "data_dir": str(run.ddir), "options": opts, "url": store.where if direct else None}
@@ -309,14 +336,19 @@ def _apply(run: Any, out: dict, clip_colls: set[str], thumbnail_path: Callable) 
             rep.audio_s += dur
     if out["ops"]:
         check_free_space(run.ddir)  # the driver's disk guard, between batches as locally
-    for coll, ids, vecs, pays in out["ops"]:
+    for op in out["ops"]:
+        if op[0] == "create":
+            if not store.has_collection(op[1]):
+                store.create_collection(op[1], op[2], indexes=op[3])
+            continue
+        _, coll, ids, vecs, pays = op
         if coll in clip_colls:
             keep = [j for j, i in enumerate(ids) if i not in dup]
             ids2 = [ids[j] for j in keep]
             if ids2:
                 store.upsert(coll, ids2, vecs[keep], merge_edits(store, run.library, ids2, [pays[j] for j in keep]))
-        else:
-            keep = [j for j, p in enumerate(pays) if p.get("point_id") not in dup]
+        else:  # frames (point_id in payload) and anything else keyed by clip id (aspects)
+            keep = [j for j, (i, p) in enumerate(zip(ids, pays)) if i not in dup and p.get("point_id") not in dup]
             if keep:
                 store.upsert(coll, [ids[j] for j in keep], vecs[keep], [pays[j] for j in keep])
     if run.opts.thumbnails:

@@ -42,13 +42,23 @@ def _points(store, model="dsp"):
     return {r.id: r for r in store.scroll(coll, with_vectors=True)}
 
 
+def _side_collections(store) -> dict[str, dict]:
+    """{collection: {id: vector}} of the library's collections other than clips and frames (aspects)."""
+    out = {}
+    for c in store.list_collections():
+        kind = index.naming.parse_collection_name(c)
+        if kind and kind[0] == "lib" and kind[2] not in ("clips", "frames"):
+            out[c] = {r.id: r.vector for r in store.scroll(c, with_vectors=True)}
+    return out
+
+
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory, library):
     """The clean local-engine run: report, points and frame count."""
     d = tmp_path_factory.mktemp("local_data")
     with open_store(d) as st:
         rep = index.index_folder(st, "lib", library, ["dsp"], data_dir=d)
-        return rep, _points(st), st.count(index.frames_collection_name("lib", "dsp"))
+        return rep, _points(st), st.count(index.frames_collection_name("lib", "dsp")), _side_collections(st)
 
 
 def _ray_pids() -> dict[int, str]:
@@ -67,7 +77,7 @@ def _ray_pids() -> dict[int, str]:
 
 @pytest.mark.slow
 def test_ray_engine_gives_the_local_engines_points(ray_cluster, local_run, library, tmp_path):
-    rep_local, pts_local, frames_local = local_run
+    rep_local, pts_local, frames_local, side_local = local_run
     d = tmp_path / "data"
     stats: dict = {}
     with open_store(d) as st:
@@ -82,6 +92,12 @@ def test_ray_engine_gives_the_local_engines_points(ray_cluster, local_run, libra
         for pid, r in pts.items():
             np.testing.assert_allclose(r.vector, pts_local[pid].vector, atol=1e-5)
             assert r.payload == pts_local[pid].payload
+        side = _side_collections(st)  # e.g. the aspect vectors indexing writes beside the model's points
+        assert set(side) == set(side_local) and any("aspect" in c for c in side)
+        for c, vecs in side_local.items():
+            assert set(side[c]) == set(vecs), c
+            for pid, v in vecs.items():
+                np.testing.assert_allclose(side[c][pid], v, atol=1e-5)
         assert len(list((d / "thumbs" / "lib").glob("*.png"))) == 18  # thumbnails reached the driver's folder
         assert stats["workers"] == 2 and stats["driver_write_s"] < stats["ray_wall_s"]
         # a second run is idempotent: nothing re-embedded, nothing duplicated
@@ -93,7 +109,7 @@ def test_ray_engine_gives_the_local_engines_points(ray_cluster, local_run, libra
 
 @pytest.mark.slow
 def test_killed_worker_and_crashed_driver_still_end_with_the_clean_count(ray_cluster, local_run, library, tmp_path):
-    _, pts_local, frames_local = local_run
+    _, pts_local, frames_local, _ = local_run
     d = tmp_path / "data"
     killed: list[int] = []
 
