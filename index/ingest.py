@@ -565,8 +565,8 @@ def index_files(store: Store, library: str, root: str | os.PathLike, files: Sequ
     """Index `files` (under `root`) into `library` with `models`; resumable and idempotent.
     `rebuild`: first drop the library's collections of these models (damaged ones too), keeping its
     user edits collection, whose tags and labels the new points get back (`merge_edits`).
-    `engine`: "local" (threads in this process) or "ray" (Ray Data actors embed the short files;
-    `engine_options` go to `index.ray_engine.run_short_files`, e.g. address, workers)."""
+    `engine`: "local" (threads in this process) or "ray" (Ray Data actors index the files;
+    `engine_options` go to `index.ray_engine.run_files`, e.g. address, workers)."""
     t0 = time.perf_counter()
     check_library_name(library)
     opts = options or IngestOptions()
@@ -616,10 +616,10 @@ def index_files(store: Store, library: str, root: str | os.PathLike, files: Sequ
         short_files = [p for p in files if p not in long_set]
         done = 0
         batches = [short_files[i:i + batch_size] for i in range(0, len(short_files), batch_size)]
-        if engine == "ray" and short_files:
-            from .ray_engine import run_short_files
-            done = run_short_files(run, short_files, batch_size, progress, total, **(engine_options or {}))
-            batches = []
+        if engine == "ray" and files:
+            from .ray_engine import run_files
+            done = run_files(run, short_files, long_files, batch_size, progress, total, **(engine_options or {}))
+            batches, long_files = [], []
         with ThreadPoolExecutor(max_workers=1) as pool:
             pending = pool.submit(run.prepare, batches[0]) if batches else None
             for bi in range(len(batches)):

@@ -1,18 +1,19 @@
 """The Ray indexing engine: Ray Data actors hash, decode and embed, the store gets the points.
 
-`index_files(..., engine="ray")` hands the short files (whole clips) here; long files (segments)
-stay with the driver's local engine. The driver lists the folder (with the same guards as the
+`index_files(..., engine="ray")` hands the files here: batches of whole clips, and each long file
+(streamed as segments) as a unit of its own. The driver lists the folder (with the same guards as the
 local engine) and keeps everything that must be global: the library lock, the collections, the
 duplicate-content check ("same audio as"), the report and the progress bar. A Ray Data pipeline
 sends batches of paths to an actor pool (one actor = one loaded copy of each model; `num_gpus=1`
 per actor when CUDA is there); each actor runs the local engine's own code (`_Run.prepare` and
-`_Run.process`) on its batch, against one of two stores:
+`_Run.process`, or `_Run.index_long` for a long file) on its unit, against one of two stores:
 
 - a Qdrant server or cluster (`QDRANT_URL`): the actor writes to it directly, through its own
   client (frames first, the clip point last, as locally) and sends back only what happened;
 - Qdrant Edge (the default; one process owns a shard): the actor's store records the writes,
   and the driver replays them in order (frames, then clip points with the library's user edits
-  applied), so the same "a point present is complete" rule holds.
+  applied), so the same "a point present is complete" rule holds. A long file that fails part-way
+  has its recorded segments dropped in the actor: the driver never writes them.
 
 Resuming: the actors skip points already present (with Edge, from a snapshot of the clip ids the
 driver takes at start; with a server, by asking it), so a crashed run, driver or worker, is
@@ -40,7 +41,7 @@ import numpy as np
 
 from .curation import merge_edits
 from .libraries import LibraryError
-from .naming import collection_name
+from .naming import collection_name, library_prefix, parse_collection_name
 
 RETRIES = 3  # restarts of a killed actor / retries of its batch before the run stops
 
@@ -68,15 +69,24 @@ def _cuda() -> bool:
 class _RecordingStore:
     """What a Ray actor gives the local engine as its store.
 
-    `existing_ids` answers from `inner` (a Qdrant server) or from the driver's snapshot of clip
-    ids; `upsert` writes through to `inner` when there is one, else records the write for the
-    driver to replay. Clip ids written are noted either way. Without `inner` there is no user-edits
-    collection here (the driver applies the edits when it replays)."""
+    With `inner` (a Qdrant server) every call goes to it. Without (Edge, owned by the driver):
+    `has_collection` / `existing_ids` answer from the driver's snapshot (the library's collections,
+    and the ids of its clip and aspect collections), `create_collection` and `upsert` are recorded
+    for the driver to replay in order, and the user-edits collection reads as empty (the driver
+    applies the edits when it replays). Clip ids written are noted either way."""
 
-    def __init__(self, inner: Any | None, existing: dict[str, set[str]], clip_colls: set[str]):
+    def __init__(self, inner: Any | None, existing: dict[str, set[str]], clip_colls: set[str],
+                 collections: set[str] | None = None):
         self.inner, self.existing, self.clip_colls = inner, existing, clip_colls
-        self.ops: list[tuple[str, list[str], np.ndarray, list[dict]]] = []
+        self.known = frozenset(collections or ())
+        self.collections = set(self.known)
+        self.ops: list[tuple] = []
         self.written: set[str] = set()
+
+    def start_batch(self) -> None:
+        """Forget the last batch's writes, creations included: each batch's ops stand alone, so the
+        driver can apply any batch (retried on a restarted actor, in any order) by itself."""
+        self.ops, self.written, self.collections = [], set(), set(self.known)
 
     def existing_ids(self, name: str, ids: list[str]) -> set[str]:
         if self.inner is not None:
@@ -88,15 +98,53 @@ class _RecordingStore:
         if self.inner is not None:
             self.inner.upsert(name, ids, vectors, payloads)
         else:
-            self.ops.append((name, list(ids), np.asarray(vectors, np.float32), list(payloads)))
+            self.ops.append(("upsert", name, list(ids), np.asarray(vectors, np.float32), list(payloads)))
         if name in self.clip_colls:
             self.written.update(ids)
 
     def has_collection(self, name: str) -> bool:
-        return self.inner.has_collection(name) if self.inner is not None else False
+        return self.inner.has_collection(name) if self.inner is not None else name in self.collections
+
+    def _drop(self, name: str, keep: Callable[[str, dict], bool]) -> None:
+        ops = []
+        for op in self.ops:
+            if op[0] == "upsert" and op[1] == name:
+                js = [j for j, (i, p) in enumerate(zip(op[2], op[4])) if keep(i, p)]
+                if not js:
+                    continue
+                op = (op[0], op[1], [op[2][j] for j in js], op[3][js], [op[4][j] for j in js])
+            ops.append(op)
+        self.ops = ops
+
+    def delete(self, name: str, ids: list[str]) -> None:
+        """Recorded writes of `ids` are dropped (a long file that failed part-way)."""
+        if self.inner is not None:
+            return self.inner.delete(name, ids)
+        gone = set(ids)
+        self._drop(name, lambda i, p: i not in gone)
+        self.written -= gone if name in self.clip_colls else set()
+
+    def delete_by_filter(self, name: str, flt: dict) -> None:
+        """Only {"point_id": ids} (a failed long file's frames) is needed here."""
+        if self.inner is not None:
+            return self.inner.delete_by_filter(name, flt)
+        if set(flt) != {"point_id"}:
+            raise AttributeError(f"delete_by_filter({flt}) is not available to a Ray worker")
+        gone = set(flt["point_id"]) if isinstance(flt["point_id"], (list, tuple, set)) else {flt["point_id"]}
+        self._drop(name, lambda i, p: p.get("point_id") not in gone)
+
+    def create_collection(self, name: str, dim: int, indexes: dict[str, str] | None = None) -> None:
+        if self.inner is not None:
+            return self.inner.create_collection(name, dim, indexes)
+        self.collections.add(name)
+        self.ops.append(("create", name, int(dim), dict(indexes or {})))
 
     def retrieve(self, name: str, ids: list[str], with_vectors: bool = False) -> list:
-        return self.inner.retrieve(name, ids, with_vectors) if self.inner is not None else []
+        if self.inner is not None:
+            return self.inner.retrieve(name, ids, with_vectors)
+        if parse_collection_name(name) and parse_collection_name(name)[2] == "edits":
+            return []  # the driver applies the user edits when it replays
+        raise AttributeError(f"retrieve({name}) is not available to a Ray worker writing through the driver")
 
     def __getattr__(self, attr: str) -> Any:
         inner = self.__dict__.get("inner")
@@ -123,13 +171,14 @@ class EmbedWorker:
             import ray
 
             existing = ray.get(existing[0])
+        existing = existing or {"collections": set(), "ids": {}}
         inner = None
         if cfg.get("url"):
             from .store import ClientStore
 
             inner = ClientStore.connect(cfg["url"], os.environ.get("QDRANT_API_KEY") or None)
         clip_colls = {collection_name(self.library, e.name) for e in embs}
-        self.store = _RecordingStore(inner, existing or {}, clip_colls)
+        self.store = _RecordingStore(inner, existing["ids"], clip_colls, existing["collections"])
         # thumbnails are written to a scratch folder here and sent to the driver
         self.scratch = Path(tempfile.mkdtemp(prefix="audio-explorer-ray-"))
         root = Path(cfg["root"])
@@ -142,9 +191,12 @@ class EmbedWorker:
 
         run, rep = self.run, self.report
         rep.failed, rep.added, rep.unchanged, rep.audio_s = [], 0, 0, 0.0
-        self.store.ops, self.store.written = [], set()
+        self.store.start_batch()
         run.copies = {}
-        items = run.prepare([Path(str(p)) for p in batch["path"]])
+        paths = [Path(str(p)) for p in batch["paths"][0]]
+        if bool(batch["long"][0]):
+            return self._long(paths[0])
+        items = run.prepare(paths)
         dur = {it.rel: (len(it.wave) / it.sr if it.wave is not None else 0.0) for it in items}
         run.process(items)
         rows, thumbs = [], {}
@@ -159,13 +211,31 @@ class EmbedWorker:
                "copies": {k: sorted(v) for k, v in run.copies.items()}, "pid": os.getpid()}
         return {"result": np.array([pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)], dtype=object)}
 
+    def _long(self, path: Path) -> dict[str, np.ndarray]:
+        """One long file, streamed as segments (`_Run.index_long`); its counts go back whole."""
+        run, rep = self.run, self.report
+        before = set(run.seen)
+        run.index_long(path)
+        rel = path.relative_to(run.root).as_posix()
+        new = [fid for fid, r in run.seen.items() if fid not in before and r == rel]
+        out = {"items": [], "long": (rel, new[0] if new else "", rep.added, rep.unchanged, rep.audio_s),
+               "failed": rep.failed, "ops": self.store.ops, "thumbs": {}, "copies": {}, "pid": os.getpid()}
+        return {"result": np.array([pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)], dtype=object)}
+
     def __del__(self) -> None:
         shutil.rmtree(getattr(self, "scratch", ""), ignore_errors=True)
 
 
-def _snapshot(store: Any, colls: Sequence[str]) -> dict[str, set[str]]:
-    """{clip collection: ids present}: what the actors skip (Edge; a server is asked directly)."""
-    return {c: {r.id for r in store.scroll(c, batch=10000)} for c in colls if store.count(c)}
+def _snapshot(store: Any, library: str) -> dict:
+    """What the actors need to know of the library in Edge (a server is asked directly): its
+    collections, and the ids in its clip and aspect collections (what is already indexed)."""
+    colls = {c for c in store.list_collections() if c.startswith(library_prefix(library))}
+    ids = {}
+    for c in sorted(colls):
+        kind = parse_collection_name(c)
+        if kind and kind[2] in ("clips", "aspect") and store.count(c):
+            ids[c] = {r.id for r in store.scroll(c, batch=10000)}
+    return {"collections": colls, "ids": ids}
 
 
 def _init_ray(address: str | None) -> bool:
@@ -188,11 +258,12 @@ def _init_ray(address: str | None) -> bool:
     return True
 
 
-def run_short_files(run: Any, files: Sequence[Path], batch_size: int, progress: Callable | None, total: int,
-                    address: str | None = None, workers: int | None = None, direct: bool | None = None,
-                    stats: dict | None = None) -> int:
-    """Index `files` (whole clips) of a prepared local run (`index.ingest._Run`) with Ray Data actors;
-    returns how many files were handled. `workers`: actors (default: the cluster's CPUs, or its GPUs
+def run_files(run: Any, files: Sequence[Path], long_files: Sequence[Path], batch_size: int,
+              progress: Callable | None, total: int, address: str | None = None, workers: int | None = None,
+              direct: bool | None = None, stats: dict | None = None) -> int:
+    """Index `files` (whole clips, in batches of `batch_size`) and `long_files` (segments, one file per
+    unit) of a prepared local run (`index.ingest._Run`) with Ray Data actors; returns how many files
+    were handled. `workers`: actors (default: the cluster's CPUs, or its GPUs
     when CUDA is there); `direct`: actors write to the Qdrant server themselves (default: when the
     store is a server); `stats` (a dict) gets timings: driver write time, wall time, actors' pids."""
     ray = require_ray()
@@ -215,7 +286,7 @@ def run_short_files(run: Any, files: Sequence[Path], batch_size: int, progress: 
         if workers is None:
             workers = max(1, int(res.get("GPU", 0)) if gpu and res.get("GPU") else int(res.get("CPU", 1)))
         clip_colls = [collection_name(library, e.name) for e in run.embs]
-        existing = None if direct else [ray.put(_snapshot(store, clip_colls))]
+        existing = None if direct else [ray.put(_snapshot(store, library))]
         opts = asdict(run.opts)
         cfg = {"library": library, "root": str(run.root), "models": [e.name for e in run.embs],
                "data_dir": str(run.ddir), "options": opts, "url": store.where if direct else None}
@@ -223,15 +294,16 @@ def run_short_files(run: Any, files: Sequence[Path], batch_size: int, progress: 
         ctx.execution_options.preserve_order = True
         ctx.enable_progress_bars = False
         ctx.print_on_execution_start = False
-        ds = ray.data.from_items([{"path": str(p)} for p in files],
-                                 override_num_blocks=max(1, min(len(files), (len(files) + batch_size - 1) // batch_size)))
-        # a batch whose actor keeps dying (RETRIES restarts) is skipped and its files reported,
-        # instead of stopping the run or retrying for ever (Ray Data's default)
-        ctx.max_errored_blocks = len(files)
+        units = [{"paths": [str(p) for p in files[i:i + batch_size]], "long": False}
+                 for i in range(0, len(files), batch_size)]
+        units += [{"paths": [str(p)], "long": True} for p in long_files]
+        ds = ray.data.from_items(units, override_num_blocks=max(1, len(units)))
+        # a killed actor is restarted and its batch retried RETRIES times (Ray Data's default is for
+        # ever, which a file that crashes the process every time would turn into a hang)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Ray 2.60 flags max_restarts / max_task_retries as deprecated
             ds = ds.map_batches(EmbedWorker, fn_constructor_kwargs={"cfg": cfg, "existing": existing},
-                                batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=workers),
+                                batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers),
                                 num_cpus=0 if gpu else 1, num_gpus=1 if gpu else 0, zero_copy_batch=True,
                                 max_restarts=RETRIES, max_task_retries=RETRIES)
         done = 0
@@ -245,11 +317,13 @@ def run_short_files(run: Any, files: Sequence[Path], batch_size: int, progress: 
             done += _apply(run, out, set(clip_colls), thumbnail_path)
             write_s += time.perf_counter() - w0
             handled.update(r[0] for r in out["items"])
+            if out.get("long"):
+                handled.add(out["long"][0])
             if progress:
-                progress(done, total, out["items"][-1][0] if out["items"] else "")
-        lost = [rel for rel in (p.relative_to(run.root).as_posix() for p in files) if rel not in handled]
-        for rel in lost:
-            run.fail(rel, f"a Ray worker died {RETRIES + 1} times on its batch; run again to retry")
+                progress(done, total, out["items"][-1][0] if out["items"] else out["long"][0])
+        lost = [rel for rel in (p.relative_to(run.root).as_posix() for p in [*files, *long_files]) if rel not in handled]
+        for rel in lost:  # a safety net: every batch sent comes back, or the pipeline raises
+            run.fail(rel, "not returned by the Ray workers; run again to retry")
         done += len(lost)
         if progress and lost:
             progress(done, total, "")
@@ -261,9 +335,7 @@ def run_short_files(run: Any, files: Sequence[Path], batch_size: int, progress: 
 
         if isinstance(exc, StoreError):
             raise
-        msg = str(exc).strip().splitlines()
-        raise LibraryError(f"the Ray run stopped ({type(exc).__name__}: {msg[-1] if msg else ''}); what is "
-                           f"written is whole: run the same command again to resume") from None
+        raise LibraryError(_stopped(exc)) from None
     finally:
         for close in closers:
             close()
@@ -272,6 +344,19 @@ def run_short_files(run: Any, files: Sequence[Path], batch_size: int, progress: 
                          workers=workers)
         if started:
             ray.shutdown()
+
+
+def _stopped(exc: BaseException) -> str:
+    """One line for a Ray pipeline that failed (Ray's own messages run to paragraphs)."""
+    text = " ".join(str(exc).split())
+    name = type(exc).__name__
+    if "ActorDiedError" in name or "ActorDiedError" in text or "worker process has died" in text:
+        return (f"the Ray run stopped: a worker process died {RETRIES + 1} times on one batch (killed, out of "
+                f"memory, or a file that crashes the decoder); what is written is whole: run the same command "
+                f"again to resume (`--engine local` names the file by crashing on it)")
+    first = text.split(". ")[0][:300] if text else ""
+    return (f"the Ray run stopped ({name}: {first}); what is written is whole: run the same command "
+            f"again to resume")
 
 
 def _apply(run: Any, out: dict, clip_colls: set[str], thumbnail_path: Callable) -> int:
@@ -283,6 +368,15 @@ def _apply(run: Any, out: dict, clip_colls: set[str], thumbnail_path: Callable) 
     for pid, paths in out["copies"].items():
         run.copies.setdefault(pid, set()).update(paths)
     dup: set[str] = set()
+    dup_files: set[str] = set()
+    if out.get("long"):  # a long file: its segments' counts, unless its content reached another actor first
+        rel, fid, added, unchanged, audio_s = out["long"]
+        first = run.seen.setdefault(fid, rel) if fid else rel
+        if first != rel:
+            dup_files.add(fid)
+            run.fail(rel, f"same audio as {printable(first)} (indexed once)")
+        else:
+            rep.added, rep.unchanged, rep.audio_s = rep.added + added, rep.unchanged + unchanged, rep.audio_s + audio_s
     for rel, pid, error, missing, written, dur in out["items"]:
         if error:
             continue
@@ -299,14 +393,24 @@ def _apply(run: Any, out: dict, clip_colls: set[str], thumbnail_path: Callable) 
             rep.audio_s += dur
     if out["ops"]:
         check_free_space(run.ddir)  # the driver's disk guard, between batches as locally
-    for coll, ids, vecs, pays in out["ops"]:
+    for op in out["ops"]:
+        if op[0] == "create":
+            if not store.has_collection(op[1]):
+                store.create_collection(op[1], op[2], indexes=op[3])
+            continue
+        _, coll, ids, vecs, pays = op
+        if dup_files:
+            keep = [j for j, p in enumerate(pays) if p.get("file_id") not in dup_files]
+            ids, vecs, pays = [ids[j] for j in keep], vecs[keep], [pays[j] for j in keep]
+            if not ids:
+                continue
         if coll in clip_colls:
             keep = [j for j, i in enumerate(ids) if i not in dup]
             ids2 = [ids[j] for j in keep]
             if ids2:
                 store.upsert(coll, ids2, vecs[keep], merge_edits(store, run.library, ids2, [pays[j] for j in keep]))
-        else:
-            keep = [j for j, p in enumerate(pays) if p.get("point_id") not in dup]
+        else:  # frames (point_id in payload) and anything else keyed by clip id (aspects)
+            keep = [j for j, (i, p) in enumerate(zip(ids, pays)) if i not in dup and p.get("point_id") not in dup]
             if keep:
                 store.upsert(coll, [ids[j] for j in keep], vecs[keep], [pays[j] for j in keep])
     if run.opts.thumbnails:
@@ -318,4 +422,4 @@ def _apply(run: Any, out: dict, clip_colls: set[str], thumbnail_path: Callable) 
             tmp = path.with_suffix(".tmp.png")
             tmp.write_bytes(png)
             tmp.replace(path)
-    return len(out["items"])
+    return len(out["items"]) + (1 if out.get("long") else 0)

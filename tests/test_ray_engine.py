@@ -29,11 +29,17 @@ def ray_cluster():
 
 @pytest.fixture(scope="module")
 def library(tmp_path_factory, demo_folder) -> Path:
-    """The demo library plus a byte copy of one clip and a file that is not audio."""
+    """The demo library plus a byte copy of one clip, a file that is not audio and a 34 s recording
+    (indexed as 1 s segments)."""
+    import soundfile as sf
+
     folder = tmp_path_factory.mktemp("ray_lib") / "audio"
     shutil.copytree(demo_folder, folder)
     shutil.copy(sorted(folder.glob("kick/*"))[0], folder / "pad" / "copy_of_kick.wav")
     (folder / "broken.wav").write_bytes(b"RIFF this is not audio")
+    t = np.arange(34 * 16000) / 16000
+    wave = 0.3 * np.sin(2 * np.pi * (220 + 20 * t) * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 0.5 * t))
+    sf.write(folder / "voice" / "long_take.wav", wave.astype(np.float32), 16000)
     return folder
 
 
@@ -42,13 +48,24 @@ def _points(store, model="dsp"):
     return {r.id: r for r in store.scroll(coll, with_vectors=True)}
 
 
+def _side_collections(store) -> dict[str, dict]:
+    """{collection: {id: vector}} of the library's collections other than clips and frames (aspects)."""
+    out = {}
+    for c in store.list_collections():
+        kind = index.naming.parse_collection_name(c)
+        if kind and kind[0] == "lib" and kind[2] not in ("clips", "frames"):
+            out[c] = {r.id: r.vector for r in store.scroll(c, with_vectors=True)}
+    return out
+
+
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory, library):
     """The clean local-engine run: report, points and frame count."""
     d = tmp_path_factory.mktemp("local_data")
     with open_store(d) as st:
         rep = index.index_folder(st, "lib", library, ["dsp"], data_dir=d)
-        return rep, _points(st), st.count(index.frames_collection_name("lib", "dsp"))
+        assert sum(1 for r in _points(st).values() if "segment" in r.payload) == 34
+        return rep, _points(st), st.count(index.frames_collection_name("lib", "dsp")), _side_collections(st)
 
 
 def _ray_pids() -> dict[int, str]:
@@ -67,7 +84,7 @@ def _ray_pids() -> dict[int, str]:
 
 @pytest.mark.slow
 def test_ray_engine_gives_the_local_engines_points(ray_cluster, local_run, library, tmp_path):
-    rep_local, pts_local, frames_local = local_run
+    rep_local, pts_local, frames_local, side_local = local_run
     d = tmp_path / "data"
     stats: dict = {}
     with open_store(d) as st:
@@ -75,25 +92,31 @@ def test_ray_engine_gives_the_local_engines_points(ray_cluster, local_run, libra
                                  engine_options={"workers": 2, "stats": stats}, batch_size=4)
         pts = _points(st)
         assert st.count(index.frames_collection_name("lib", "dsp")) == frames_local
-        assert (rep.added, rep.unchanged) == (rep_local.added, 0) and rep.added == len(pts_local) == 18
+        assert (rep.added, rep.unchanged) == (rep_local.added, 0) and rep.added == len(pts_local) == 18 + 34
         assert sorted(rep.failed) == sorted(rep_local.failed)  # the broken file and the copy, same words
         assert any(why.startswith("same audio as kick/") for _, why in rep.failed)
         assert set(pts) == set(pts_local)
         for pid, r in pts.items():
             np.testing.assert_allclose(r.vector, pts_local[pid].vector, atol=1e-5)
             assert r.payload == pts_local[pid].payload
-        assert len(list((d / "thumbs" / "lib").glob("*.png"))) == 18  # thumbnails reached the driver's folder
+        side = _side_collections(st)  # e.g. the aspect vectors indexing writes beside the model's points
+        assert set(side) == set(side_local) and any("aspect" in c for c in side)
+        for c, vecs in side_local.items():
+            assert set(side[c]) == set(vecs), c
+            for pid, v in vecs.items():
+                np.testing.assert_allclose(side[c][pid], v, atol=1e-5)
+        assert len(list((d / "thumbs" / "lib").glob("*.png"))) == 18  # clips' thumbnails reached the driver's folder
         assert stats["workers"] == 2 and stats["driver_write_s"] < stats["ray_wall_s"]
         # a second run is idempotent: nothing re-embedded, nothing duplicated
         again = index.index_folder(st, "lib", library, ["dsp"], data_dir=d, engine="ray",
                                    engine_options={"workers": 2})
-        assert (again.added, again.unchanged) == (0, 18)
-        assert len(_points(st)) == 18
+        assert (again.added, again.unchanged) == (0, 18 + 34)
+        assert len(_points(st)) == 18 + 34
 
 
 @pytest.mark.slow
 def test_killed_worker_and_crashed_driver_still_end_with_the_clean_count(ray_cluster, local_run, library, tmp_path):
-    _, pts_local, frames_local = local_run
+    _, pts_local, frames_local, _ = local_run
     d = tmp_path / "data"
     killed: list[int] = []
 
@@ -110,7 +133,7 @@ def test_killed_worker_and_crashed_driver_still_end_with_the_clean_count(ray_clu
         rep = index.index_folder(st, "lib", library, ["dsp"], data_dir=d, engine="ray", batch_size=2,
                                  engine_options={"workers": 2, "stats": stats}, progress=kill_one_worker)
         assert killed and not Path(f"/proc/{killed[0]}").exists()
-        assert set(_points(st)) == set(pts_local) and rep.added == 18
+        assert set(_points(st)) == set(pts_local) and rep.added == len(pts_local)
         assert st.count(index.frames_collection_name("lib", "dsp")) == frames_local
         assert not [f for f in rep.failed if "Ray worker died" in f[1]]
 
@@ -125,10 +148,10 @@ def test_killed_worker_and_crashed_driver_still_end_with_the_clean_count(ray_clu
             index.index_folder(st, "lib", library, ["dsp"], data_dir=d2, engine="ray", batch_size=4,
                                engine_options={"workers": 2}, progress=crash)
         first = len(_points(st))
-        assert 0 < first < 18
+        assert 0 < first < len(pts_local)
         rep = index.index_folder(st, "lib", library, ["dsp"], data_dir=d2, engine="ray", batch_size=4,
                                  engine_options={"workers": 2})
-        assert (rep.added, rep.unchanged) == (18 - first, first)
+        assert (rep.added, rep.unchanged) == (len(pts_local) - first, first)
         assert set(_points(st)) == set(pts_local)
         assert st.count(index.frames_collection_name("lib", "dsp")) == frames_local
 
