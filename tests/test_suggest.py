@@ -250,18 +250,26 @@ def test_cli_classify(lib, monkeypatch, capsys):
     svc, _folder, _truth = lib
     svc.store.close()  # one process opens a Qdrant Edge shard once: the CLI opens its own
     monkeypatch.setenv(ENV_VAR, str(svc.data_dir))
-    assert cli.main(["classify", "--library", "demo", "--model", "dsp", "--json"]) == 0
+
+    def main(argv):
+        import gc
+
+        try:
+            return cli.main(argv)
+        finally:
+            gc.collect()  # the verb's store is closed (as when its process ends)
+    assert main(["classify", "--library", "demo", "--model", "dsp", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["n_labelled"] == 12 and out["written"] == 6 and sum(out["suggested"].values()) == 6
     q = out["quality"]
     assert q["grouped_by"] == "file" and set(q["per_class"]) == {"kick", "hihat", "pad", "voice"}
     assert 0 <= q["macro_f1"] <= 1 and q["learning_curve"][-1]["per_class"] == "all"
-    assert cli.main(["classify", "--library", "demo", "--model", "dsp", "--dry-run"]) == 0
+    assert main(["classify", "--library", "demo", "--model", "dsp", "--dry-run"]) == 0
     text = capsys.readouterr().out
     assert "macro-F1" in text and "learning curve" in text
-    assert cli.main(["classify", "--library", "demo", "--model", "nope"]) == 1
+    assert main(["classify", "--library", "demo", "--model", "nope"]) == 1
     assert "has no model 'nope'" in capsys.readouterr().err
-    assert cli.main(["classify", "--library", "demo", "--model", "dsp", "--group-by", "artist"]) == 1
+    assert main(["classify", "--library", "demo", "--model", "dsp", "--group-by", "artist"]) == 1
     assert "no labelled clip of library 'demo' has a 'artist' field" in capsys.readouterr().err
 
 
