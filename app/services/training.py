@@ -123,8 +123,6 @@ class TrainingService:
 
     def _run(self, job: TrainJob, cfg, name: str | None, base: str | None, file: str | None,
              overwrite: bool) -> None:
-        from embedders.training import common as tcommon
-
         def decoding(done: int, total: int, msg: str = "") -> None:
             if job.stop.is_set():
                 raise training.TrainingError("stopped by the user before training began")
@@ -136,7 +134,7 @@ class TrainingService:
         store, ddir = self._svc.store, self._svc.data_dir
         common = dict(name=name, data_dir=ddir, config=cfg, overwrite=overwrite, progress=epochs, log=job.say)
         try:
-            with tcommon.stoppable(job.stop):
+            with training.stoppable(job.stop):
                 job.state = "training" if job.kind == "contrastive" else "decoding"
                 if job.kind == "autoencoder":
                     res = training.train_autoencoder(store, job.library, file=file, decode_progress=decoding,
