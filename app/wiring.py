@@ -5,7 +5,7 @@ import gradio as gr
 
 from app.services import Services
 from app.views import (PRIVATE, api, bind, classes, compare, curate, library, pickers, playback, review, search,
-                       selection)
+                       selection, train)
 from app.views import map as maps
 
 
@@ -30,6 +30,7 @@ def build_app(svc: Services) -> gr.Blocks:
             classes.build(svc, top.library, top.model)
         with gr.Tab("Library", id="library"):
             lib = library.build(svc)
+            trainv = train.build(svc, top.library, top.model)
         with gr.Tab("Compare", id="compare"):
             compare.build(svc, top.library)
         api.build(svc)
@@ -47,6 +48,9 @@ def build_app(svc: Services) -> gr.Blocks:
         # indexing or deleting a library changes what the pickers offer
         for event in lib.changed:
             event.then(bind(pickers.refresh, svc), *selectors, **PRIVATE)
+        for event in trainv.changed:  # a model trained from the UI and indexed
+            event.then(bind(pickers.refresh, svc), *selectors, **PRIVATE).then(
+                bind(library.tables, svc), None, lib.tables, **PRIVATE)
         # page load: the pickers, then the map (what a user waits for), the library tables beside it
         loaded = demo.load(bind(pickers.refresh, svc), *selectors, **PRIVATE)
         loaded.then(bind(maps.draw, svc), mapv.inputs, [mapv.view, mapv.status], **PRIVATE).then(

@@ -152,6 +152,8 @@ class _MelEmbedder(Embedder):
 class AutoencoderEmbedder(_MelEmbedder):
     """3-D latent (standardised) of 0.37 s log-mel windows every 0.19 s; or their PCA-3 fallback."""
 
+    raw_latent = True  # its frames are coordinates: ingest keeps them raw beside the unit vectors
+
     def __init__(self, folder: Path, meta: dict, device: str | None = None):
         super().__init__(meta)
         from .training.autoencoder import AutoencoderModel

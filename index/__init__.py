@@ -9,7 +9,7 @@ from .libraries import (Library, LibraryError, delete_library, get_library, libr
                         library_status, list_libraries, open_store)
 from .naming import collection_name, frames_collection_name, point_id
 from . import naming
-from .queries import (clip_overview, read_frames, read_vectors, recommend, search_file, search_id, search_text,
+from .queries import (clip_overview, read_frame_latents, read_frames, read_vectors, recommend, search_file, search_id, search_text,
                       search_vector,
                       taggram)
 from .store import DamagedCollectionError, Hit, Store, StoreError
@@ -24,5 +24,5 @@ __all__ = [
     "Hit", "IngestReport", "Library", "LibraryError", "Store", "StoreError",
     "collection_name", "delete_library", "frames_collection_name", "get_library", "index_files",
     "index_folder", "library_counts", "library_damage", "library_status", "list_libraries", "open_store", "point_id", "read_frames",
-    "read_vectors", "recommend", "scan_folder", "clip_overview", "taggram", "naming", "search_file", "search_id", "search_text", "search_vector", "training_log",
+    "read_frame_latents", "read_vectors", "recommend", "scan_folder", "clip_overview", "taggram", "naming", "search_file", "search_id", "search_text", "search_vector", "training_log",
 ]

@@ -307,6 +307,7 @@ def _embed_and_write(store: Store, library: str, emb: Embedder, items: list[_Ite
             else np.stack([l2_normalise(f.vectors.mean(axis=0)) for f in frames_list]))
     f_coll, c_coll = frames_collection_name(library, emb.name), collection_name(library, emb.name)
     f_ids, f_vecs, f_pay, pays = [], [], [], []
+    raw = getattr(emb, "raw_latent", False)  # a latent-space model: keep its raw coordinates in the payload too
     for it, fr in zip(items, frames_list):
         fv = l2_normalise(fr.vectors)
         for j, (t, v) in enumerate(zip(fr.times_s, fv)):
@@ -315,7 +316,11 @@ def _embed_and_write(store: Store, library: str, emb: Embedder, items: list[_Ite
             f_vecs.append(v)
             f_pay.append({"file_id": it.file_id, "point_id": it.id, "frame": j,
                           "time_s": round(float(t) + it.start_s, 4), "path": it.rel, "label": it.label})
+            if raw:
+                f_pay[-1]["latent"] = [round(float(x), 5) for x in fr.vectors[j]]
         pays.append(_payload(it, emb, emb.clip_tags(fr)))
+        if raw and len(fr.vectors):
+            pays[-1]["latent"] = [round(float(x), 5) for x in np.asarray(fr.vectors, np.float64).mean(axis=0)]
     if f_ids:
         store.upsert(f_coll, f_ids, np.stack(f_vecs).astype(np.float32), f_pay)
     ids = [it.id for it in items]

@@ -153,6 +153,18 @@ def read_frames(store: Store, library: str, model: str, file_id: str) -> tuple[n
             np.stack([r.vector for r in recs]).astype(np.float32))
 
 
+def read_frame_latents(store: Store, library: str, model: str, file_id: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """A latent-space model's trajectory in its raw coordinates (the `latent` payload of its frames):
+    times_s [T], latents [T, dim]; None when the frames carry no raw latent (indexed before it was kept)."""
+    _collection(store, library, model)
+    recs = list(store.scroll(frames_collection_name(library, model), flt={"file_id": file_id}))
+    if not recs or any(not r.payload.get("latent") for r in recs):
+        return None
+    recs.sort(key=lambda r: r.payload.get("time_s", 0.0))
+    return (np.array([r.payload["time_s"] for r in recs], np.float64),
+            np.asarray([r.payload["latent"] for r in recs], np.float32))
+
+
 def clip_audio_path(store: Store, library: str, rel_path: str) -> Path:
     """Absolute path of a clip's audio, refused when outside the library root."""
     return get_library(store, library).resolve(rel_path)

@@ -20,7 +20,7 @@ from embedders.audio import decode
 from embedders.paths import data_dir as resolve_data_dir
 from embedders.training import common as tcommon
 from embedders.training.autoencoder import AutoencoderConfig
-from embedders.training.common import TrainingError, TrainResult
+from embedders.training.common import TrainingError, TrainResult, stoppable
 from embedders.training.selfsup import SelfSupConfig
 from embedders.training.supcon import SupConConfig
 from projections.quality import knn_agreement
@@ -33,7 +33,7 @@ from .store import Store
 Progress = Callable[[int, int, str], None]
 Log = Callable[[str], None]
 
-__all__ = ["AutoencoderConfig", "SelfSupConfig", "SupConConfig", "TrainingError", "TrainResult", "library_files", "model_name", "train_autoencoder",
+__all__ = ["AutoencoderConfig", "SelfSupConfig", "SupConConfig", "TrainingError", "TrainResult", "library_files", "model_name", "stoppable", "train_autoencoder",
            "train_contrastive", "train_selfsup"]
 
 

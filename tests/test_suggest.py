@@ -1,7 +1,8 @@
 """Suggested labels: the classifier recovers generated classes, grouped folds keep a file's
 segments (and a source's clips) together, predictions land in Qdrant without ever touching a
 real label, accepting a suggestion writes a user label and retrains, the review queue, the map
-colouring and filters, the CLI."""
+colouring and filters, the CLI; training from the Library tab in the background (progress, loss,
+stop, index with the new model)."""
 from __future__ import annotations
 
 import json
@@ -249,16 +250,76 @@ def test_cli_classify(lib, monkeypatch, capsys):
     svc, _folder, _truth = lib
     svc.store.close()  # one process opens a Qdrant Edge shard once: the CLI opens its own
     monkeypatch.setenv(ENV_VAR, str(svc.data_dir))
-    assert cli.main(["classify", "--library", "demo", "--model", "dsp", "--json"]) == 0
+
+    def main(argv):
+        import gc
+
+        try:
+            return cli.main(argv)
+        finally:
+            gc.collect()  # the verb's store is closed (as when its process ends)
+    assert main(["classify", "--library", "demo", "--model", "dsp", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["n_labelled"] == 12 and out["written"] == 6 and sum(out["suggested"].values()) == 6
     q = out["quality"]
     assert q["grouped_by"] == "file" and set(q["per_class"]) == {"kick", "hihat", "pad", "voice"}
     assert 0 <= q["macro_f1"] <= 1 and q["learning_curve"][-1]["per_class"] == "all"
-    assert cli.main(["classify", "--library", "demo", "--model", "dsp", "--dry-run"]) == 0
+    assert main(["classify", "--library", "demo", "--model", "dsp", "--dry-run"]) == 0
     text = capsys.readouterr().out
     assert "macro-F1" in text and "learning curve" in text
-    assert cli.main(["classify", "--library", "demo", "--model", "nope"]) == 1
+    assert main(["classify", "--library", "demo", "--model", "nope"]) == 1
     assert "has no model 'nope'" in capsys.readouterr().err
-    assert cli.main(["classify", "--library", "demo", "--model", "dsp", "--group-by", "artist"]) == 1
+    assert main(["classify", "--library", "demo", "--model", "dsp", "--group-by", "artist"]) == 1
     assert "no labelled clip of library 'demo' has a 'artist' field" in capsys.readouterr().err
+
+
+def wait_for(job, timeout=120):
+    import time
+
+    t0 = time.time()
+    while job.running and time.time() - t0 < timeout:
+        time.sleep(0.1)
+    assert not job.running, job
+
+
+@pytest.mark.slow
+def test_training_from_the_ui_runs_in_the_background_and_stops(lib):
+    import time
+
+    from app.access import Access
+    from app.views import train
+
+    svc, _folder, _truth = lib
+    status, job_id, timer = train.start(svc, "contrastive", "demo", "dsp", "ui", 3)
+    assert timer["active"] is True and 'data-model="dsp+supcon-ui"' in status
+    job = svc.training.job(job_id)
+    # a second run while one is going is refused in one line
+    again = train.start(svc, "selfsup", "demo", "dsp", "x", 2)
+    assert "a training run is going" in again[0] or not job.running
+    # the server answers searches meanwhile
+    hits = svc.queries.search_id("demo", "dsp", svc.vectors.read("demo", "dsp")[0][0], k=3)
+    assert len(hits) == 3
+    wait_for(job)
+    assert job.state == "done", job.log
+    html_, plot, shown, timer = train.poll(svc, job_id, "")
+    assert 'data-state="done"' in html_ and 'data-done="3"' in html_ and timer["active"] is False
+    assert plot is not None and len(plot.data) >= 1 and len(plot.data[0].x) == 3  # loss per epoch
+    assert "dsp+supcon-ui" in svc.libs.trained_models() and "dsp+supcon-ui" in svc.libs.ready_models()
+    msg = train.index_with(svc, job_id, progress=lambda *a, **k: None)
+    assert "added" in msg and "dsp+supcon-ui" in svc.libs.models_of("demo")
+    assert len(svc.vectors.read("demo", "dsp+supcon-ui")[0]) == len(svc.vectors.read("demo", "dsp")[0])
+    # stop: ends after the current epoch, the best weights are saved and the model is listed
+    job = svc.training.start("contrastive", "demo", name="long", base="dsp", epochs=5000,
+                             settings={"patience": 5000})
+    t0 = time.time()
+    while job.done < 2 and time.time() - t0 < 60:
+        time.sleep(0.05)
+    assert "stop" in train.stop(svc, job.id) or job.stop.is_set()
+    wait_for(job)
+    assert job.state == "stopped" and job.result["epochs_run"] < 5000 and job.result["stopped_early"]
+    assert any("stopped by the user" in line for line in job.log)
+    assert "dsp+supcon-long" in svc.libs.ready_models()
+    # bad requests are one line; public mode refuses visitors
+    assert "epochs must be at least 1" in train.start(svc, "contrastive", "demo", "dsp", "z", -1)[0]
+    svc.access = Access(public=True, token="t0ken")
+    assert "refused" in train.start(svc, "contrastive", "demo", "dsp", "v", 2, request=Req("visitor"))[0]

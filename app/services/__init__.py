@@ -6,6 +6,7 @@
 - `vectors` (`VectorCache`): a (library, model)'s vectors read once until the collection changes;
 - `curation` (`CurationService`): the selection, tags/labels, clusters, duplicates, exports;
 - `labels` (`LabelService`): suggested labels, their quality, the review queue;
+- `training` (`TrainingService`): training runs started from the UI, in the background;
 - `maps` (`MapService`): fitted maps (`MapFit`), their values for the map component, the points
   published to the browser (`TokenStore`), trajectories, comparisons.
 Formatting of status lines lives in `formatting`.
@@ -28,6 +29,7 @@ from app.services.library import DEMO_LIBRARY, DEMO_MODELS, LibraryService
 from app.services.locks import KeyLocks
 from app.services.maps import MapFit, MapService, TokenStore
 from app.services.queries import QueryService
+from app.services.training import TrainingService
 from app.services.vectors import VectorCache
 
 
@@ -47,6 +49,7 @@ class Services:
         self.maps = MapService(self, projections.MapCache(self.data_dir / "maps"))
         self.curation = CurationService(self)
         self.labels = LabelService(self)
+        self.training = TrainingService(self)
 
     @property
     def store(self) -> index.Store:
@@ -58,4 +61,4 @@ class Services:
 
 
 __all__ = ["CurationService", "DEMO_LIBRARY", "DEMO_MODELS", "DESCRIPTORS", "METHOD_LABELS", "KeyLocks", "LabelService", "LibraryService", "MapFit",
-           "MapService", "QueryService", "ServiceError", "Services", "TokenStore", "VectorCache"]
+           "MapService", "QueryService", "ServiceError", "Services", "TokenStore", "TrainingService", "VectorCache"]

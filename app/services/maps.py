@@ -107,9 +107,13 @@ class MapService:
             if X.shape[1] != 3 or dims != 3:
                 raise ServiceError(f"'latent' needs a model with 3-D vectors shown in 3D "
                                    f"('{model}' gives {X.shape[1]}-d): use PCA, LDA, UMAP or t-SNE")
-            q = projections.map_quality(X, X, labels, k=k)
-            return MapFit(ids, X, pays, None, projections.Projection(coords=X, method="latent", dims=3, quality=q),
-                          True)
+            # the raw latent coordinates (kept in the payload at indexing) rather than the unit vectors of the
+            # cosine collection, which would put every trajectory on a sphere
+            raw = all(isinstance(p.get("latent"), list) and len(p["latent"]) == 3 for p in pays)
+            coords = np.asarray([p["latent"] for p in pays], np.float32) if raw else X
+            q = projections.map_quality(X, coords, labels, k=k)
+            return MapFit(ids, X, pays, None, projections.Projection(coords=coords, method="latent", dims=3, quality=q,
+                                                                     params={"raw_latent": raw}), True)
         key = projections.MapKey.build(library, model, method, dims, ids, params={"seed": seed, **(params or {})},
                                        labels=labels)
         hits_before = self.cache.stats.hits
@@ -292,8 +296,12 @@ class MapService:
         if not own:
             raise ServiceError(f"no clip '{path}' in library '{library}' for model '{model}'")
         file_id = own[0][1].get("file_id") or fit.ids[own[0][0]]
-        times, frames = index.read_frames(self._svc.store, library, model, file_id)
-        placed = self.placer(fit).transform(frames)
+        got = index.read_frame_latents(self._svc.store, library, model, file_id) if fit.key is None else None
+        if got is not None and fit.projection.params.get("raw_latent"):
+            times, placed = got  # the 'latent' map: the raw latent trajectory, as drawn
+        else:
+            times, frames = index.read_frames(self._svc.store, library, model, file_id)
+            placed = self.placer(fit).transform(frames)
         out = {"t": np.round(times, 4).tolist(), "x": np.round(placed[:, 0], 5).tolist(),
                "y": np.round(placed[:, 1], 5).tolist(), "file_id": file_id, "own_ids": [fit.ids[i] for i, _ in own]}
         if dims == 3:

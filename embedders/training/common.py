@@ -12,12 +12,15 @@ No code is pickled: every .pt file is a dict of tensors and plain numbers, read 
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import csv
 import json
 import math
 import os
 import re
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,6 +48,26 @@ Log = Callable[[str], None]  # one human-readable line (per epoch, summaries)
 
 class TrainingError(ValueError):
     """A user-facing problem with training (no data, no labels, bad name, model exists)."""
+
+
+_STOP: contextvars.ContextVar = contextvars.ContextVar("training_stop", default=None)
+
+
+@contextlib.contextmanager
+def stoppable(event: threading.Event):
+    """Within this block, setting `event` stops a training run after its current epoch, as an early
+    stop: the best weights so far are kept and the model is saved and listed as usual."""
+    token = _STOP.set(event)
+    try:
+        yield
+    finally:
+        _STOP.reset(token)
+
+
+def stop_requested() -> bool:
+    """Whether the caller of this training run asked it to stop (see `stoppable`)."""
+    event = _STOP.get()
+    return bool(event is not None and event.is_set())
 
 
 def pick_device(name: str | None = None) -> torch.device:
@@ -312,6 +335,12 @@ class EpochLoop:
                      f"{extra}{'  *' if improved else ''}  ({dt:.1f} s)")
             if progress:
                 progress(e - start_epoch, total, f"epoch {e} loss {res.train_loss:.4f}")
+            if stop_requested() and e < self.cfg.epochs:
+                self.stopped_early = True
+                self._checkpoint()
+                self.log(f"stopped by the user after epoch {e} (best {self.best_loss:.5f} at epoch "
+                         f"{self.best_epoch}; --resume continues)")
+                break
             if self.bad_epochs >= self.cfg.patience and e < self.cfg.epochs:
                 self.stopped_early = True
                 self._checkpoint()
