@@ -98,7 +98,7 @@ FUSIONS: dict[str, LayerFusion] = {f.name: f for f in [
                 "overlapping 3 s patches"),
     LayerFusion("musicnn-msd+dsp", "MSD_musicnn", (("pool", 1.0),),
                 "MusiCNN (Million Song Dataset) pool layer fused with the dsp MFCC/log-mel statistics",
-                std=False, hop_frames=PATCH_FRAMES, dsp_weight=1.0),
+                std=False, hop_frames=PATCH_FRAMES, dsp_weight=0.7),
 ]}
 
 
