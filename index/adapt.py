@@ -22,6 +22,7 @@ import time
 
 import numpy as np
 
+from projections.consensus import consensus_scores, knn_lists, mutual_rate
 from projections.whitening import DEFAULT_ALPHA, DEFAULT_METHOD, Whitening, fit_whitening
 
 from .naming import collection_name, meta_point_id
@@ -33,6 +34,7 @@ ADAPT_ENV = "AUDIO_EXPLORER_ADAPT"
 MIN_CLIPS = 50
 REFIT_CHANGE = 0.2
 RERANK_POOL = 100
+FIT_MAX = 20000  # vectors the transform is fitted on (the first in point-id order: ids are content hashes)
 
 
 def adapt_collection_name(library: str, model: str) -> str:
@@ -87,7 +89,11 @@ def fit_adaptation(store: Store, library: str, model: str, method: str = DEFAULT
     """Fit the transform on every clip vector of (library, model) and store it; None (and any
     old one dropped) when the library has fewer than MIN_CLIPS clips."""
     coll = collection_name(library, model)
-    vecs = [r.vector for r in store.scroll(coll, with_vectors=True)]
+    vecs = []
+    for r in store.scroll(coll, with_vectors=True):  # id order = content-hash order: a fair sample
+        vecs.append(r.vector)
+        if len(vecs) >= FIT_MAX:
+            break
     if len(vecs) < MIN_CLIPS:
         drop_adaptation(store, library, model)
         return None
@@ -149,42 +155,32 @@ QUALITY_SAMPLE = 2000  # clips scored per model (seeded sample of the shared cli
 QUALITY_K = 10
 
 
-def _knn(x: np.ndarray, k: int) -> np.ndarray:
-    s = x @ x.T
-    np.fill_diagonal(s, -np.inf)
-    k = min(k, len(x) - 1)
-    return np.argsort(-s, axis=1)[:, :k]
-
-
 def quality_estimates(store: Store, library: str, models: list[str]) -> dict[str, dict]:
     """{model: {"score", "kind", "n"}}: how good each model's neighbours are likely to be.
 
     With labels on at least 20 clips of 2+ classes: kNN label agreement (k=10) over the
     labelled clips ("labels"). Without: with 3+ models, the mean overlap of a model's 10
-    nearest neighbours with every other model's ("consensus": on the two real benchmark sets
-    its rank correlation with P@5 was 0.8 on the music set); with 2 models, the fraction of
+    nearest neighbours with every other model's ("consensus", projections/consensus.py: on the
+    two real benchmark sets it picks the best-P@5 model); with 2 models, the fraction of
     mutual nearest neighbours ("mutual"). Vectors are the adapted ones where a transform exists.
     """
-    from projections.quality import sample_rows
-
-    vecs: dict[str, dict[str, np.ndarray]] = {}
-    labels: dict[str, str | None] = {}
-    for model in models:
-        coll = collection_name(library, model)
-        if not store.has_collection(coll):
-            continue
-        got = {}
-        for r in store.scroll(coll, with_vectors=True):
-            got[r.id] = r.vector
-            labels.setdefault(r.id, r.payload.get("label"))
-        if got:
-            vecs[model] = got
-    if not vecs:
+    models = [m for m in models if store.has_collection(collection_name(library, m))]
+    if not models:
         return {}
+    labels: dict[str, str | None] = {}
+    first: dict[str, np.ndarray] = {}
+    for r in store.scroll(collection_name(library, models[0]), with_vectors=True):  # a fair sample (hash order)
+        first[r.id] = r.vector
+        labels[r.id] = r.payload.get("label")
+        if len(first) >= QUALITY_SAMPLE:
+            break
+    vecs: dict[str, dict[str, np.ndarray]] = {models[0]: first}
+    for model in models[1:]:
+        recs = store.retrieve(collection_name(library, model), list(first), with_vectors=True)
+        vecs[model] = {r.id: r.vector for r in recs}
     shared = sorted(set.intersection(*(set(v) for v in vecs.values())))
     if len(shared) < 3:
         return {}
-    shared = [shared[i] for i in sample_rows(len(shared), QUALITY_SAMPLE)]
     mats = {}
     for model, got in vecs.items():
         x = np.stack([got[i] for i in shared]).astype(np.float64)
@@ -196,23 +192,15 @@ def quality_estimates(store: Store, library: str, models: list[str]) -> dict[str
     out: dict[str, dict] = {}
     if has.sum() >= 20 and len(set(lab[has])) >= 2:
         for model, x in mats.items():
-            nn = _knn(x[has], QUALITY_K)
+            nn = knn_lists(x[has], QUALITY_K)
             ll = lab[has]
             out[model] = {"score": float((ll[nn] == ll[:, None]).mean()), "kind": "labels", "n": int(has.sum())}
         return out
-    nns = {m: _knn(x, QUALITY_K) for m, x in mats.items()}
-    for model, nn in nns.items():
-        if len(nns) >= 3:
-            others = [o for o in nns if o != model]
-            score = float(np.mean([np.mean([len(set(a) & set(b)) for a, b in zip(nn, nns[o])]) / nn.shape[1]
-                                   for o in others]))
-            kind = "consensus"
-        else:
-            sets = [set(row) for row in nn]
-            score = float(np.mean([[i in sets[j] for j in row] for i, row in enumerate(nn)]))
-            kind = "mutual"
-        out[model] = {"score": score, "kind": kind, "n": len(shared)}
-    return out
+    if len(mats) >= 3:
+        scores, kind = consensus_scores(mats, QUALITY_K), "consensus"
+    else:
+        scores, kind = {m: mutual_rate(x, QUALITY_K) for m, x in mats.items()}, "mutual"
+    return {m: {"score": v, "kind": kind, "n": len(shared)} for m, v in scores.items()}
 
 
 def store_quality(store: Store, library: str, estimates: dict[str, dict]) -> None:

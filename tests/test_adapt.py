@@ -86,6 +86,7 @@ def test_small_libraries_keep_raw_search(store, monkeypatch):
     assert adapt.load_adaptation(store, "lib", "m") is None
 
 
+@pytest.mark.slow
 def test_indexing_fits_the_transform(tmp_path, monkeypatch):
     """After `index_folder` the library's model has its transform and search uses it."""
     from app.demo import write_demo_library
@@ -104,6 +105,7 @@ def test_indexing_fits_the_transform(tmp_path, monkeypatch):
         st.close()
 
 
+@pytest.mark.slow
 def test_the_best_measured_model_is_preselected(tmp_path, monkeypatch):
     """A library indexed with a model that separates its classes and one that does not: the
     picker's default is the better one, by label agreement, and without labels by consensus."""
