@@ -76,7 +76,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-DATASET_VERSION = 1
+DATASET_VERSION = 2
 DEFAULT_CACHE = Path("~/.cache/audio-explorer-bench").expanduser()
 SR = 22050
 FAMILY_CAP = 6
@@ -109,8 +109,8 @@ _CRIERS = r"(human|dwarf|elf|orc|goblin|naga|mermaid|mermen|troll|ogre|swordman|
 # Per package: (regex on the lower-cased package-relative path, label); first match wins.
 RULES: dict[str, list[tuple[str, re.Pattern]]] = {
     "hedgewars": [
-        ("cry", _R(r"voices/[^/]+/(ow|ooff|ouch|nooo|hmm)\d*\.ogg$|/hell_(ow|ooff|ugh)\.ogg$")),
-        (None, _R(r"voices/[^/]+/(laugh|firepunch)")),
+        ("cry", _R(r"voices/[^/]+/(ow|ooff|ouch|nooo)\d*\.ogg$|/hell_(ow|ooff|ugh)\.ogg$")),
+        (None, _R(r"voices/[^/]+/(laugh|firepunch|hmm)")),
         ("speech", _R(r"voices/[^/]+/[a-z-]+\.ogg$")),
         ("explosion", _R(r"/explosion\.ogg$")),
         ("gunshot", _R(r"/(gun|shotgunfire|minigun|landgun|sinegun|drillgun)\.ogg$")),
@@ -134,10 +134,10 @@ RULES: dict[str, list[tuple[str, re.Pattern]]] = {
     ],
     "megaglest": [
         (None, _R(r"/music/|/menu/music|/tutorials/")),
-        ("speech", _R(r"_(ack|select|sel)\d*\.wav$")),
         ("cry", _R(rf"/{_CRIERS}_die\d*\.wav$")),
-        ("bird", _R(r"/(chicken|rooster|owl|eagle|hawk)(_standing|_die)?\d*\.wav$")),
-        ("animal", _R(r"/(sheep|cow|pig|bull|wolf)(_die)?\d*\.wav$")),
+        ("bird", _R(r"/(chicken|rooster|owl|eagle|hawk)(_standing|_die|_select|_ack)?\d*\.wav$")),
+        ("animal", _R(r"/(sheep|cow|pig|bull|wolf)(_die|_select|_ack)?\d*\.wav$")),
+        ("speech", _R(rf"/{_CRIERS}_(ack|select|sel)\d*\.wav$")),  # human units only (not cows, golems)
         ("water", _R(r"/(rain|water)\d*\.wav$")),
         ("impact", _R(r"/(arrow_hit|hit)\d*\.wav$")),
         ("melee", _R(r"/swordman_attack\d*\.wav$")),
