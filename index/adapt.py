@@ -151,7 +151,7 @@ def rerank(store: Store, coll: str, w: Whitening, vector: np.ndarray, k: int, fl
 
 # ----------------------------------------------------------------------------- default model
 
-QUALITY_SAMPLE = 2000  # clips scored per model (seeded sample of the shared clip ids)
+QUALITY_SAMPLE = 2000  # clips scored per model (the first in point-id order: ids are content hashes)
 QUALITY_K = 10
 
 
