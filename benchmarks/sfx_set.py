@@ -24,16 +24,16 @@ label, source, family).
 Duplicates. Games copy sounds from each other and from free libraries. A clip whose PCM is
 byte-identical to a kept clip, or whose first second correlates > 0.95 with a kept clip of
 the same label at any lag up to 50 ms (any source), is dropped; the builder prints how many
-of each it dropped, within and across sources. DATASET_VERSION 1 build: 16 byte-identical
+of each it dropped, within and across sources. DATASET_VERSION 2 build: 16 byte-identical
 and 13 near-identical within a source (wesnoth ships many sounds twice, megaglest factions
 share unit sounds), none across sources (unlike the music set, where 21 pairs were).
 
-Class counts of the set this script builds (DATASET_VERSION 1, Debian 12 packages;
-368 clips, 13 classes, 13 sources; `python benchmarks/sfx_set.py` prints the table):
+Class counts of the set this script builds (DATASET_VERSION 2, Debian 12 packages;
+372 clips, 13 classes, 13 sources; `python benchmarks/sfx_set.py` prints the table):
 
   label      clips srcs  sources (clips)
   animal        48    4  btanks (1), megaglest (16), tuxpaint (16), wesnoth (15)
-  bird          18    3  megaglest (9), tuxpaint (6), wesnoth (3)
+  bird          22    3  megaglest (13), tuxpaint (6), wesnoth (3)
   cry           56    5  btanks (5), hedgewars (16), megaglest (16), supertux (3), wesnoth (16)
   engine        18    4  btanks (6), hedgewars (4), lincity (6), tuxpaint (2)
   explosion     15    7  alienblaster (2), btanks (6), bzflag (2), hedgewars (1), lincity (1),
