@@ -7,7 +7,7 @@ hears what they hear, and more). Measured on the project's two real labelled set
 correlation with leave-one-out P@5 of 0.92 (music) and 0.97 (sfx), and on both sets the top
 consensus model is the top P@5 model. With two models the overlap is symmetric and cannot
 rank them: `mutual_rate` (the fraction of k-NN pairs that are mutual) is the fallback, a weak
-one (rank correlation 0.57-0.65 there; random high-dimensional vectors score high on it too).
+one (rank correlation 0.20-0.65 there; random high-dimensional vectors score high on it too).
 """
 from __future__ import annotations
 
