@@ -845,6 +845,7 @@ def main(argv: list[str] | None = None) -> int:
     waves_by_rate: dict = {}
     results, skipped = [], []
     deep_vectors: dict[str, np.ndarray] = {}
+    adapted_vecs: dict[str, np.ndarray] = {}  # --adapt: each model's library-adapted vectors
     for model in models:
         print(f"embedding with {model} ...", flush=True)
         try:
@@ -870,7 +871,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.adapt:
             from projections.whitening import fit_whitening
 
-            adapted = evaluate(fit_whitening(vecs).apply(vecs), labels, sources, k=args.k)
+            adapted_vecs[model] = fit_whitening(vecs).apply(vecs)
+            adapted = evaluate(adapted_vecs[model], labels, sources, k=args.k)
             results.append({**results[-1], **adapted, "model": f"{model} +adapt"})
             print(f"  +adapt: P@{args.k} {adapted['p_at_k']:.3f}  cross-source "
                   f"{adapted['p_at_k_cross_source']:.3f}", flush=True)
@@ -892,9 +894,22 @@ def main(argv: list[str] | None = None) -> int:
           f"on {os.cpu_count()} CPUs, load average {load:.1f} now)")
     for sk in skipped:
         print(f"skipped {sk['model']}: {sk['reason']}")
+    pick = None
+    pool = adapted_vecs if args.adapt else deep_vectors
+    if len(pool) >= 3:  # what the app preselects without labels (index/adapt.py quality_estimates)
+        from projections.consensus import consensus_scores
+
+        cons = consensus_scores(pool)
+        best = max(cons, key=cons.get)
+        name = f"{best} +adapt" if args.adapt else best
+        r = next(r for r in results if r["model"] == name)
+        pick = {"model": name, "consensus": cons, "p_at_k": r["p_at_k"], "p_at_k_cross_source": r["p_at_k_cross_source"]}
+        top = max(results, key=lambda r: r["p_at_k"])
+        print(f"unlabelled pick (kNN consensus over {len(cons)} models): {name}: P@{k} {r['p_at_k']:.3f}, "
+              f"xsrc {r['p_at_k_cross_source']:.3f} (best measured: {top['model']} {top['p_at_k']:.3f})")
     a_rows = []
     if args.aspects:
-        a_rows = aspect_rows(results, deep_vectors, aspect_vectors_all(paths, manifest_hash, cache, args.max_seconds),
+        a_rows = aspect_rows([r for r in results if not r["model"].endswith(" +adapt")], deep_vectors, aspect_vectors_all(paths, manifest_hash, cache, args.max_seconds),
                              labels, sources, k)
         print()
         print(f"{'aspect weights (steered search)':<48} {'model':<24} {f'P@{k}':>6} {f'P@{k} xsrc':>9}")
@@ -936,6 +951,7 @@ def main(argv: list[str] | None = None) -> int:
                        "p_at_k_cross_source": chance["chance_p_at_k_cross_source"]},
             "results": results,
             "aspects": a_rows,
+            "pick": pick,
             "skipped": skipped,
             "run_time_s": total_s,
         }
@@ -983,6 +999,10 @@ def _both_sets(argv: list[str], args) -> int:
     ch = {n: out[n]["chance"] for n in out}
     print(f"{'chance':<30} {ch['music']['p_at_k']:>9.3f} {ch['music']['p_at_k_cross_source']:>6.3f}   "
           f"{ch['sfx']['p_at_k']:>8.3f} {ch['sfx']['p_at_k_cross_source']:>6.3f}")
+    for name in out:
+        pk = out[name].get("pick")
+        if pk:
+            print(f"unlabelled pick on {name}: {pk['model']} (P@{k} {pk['p_at_k']:.3f}, xsrc {pk['p_at_k_cross_source']:.3f})")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=2))

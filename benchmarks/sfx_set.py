@@ -24,13 +24,39 @@ label, source, family).
 Duplicates. Games copy sounds from each other and from free libraries. A clip whose PCM is
 byte-identical to a kept clip, or whose first second correlates > 0.95 with a kept clip of
 the same label at any lag up to 50 ms (any source), is dropped; the builder prints how many
-of each it dropped (DATASET_VERSION 1 build: 156 byte-identical, 20 near-identical, of
-which 14 across sources).
+of each it dropped, within and across sources. DATASET_VERSION 2 build: 16 byte-identical
+and 13 near-identical within a source (wesnoth ships many sounds twice, megaglest factions
+share unit sounds), none across sources (unlike the music set, where 21 pairs were).
 
-Class counts of the set this script builds (DATASET_VERSION 1, Debian 12 packages;
-see `python benchmarks/sfx_set.py` for the full label x source table):
+Class counts of the set this script builds (DATASET_VERSION 2, Debian 12 packages;
+372 clips, 13 classes, 13 sources; `python benchmarks/sfx_set.py` prints the table):
 
-  filled in from the build below (SUMMARY)
+  label      clips srcs  sources (clips)
+  animal        48    4  btanks (1), megaglest (16), tuxpaint (16), wesnoth (15)
+  bird          22    3  megaglest (13), tuxpaint (6), wesnoth (3)
+  cry           56    5  btanks (5), hedgewars (16), megaglest (16), supertux (3), wesnoth (16)
+  engine        18    4  btanks (6), hedgewars (4), lincity (6), tuxpaint (2)
+  explosion     15    7  alienblaster (2), btanks (6), bzflag (2), hedgewars (1), lincity (1),
+                         supertux (2), wesnoth (1)
+  fire          18    5  btanks (2), hedgewars (3), lincity (3), supertux (4), wesnoth (6)
+  gunshot       21    6  alienblaster (2), btanks (5), bzflag (2), hedgewars (6), supertux (1),
+                         wesnoth (5)
+  impact        24    6  btanks (1), bzflag (3), etracer (1), hedgewars (6), megaglest (7),
+                         supertux (6)
+  melee         22    2  megaglest (16), wesnoth (6)
+  pickup         9    2  btanks (5), supertux (4)
+  speech        58    5  freedesktop (6), hedgewars (16), megaglest (16), pingus (4), tuxpaint (16)
+  ui            38    8  alienblaster (2), bzflag (6), freedesktop (6), frozen-bubble (5),
+                         hedgewars (6), lincity (1), megaglest (6), wesnoth (6)
+  water         23    6  hedgewars (6), lincity (5), megaglest (6), pingus (1), supertux (4),
+                         wesnoth (1)
+
+"cry" is a vocal pain/death sound (hit/die/ouch of humans and humanoids), "speech" words
+(hedgewars voice packs, megaglest unit acknowledgements, tuxpaint stamp descriptions in 9
+languages, freedesktop's spoken channel names), "ui" clicks, beeps and notification tones.
+Footsteps were looked for but only two files exist (hedgewars `steps`, btanks `man-steps`).
+Not used: colobot (unnamed `soundNNN` files), openttd-opensfx (a packed .cat), teeworlds and
+warzone2100 (no plain audio files), xmoto (music only).
 """
 from __future__ import annotations
 
@@ -50,7 +76,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-DATASET_VERSION = 1
+DATASET_VERSION = 2
 DEFAULT_CACHE = Path("~/.cache/audio-explorer-bench").expanduser()
 SR = 22050
 FAMILY_CAP = 6
@@ -83,8 +109,8 @@ _CRIERS = r"(human|dwarf|elf|orc|goblin|naga|mermaid|mermen|troll|ogre|swordman|
 # Per package: (regex on the lower-cased package-relative path, label); first match wins.
 RULES: dict[str, list[tuple[str, re.Pattern]]] = {
     "hedgewars": [
-        ("cry", _R(r"voices/[^/]+/(ow|ooff|ouch|nooo|hmm)\d*\.ogg$|/hell_(ow|ooff|ugh)\.ogg$")),
-        (None, _R(r"voices/[^/]+/(laugh|firepunch)")),
+        ("cry", _R(r"voices/[^/]+/(ow|ooff|ouch|nooo)\d*\.ogg$|/hell_(ow|ooff|ugh)\.ogg$")),
+        (None, _R(r"voices/[^/]+/(laugh|firepunch|hmm)")),
         ("speech", _R(r"voices/[^/]+/[a-z-]+\.ogg$")),
         ("explosion", _R(r"/explosion\.ogg$")),
         ("gunshot", _R(r"/(gun|shotgunfire|minigun|landgun|sinegun|drillgun)\.ogg$")),
@@ -108,10 +134,10 @@ RULES: dict[str, list[tuple[str, re.Pattern]]] = {
     ],
     "megaglest": [
         (None, _R(r"/music/|/menu/music|/tutorials/")),
-        ("speech", _R(r"_(ack|select|sel)\d*\.wav$")),
         ("cry", _R(rf"/{_CRIERS}_die\d*\.wav$")),
-        ("bird", _R(r"/(chicken|rooster|owl|eagle|hawk)(_standing|_die)?\d*\.wav$")),
-        ("animal", _R(r"/(sheep|cow|pig|bull|wolf)(_die)?\d*\.wav$")),
+        ("bird", _R(r"/(chicken|rooster|owl|eagle|hawk)(_standing|_die|_select|_ack)?\d*\.wav$")),
+        ("animal", _R(r"/(sheep|cow|pig|bull|wolf)(_die|_select|_ack)?\d*\.wav$")),
+        ("speech", _R(rf"/{_CRIERS}_(ack|select|sel)\d*\.wav$")),  # human units only (not cows, golems)
         ("water", _R(r"/(rain|water)\d*\.wav$")),
         ("impact", _R(r"/(arrow_hit|hit)\d*\.wav$")),
         ("melee", _R(r"/swordman_attack\d*\.wav$")),

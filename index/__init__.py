@@ -9,7 +9,9 @@ from .libraries import (Library, LibraryError, delete_library, get_library, libr
                         library_status, list_libraries, open_store)
 from .naming import collection_name, frames_collection_name, point_id
 from . import naming
-from .queries import (clip_overview, read_frame_latents, read_frames, read_vectors, recommend, search_file, search_id, search_text,
+from .adapt import best_model
+from .queries import (clip_overview, read_frame_latents, read_frames, read_vectors, recommend, search_file, search_id,
+                      search_text,
                       search_vector,
                       taggram)
 from .store import DamagedCollectionError, Hit, Store, StoreError
@@ -20,7 +22,7 @@ from embedders.trained import training_log
 
 __all__ = [
     "AudioError", "audio_info", "DamagedCollectionError", "DATA_ENV_VAR", "EmbedderError", "available_models",
-    "check_model", "data_dir",
+    "best_model", "check_model", "data_dir",
     "Hit", "IngestReport", "Library", "LibraryError", "Store", "StoreError",
     "collection_name", "delete_library", "frames_collection_name", "get_library", "index_files",
     "index_folder", "library_counts", "library_damage", "library_status", "list_libraries", "open_store", "point_id", "read_frames",

@@ -50,6 +50,7 @@ from .curation import merge_edits
 from .aspects import delete_aspects, missing_aspects, write_aspects
 from .naming import (FileChangedError, FileStamp, check_library_name, collection_name, describe_change,
                      file_stamp, frame_point_id, frames_collection_name, hash_file, point_id)
+from . import adapt
 from . import store as store_module
 from .store import DamagedCollectionError, Store, StoreError
 from .store.interface import DEFAULT_MIN_FREE_MB, MIN_FREE_ENV, min_free_mb  # one threshold for ingest and writes
@@ -644,6 +645,8 @@ def index_files(store: Store, library: str, root: str | os.PathLike, files: Sequ
         if report.added:
             build_search_index(store, library, [e.name for e in embs],
                                (lambda msg: progress(done, total, msg)) if progress else None)
+        if report.added or report.rebuilt:  # library-adapted search (index/adapt.py)
+            adapt.refresh_adaptations(store, library, list(lib.models))
     report.wall_s = time.perf_counter() - t0
     return report
 

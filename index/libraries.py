@@ -173,5 +173,8 @@ def delete_model(store: Store, name: str, model: str) -> None:
     lib = get_library(store, name)
     store.delete_collection(frames_collection_name(name, model))
     store.delete_collection(collection_name(name, model))
+    from .adapt import drop_adaptation
+
+    drop_adaptation(store, name, model)
     lib.models = [m for m in lib.models if m != model]
     save_library(store, lib)

@@ -10,6 +10,7 @@ import numpy as np
 import embedders
 from embedders.audio import decode, decode_limit_s, info, printable, resample, stream_blocks
 
+from . import adapt
 from .libraries import LibraryError, get_library
 from .naming import collection_name, frames_collection_name
 from .store import Hit, Store
@@ -56,6 +57,9 @@ def search_vector(store: Store, library: str, model: str, vector: np.ndarray, k:
     matches, and grouped to one hit per file (Qdrant groups)."""
     coll = _collection(store, library, model)
     flt = _flt(label, ranges, where)
+    w = adapt.load_adaptation(store, library, model) if adapt.enabled() else None
+    if w is not None:  # library-adapted cosine (index/adapt.py)
+        return adapt.rerank(store, coll, w, vector, k, flt=flt, one_per_file=one_per_file)
     if one_per_file:
         groups = store.query_groups(coll, vector, group_by="path", groups=k, group_size=1, flt=flt)
         return [g[0] for g in groups if g]
@@ -99,6 +103,10 @@ def search_id(store: Store, library: str, model: str, point_id: str, k: int = 10
         raise LibraryError(f"no clip with id {printable(str(point_id))[:80]!r}: clip ids are UUIDs") from None
     if not store.existing_ids(coll, [point_id]):
         raise LibraryError(f"no clip with id {point_id} in library '{library}' for model '{model}'")
+    w = adapt.load_adaptation(store, library, model) if adapt.enabled() else None
+    if w is not None:  # library-adapted cosine (index/adapt.py); the clip itself still comes first
+        vec = store.retrieve(coll, [point_id], with_vectors=True)[0].vector
+        return adapt.rerank(store, coll, w, vec, k, flt=_flt(label, ranges, where))
     return store.query_by_id(coll, point_id, k, flt=_flt(label, ranges, where))
 
 

@@ -69,3 +69,19 @@ def test_bad_input_is_a_clear_error_and_tiny_libraries_are_left_alone():
     with pytest.raises(ValueError, match="4-d"):
         fit_whitening(np.random.default_rng(0).normal(size=(20, 4))).apply(np.ones(5))
     assert set(METHODS) == {"diag", "pca", "center"}
+
+
+def test_consensus_ranks_the_model_that_agrees_with_the_others_first():
+    """Three views of the same clips: two that hear the classes, one that is noise; the
+    unlabelled estimate puts the noise last."""
+    from projections.consensus import consensus_scores, mutual_rate
+
+    x, _ = _library(seed=3)
+    rng = np.random.default_rng(9)
+    good = fit_whitening(x, method="pca").apply(x)
+    views = {"a": good, "b": good + 0.01 * rng.normal(size=good.shape), "noise": rng.normal(size=good.shape)}
+    cons = consensus_scores(views)
+    assert min(cons["a"], cons["b"]) > cons["noise"] + 0.1
+    assert 0.0 <= mutual_rate(views["noise"]) <= 1.0  # a weak estimate: random vectors score high too
+    with pytest.raises(ValueError, match="same clips"):
+        consensus_scores({"a": good, "b": good[:10]})

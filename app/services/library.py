@@ -48,6 +48,14 @@ class LibraryService:
         """The models a library is indexed with ([] for no library)."""
         return list(self.get(name).models) if name else []
 
+    def default_model(self, name: str | None) -> str | None:
+        """The model to preselect: the best measured one (index.adapt.best_model: kNN label
+        agreement where the library has labels, an unlabelled estimate otherwise), else the first."""
+        models = self.models_of(name)
+        if not models:
+            return None
+        return index.best_model(self._store, name, models) or models[0]
+
     def table(self) -> list[dict]:
         """Name, root, models and clip counts per library; a damaged model's count is None and its
         one-line message (with the fix) is in "damaged"."""

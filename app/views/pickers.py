@@ -26,13 +26,18 @@ def refresh(svc: Services, library: str | None = None, model: str | None = None)
         models = svc.libs.models_of(lib)
     except Exception as exc:
         return gr.update(choices=[], value=None), gr.update(choices=[], value=None), error_md(exc)
+    if model not in models:  # preselect the library's best measured model
+        try:
+            model = svc.libs.default_model(lib)
+        except Exception:
+            model = None
     return choices(names, lib), choices(models, model), "" if names else EMPTY
 
 
 def models_for(svc: Services, library: str | None) -> dict:
     """The model choices of a library."""
     try:
-        return choices(svc.libs.models_of(library))
+        return choices(svc.libs.models_of(library), svc.libs.default_model(library))
     except Exception:
         return choices([])
 

@@ -38,10 +38,10 @@ class LayerFusion:
 
     @property
     def block_dims(self) -> list[int]:
-        from .. import dsp
+        from .. import timbre
 
         d = [LAYER_DIMS[layer] for layer, _ in self.layers]
-        return d * (2 if self.std else 1) + ([dsp.DIM] if self.dsp_weight else [])
+        return d * (2 if self.std else 1) + ([timbre.DIM] if self.dsp_weight else [])
 
     @property
     def dim(self) -> int:
@@ -98,7 +98,7 @@ FUSIONS: dict[str, LayerFusion] = {f.name: f for f in [
                 "overlapping 3 s patches"),
     LayerFusion("musicnn-msd+dsp", "MSD_musicnn", (("pool", 1.0),),
                 "MusiCNN (Million Song Dataset) pool layer fused with the dsp MFCC/log-mel statistics",
-                std=False, hop_frames=PATCH_FRAMES, dsp_weight=1.0),
+                std=False, hop_frames=PATCH_FRAMES, dsp_weight=0.7),
 ]}
 
 
@@ -138,15 +138,15 @@ class FusionEmbedder(Embedder):
         return log_mel(wave, self.base.mel_fb)
 
     def _dsp(self, wave: np.ndarray, spans: list[tuple[int, int]] | None = None) -> np.ndarray:
-        """DSP statistics of the whole wave ([dsp.DIM]) or of each span ([n, dsp.DIM]), at 22050 Hz."""
-        from .. import dsp
+        """DSP statistics of the whole wave ([timbre.DIM]) or of each span ([n, timbre.DIM]), at 22050 Hz."""
+        from .. import timbre
         from ..audio import resample
 
-        w22 = resample(np.asarray(wave, np.float32), SAMPLE_RATE, dsp.SAMPLE_RATE)
+        w22 = resample(np.asarray(wave, np.float32), SAMPLE_RATE, timbre.SAMPLE_RATE)
         if spans is None:
-            return dsp._stats(*dsp._features(w22))
-        ratio = dsp.SAMPLE_RATE / SAMPLE_RATE
-        return np.stack([dsp._stats(*dsp._features(w22[int(a * ratio): max(int(b * ratio), int(a * ratio) + 1)]))
+            return timbre.stats(*timbre.features(w22))
+        ratio = timbre.SAMPLE_RATE / SAMPLE_RATE
+        return np.stack([timbre.stats(*timbre.features(w22[int(a * ratio): max(int(b * ratio), int(a * ratio) + 1)]))
                          for a, b in spans])
 
     def _times(self, n: int) -> np.ndarray:

@@ -1,0 +1,139 @@
+"""Library-adapted search (index/adapt.py) on real Qdrant: better neighbours, stored with the library,
+applied to queries, refitted when the library changes, dropped with the model."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import index
+from index import adapt, queries
+from index.libraries import Library, delete_model, save_library
+from index.store import ClientStore, EdgeStore
+
+
+def _vectors(n_per: int = 40, d: int = 48, seed: int = 0):
+    """Two labelled classes apart along a weak direction, under a shared offset and two strong
+    nuisance dimensions (level, recording chain): raw cosine mostly sees the nuisance."""
+    rng = np.random.default_rng(seed)
+    common = rng.normal(size=d)
+    x, y = [], []
+    for label in ("a", "b"):
+        for _ in range(n_per):
+            v = common.copy()
+            v[:2] += rng.normal(size=2) * 2.0
+            v[2:10] += (0.1 if label == "b" else -0.1)
+            v += 0.1 * rng.normal(size=d)
+            x.append(v)
+            y.append(label)
+    return np.asarray(x, np.float32), y
+
+
+@pytest.fixture(params=["edge", "memory"])
+def store(request, tmp_path):
+    st = EdgeStore(tmp_path / "qdrant") if request.param == "edge" else ClientStore.in_memory()
+    x, y = _vectors()
+    coll = index.collection_name("lib", "m")
+    st.create_collection(coll, x.shape[1], indexes={"label": "keyword", "path": "keyword"})
+    ids = [index.point_id(f"{i:040x}") for i in range(len(x))]
+    st.upsert(coll, ids, x, [{"path": f"{lab}/{i}.wav", "label": lab} for i, lab in enumerate(y)])
+    save_library(st, Library(name="lib", root=str(tmp_path / "audio"), models=["m"]))
+    st.ids, st.x, st.y = ids, x, y
+    yield st
+    st.close()
+
+
+def _p_at_5(store) -> float:
+    hits = []
+    for pid, lab in zip(store.ids, store.y):
+        got = queries.search_id(store, "lib", "m", pid, k=6)
+        assert got[0].id == pid  # the clip itself first, adapted or not
+        hits.append(np.mean([h.label == lab for h in got[1:]]))
+    return float(np.mean(hits))
+
+
+def test_adapted_search_finds_neighbours_raw_cosine_misses(store):
+    raw = _p_at_5(store)
+    w = adapt.fit_adaptation(store, "lib", "m")
+    assert w is not None and w.n_fit == 80
+    adapted = _p_at_5(store)
+    assert adapted > raw + 0.15, (raw, adapted)
+    # an uploaded query (a vector not in the library) goes through the same transform
+    q = store.x[3] + np.float32(0.01)
+    assert queries.search_vector(store, "lib", "m", q, k=5)[0].label == "a"
+    # the switch turns it off: raw cosine again
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(adapt.ADAPT_ENV, "0")
+        assert abs(_p_at_5(store) - raw) < 1e-9
+
+
+def test_transform_is_stored_with_the_library_and_refitted_on_change(store):
+    assert adapt.refresh_adaptations(store, "lib", ["m"]) == ["m"]  # none yet: fitted
+    assert store.has_collection(adapt.adapt_collection_name("lib", "m"))
+    assert adapt.refresh_adaptations(store, "lib", ["m"]) == []  # unchanged: kept
+    x, _ = _vectors(n_per=20, seed=1)  # +50% clips
+    coll = index.collection_name("lib", "m")
+    store.upsert(coll, [index.point_id(f"{1000 + i:040x}") for i in range(len(x))], x,
+                 [{"path": f"new/{i}.wav", "label": "a"} for i in range(len(x))])
+    assert adapt.refresh_adaptations(store, "lib", ["m"]) == ["m"]
+    assert adapt.load_adaptation(store, "lib", "m").n_fit == 120
+    delete_model(store, "lib", "m")
+    assert not store.has_collection(adapt.adapt_collection_name("lib", "m"))
+
+
+def test_small_libraries_keep_raw_search(store, monkeypatch):
+    monkeypatch.setattr(adapt, "MIN_CLIPS", 1000)
+    assert adapt.fit_adaptation(store, "lib", "m") is None
+    assert adapt.load_adaptation(store, "lib", "m") is None
+
+
+@pytest.mark.slow
+def test_indexing_fits_the_transform(tmp_path, monkeypatch):
+    """After `index_folder` the library's model has its transform and search uses it."""
+    from app.demo import write_demo_library
+
+    monkeypatch.setattr(adapt, "MIN_CLIPS", 10)
+    folder = write_demo_library(tmp_path / "audio", per_class=4, classes=["kick", "hihat", "pad"], unlabelled=0)
+    data = tmp_path / "data"
+    st = index.open_store(data)
+    try:
+        index.index_folder(st, "demo", folder, ["dsp"], data_dir=data)
+        w = adapt.load_adaptation(st, "demo", "dsp")
+        assert w is not None and w.n_fit == 12 and w.method == "diag"
+        hits = queries.search_file(st, "demo", "dsp", folder / "kick" / "kick_00.wav", k=3, data_dir=data)
+        assert hits[0].path == "kick/kick_00.wav" and hits[0].score == pytest.approx(1.0, abs=1e-4)
+    finally:
+        st.close()
+
+
+@pytest.mark.slow
+def test_the_best_measured_model_is_preselected(tmp_path, monkeypatch):
+    """A library indexed with a model that separates its classes and one that does not: the
+    picker's default is the better one, by label agreement, and without labels by consensus."""
+    from app.services import Services
+    from app.views import pickers
+
+    monkeypatch.setattr(adapt, "MIN_CLIPS", 10)
+    x, y = _vectors()
+    rng = np.random.default_rng(5)
+    st = index.open_store(tmp_path / "data")
+    try:
+        ids = [index.point_id(f"{i:040x}") for i in range(len(x))]
+        good, bad = x, rng.normal(size=x.shape).astype(np.float32)  # "bad": noise, knows nothing
+        for model, v in (("bad", bad), ("good", good), ("good2", good + 0.05 * rng.normal(size=x.shape))):
+            coll = index.collection_name("lib", model)
+            st.create_collection(coll, x.shape[1], indexes={"label": "keyword", "path": "keyword"})
+            st.upsert(coll, ids, v.astype(np.float32), [{"path": f"{i}.wav", "label": lab} for i, lab in enumerate(y)])
+        save_library(st, Library(name="lib", root=str(tmp_path / "audio"), models=["bad", "good", "good2"]))
+        adapt.refresh_adaptations(st, "lib", ["bad", "good", "good2"])
+        q = adapt.quality_estimates(st, "lib", ["bad", "good", "good2"])
+        assert q["good"]["kind"] == "labels" and q["good"]["score"] > q["bad"]["score"] + 0.3
+        assert index.best_model(st, "lib", ["bad", "good"]) == "good"
+        for coll in (index.collection_name("lib", m) for m in ("bad", "good", "good2")):  # labels gone
+            st.delete_payload(coll, ids, ["label"])
+        q = adapt.quality_estimates(st, "lib", ["bad", "good", "good2"])
+        assert q["good"]["kind"] == "consensus" and q["good"]["score"] > q["bad"]["score"] + 0.2
+        svc = Services(tmp_path / "data", store=st)
+        _, model_update, _ = pickers.refresh(svc, "lib")
+        assert model_update["value"] == "good"
+    finally:
+        st.close()
