@@ -26,7 +26,7 @@ from embedders.base import Embedder, l2_normalise
 
 from .libraries import LibraryError, get_library
 from .naming import aspect_collection_name, collection_name
-from .store import Hit, Store
+from .store import Hit, Store, StoreError
 
 DEEP = "deep"
 ALL = (DEEP, *ASPECTS)
@@ -89,22 +89,22 @@ def ensure_aspect_collections(store: Store, library: str) -> None:
 
 def missing_aspects(store: Store, library: str, ids: Sequence[str]) -> set[str]:
     """The ids among `ids` whose aspect vectors are not (all) stored."""
-    last = aspect_collection_name(library, ASPECTS[-1])
     if not ids:
         return set()
-    if not store.has_collection(last):
+    try:  # existing_ids only: a Ray worker's store answers it from the driver's snapshot
+        return set(ids) - store.existing_ids(aspect_collection_name(library, ASPECTS[-1]), list(ids))
+    except StoreError:  # no aspect collection yet
         return set(ids)
-    return set(ids) - store.existing_ids(last, list(ids))
 
 
 def write_aspects(store: Store, library: str, ids: Sequence[str], waves: Sequence[np.ndarray],
                   sample_rates: Sequence[int], payloads: Sequence[dict]) -> None:
-    """Compute and store the aspect vectors of clips (one wave per id); the last aspect last."""
+    """Compute and store the aspect vectors of clips (one wave per id); the last aspect last. The
+    collections must exist (`ensure_aspect_collections`, called by the indexing run's driver)."""
     if not ids:
         return
     vecs = [aspect_vectors(w, sr) for w, sr in zip(waves, sample_rates)]
     pays = [{k: p[k] for k in ("path", "file_id", "start_s", "end_s") if k in p} for p in payloads]
-    ensure_aspect_collections(store, library)
     for name in ASPECTS:
         store.upsert(aspect_collection_name(library, name), list(ids),
                      np.stack([v[name] for v in vecs]).astype(np.float32), pays)

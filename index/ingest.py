@@ -47,7 +47,7 @@ from . import filetags
 from .labels import Labeler, make_labeler
 from .libraries import Library, LibraryError, UnknownLibraryError, get_library, save_library
 from .curation import merge_edits
-from .aspects import delete_aspects, missing_aspects, write_aspects
+from .aspects import delete_aspects, ensure_aspect_collections, missing_aspects, write_aspects
 from .naming import (FileChangedError, FileStamp, check_library_name, collection_name, describe_change,
                      file_stamp, frame_point_id, frames_collection_name, hash_file, point_id)
 from . import adapt
@@ -611,6 +611,8 @@ def index_files(store: Store, library: str, root: str | os.PathLike, files: Sequ
                             report.rebuilt.append(coll)
         for emb in embs:
             ensure_collections(store, library, emb)
+        if opts.aspects:
+            ensure_aspect_collections(store, library)
         lib.models = list(dict.fromkeys(lib.models + [e.name for e in embs]))
         save_library(store, lib)
 
