@@ -507,7 +507,8 @@ class _Run:
                     raise
                 except Exception as exc:
                     self.fail(it.rel if it.segment is None else f"{it.rel}@{it.start_s:.2f}s",
-                              f"aspects: {_one_line(exc, it.path.name)}")
+                              f"indexed, but its aspect vectors failed ({_one_line(exc, it.path.name)}); "
+                              f"`search --aspects` leaves it out until it is indexed again")
 
     def index_long(self, p: Path) -> None:
         """Stream a long file as segments, batch by batch."""
