@@ -508,7 +508,7 @@ class _Run:
                 except Exception as exc:
                     self.fail(it.rel if it.segment is None else f"{it.rel}@{it.start_s:.2f}s",
                               f"indexed, but its aspect vectors failed ({_one_line(exc, it.path.name)}); "
-                              f"`search --aspects` leaves it out until it is indexed again")
+                              f"a steered search counts its aspects as 0 until it is indexed again")
 
     def index_long(self, p: Path) -> None:
         """Stream a long file as segments, batch by batch."""
