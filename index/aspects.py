@@ -379,7 +379,7 @@ def search(store: Store, library: str, model: str, *, path: str | os.PathLike | 
     the hits are the plain search's, annotated with per-aspect similarities (`with_aspects`)."""
     from embedders.audio import decode
 
-    from .queries import _collection, _flt, search_vector, time_range
+    from .queries import _collection, _flt, search_id, search_vector, time_range
 
     w = parse_weights(weights)
     _collection(store, library, model)
@@ -403,6 +403,9 @@ def search(store: Store, library: str, model: str, *, path: str | os.PathLike | 
     else:
         raise LibraryError("give an audio file or a clip id to search with")
     if is_plain(w):
-        hits = search_vector(store, library, model, query.deep, k, label, one_per_file, ranges, where or None)
+        if point_id is not None and point_ids is None and not one_per_file:
+            hits = search_id(store, library, model, str(point_id), k, label, ranges, where or None)
+        else:
+            hits = search_vector(store, library, model, query.deep, k, label, one_per_file, ranges, where or None)
         return (annotate(store, library, query, hits) if with_aspects else hits), query
     return steered_search(store, library, model, query, w, k, flt, one_per_file), query
