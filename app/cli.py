@@ -82,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True)
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--file", help="audio file to search with")
-    g.add_argument("--id", help="id of a clip already in the library")
+    g.add_argument("--id", help="id of a clip already in the library (ID,ID,...: several, searched with their "
+                                "mean, e.g. a selection)")
     g.add_argument("--text", help="text description (CLAP models only)")
     p.add_argument("-k", type=int, default=10, help="number of results (default 10)")
     p.add_argument("--label", default=None, help="only clips with this label")
@@ -347,7 +348,9 @@ def cmd_search(args) -> int:
     queries = _services(args).queries
     if (args.start is not None or args.end is not None) and not args.file:
         raise CliError("--start/--end pick a time range of --file")
-    steered = any(v is not None for v in (args.aspects, args.start, args.end, args.in_ids, args.tag, args.cluster))
+    several = bool(args.id and "," in args.id)
+    steered = several or any(v is not None for v in (args.aspects, args.start, args.end, args.in_ids, args.tag,
+                                                       args.cluster))
     if steered and args.text:
         raise CliError("--aspects, --start/--end, --in-ids, --tag and --cluster work with --file or --id, not --text")
     if steered:
@@ -357,7 +360,9 @@ def cmd_search(args) -> int:
         except ValueError as exc:
             raise CliError(f"bad --aspects: {exc}") from None
         where = {k: v for k, v in (("tags", args.tag), ("cluster", args.cluster)) if v is not None}
-        hits, why = queries.search(args.library, args.model, path=args.file, point_id=args.id, start_s=args.start,
+        ids = [i.strip() for i in args.id.split(",") if i.strip()] if several else None
+        hits, why = queries.search(args.library, args.model, path=args.file, point_id=None if several else args.id,
+                                   point_ids=ids, start_s=args.start,
                                    end_s=args.end, weights=weights, k=args.k, label=args.label,
                                    one_per_file=args.one_per_file, ranges=ranges, where=where or None,
                                    within=_in_ids(args.in_ids))

@@ -26,7 +26,7 @@ from embedders.base import Embedder, l2_normalise
 
 from .libraries import LibraryError, get_library
 from .naming import aspect_collection_name, collection_name
-from .store import Hit, Store
+from .store import Hit, Store, StoreError
 
 DEEP = "deep"
 ALL = (DEEP, *ASPECTS)
@@ -89,22 +89,22 @@ def ensure_aspect_collections(store: Store, library: str) -> None:
 
 def missing_aspects(store: Store, library: str, ids: Sequence[str]) -> set[str]:
     """The ids among `ids` whose aspect vectors are not (all) stored."""
-    last = aspect_collection_name(library, ASPECTS[-1])
     if not ids:
         return set()
-    if not store.has_collection(last):
+    try:  # existing_ids only: a Ray worker's store answers it from the driver's snapshot
+        return set(ids) - store.existing_ids(aspect_collection_name(library, ASPECTS[-1]), list(ids))
+    except StoreError:  # no aspect collection yet
         return set(ids)
-    return set(ids) - store.existing_ids(last, list(ids))
 
 
 def write_aspects(store: Store, library: str, ids: Sequence[str], waves: Sequence[np.ndarray],
                   sample_rates: Sequence[int], payloads: Sequence[dict]) -> None:
-    """Compute and store the aspect vectors of clips (one wave per id); the last aspect last."""
+    """Compute and store the aspect vectors of clips (one wave per id); the last aspect last. The
+    collections must exist (`ensure_aspect_collections`, called by the indexing run's driver)."""
     if not ids:
         return
     vecs = [aspect_vectors(w, sr) for w, sr in zip(waves, sample_rates)]
     pays = [{k: p[k] for k in ("path", "file_id", "start_s", "end_s") if k in p} for p in payloads]
-    ensure_aspect_collections(store, library)
     for name in ASPECTS:
         store.upsert(aspect_collection_name(library, name), list(ids),
                      np.stack([v[name] for v in vecs]).astype(np.float32), pays)
@@ -189,6 +189,42 @@ def query_from_id(store: Store, library: str, model: str, point_id: str) -> Quer
             aspects[name] = rec[0].vector
     p = found[0].payload
     return Query(found[0].vector, aspects, p, p.get("top_tags"), id=point_id)
+
+
+WHY_FIELDS = ("tempo_bpm", "loudness_dbfs", "spectral_centroid_hz", "onset_rate_hz", "duration_s")
+
+
+def query_from_ids(store: Store, library: str, model: str, ids: Sequence[str]) -> Query:
+    """Several clips (a selection) as one query: the re-normalised mean of their deep vectors and of
+    each aspect's vectors; descriptors are the members' medians, top tags the most common ones."""
+    import uuid
+    from collections import Counter
+
+    ids = list(dict.fromkeys(str(i) for i in ids))
+    if len(ids) == 1:
+        return query_from_id(store, library, model, ids[0])
+    for i in ids:
+        try:
+            uuid.UUID(i)
+        except ValueError:
+            raise LibraryError(f"no clip with id {i[:80]!r}: clip ids are UUIDs") from None
+    recs = store.retrieve(collection_name(library, model), ids, with_vectors=True)
+    if not recs:
+        raise LibraryError(f"none of these clips is in library '{library}' for model '{model}'")
+    aspects = {}
+    for name in ASPECTS:
+        coll = aspect_collection_name(library, name)
+        got = store.retrieve(coll, ids, with_vectors=True) if store.has_collection(coll) else []
+        if got:
+            aspects[name] = l2_normalise(np.mean([r.vector for r in got], axis=0))
+    desc = {}
+    for key in WHY_FIELDS:
+        vals = [r.payload[key] for r in recs if isinstance(r.payload.get(key), (int, float))]
+        if vals:
+            desc[key] = float(np.median(vals))
+    tags = Counter(t for r in recs for t in (r.payload.get("top_tags") or []))
+    return Query(l2_normalise(np.mean([r.vector for r in recs], axis=0)), aspects, desc,
+                 [t for t, _ in tags.most_common(5)])
 
 
 def _cos(q: np.ndarray, m: np.ndarray) -> np.ndarray:
@@ -330,18 +366,20 @@ def annotate(store: Store, library: str, query: Query, hits: list[Hit]) -> list[
 
 
 def search(store: Store, library: str, model: str, *, path: str | os.PathLike | None = None,
-           point_id: str | None = None, start_s: float | None = None, end_s: float | None = None,
+           point_id: str | None = None, point_ids: Sequence[str] | None = None,
+           start_s: float | None = None, end_s: float | None = None,
            weights: Mapping[str, float] | str | None = None, k: int = 10, label: str | list[str] | None = None,
            ranges: dict | None = None, where: dict | None = None, within: Sequence[str] | None = None,
            one_per_file: bool = False, data_dir: str | os.PathLike | None = None,
            with_aspects: bool = True) -> tuple[list[Hit], Query]:
-    """Search by an audio file (or its start_s..end_s part) or a clip id, steered by aspect weights,
+    """Search by an audio file (or its start_s..end_s part), a clip id or several (`point_ids`, a
+    selection: their mean vectors, see `query_from_ids`), steered by aspect weights,
     optionally inside a set (`within` ids, and/or label / payload ranges / `where` matches).
     Returns the hits and the query (for `why_similar`). With the default weights (deep model alone)
     the hits are the plain search's, annotated with per-aspect similarities (`with_aspects`)."""
     from embedders.audio import decode
 
-    from .queries import _collection, _flt, search_vector, time_range
+    from .queries import _collection, _flt, search_id, search_vector, time_range
 
     w = parse_weights(weights)
     _collection(store, library, model)
@@ -352,7 +390,11 @@ def search(store: Store, library: str, model: str, *, path: str | os.PathLike | 
         where["__ids__"] = [str(i) for i in within]
     flt = _flt(label, ranges, where)
     have_aspects = all(store.has_collection(aspect_collection_name(library, a)) for a in ASPECTS)
-    if point_id is not None:
+    if point_ids is not None:
+        if not point_ids:
+            raise LibraryError("the selection is empty: select clips on the Map first")
+        query = query_from_ids(store, library, model, point_ids)
+    elif point_id is not None:
         query = query_from_id(store, library, model, str(point_id))
     elif path is not None:
         wave, sr = decode(path)
@@ -361,6 +403,9 @@ def search(store: Store, library: str, model: str, *, path: str | os.PathLike | 
     else:
         raise LibraryError("give an audio file or a clip id to search with")
     if is_plain(w):
-        hits = search_vector(store, library, model, query.deep, k, label, one_per_file, ranges, where or None)
+        if point_id is not None and point_ids is None and not one_per_file:
+            hits = search_id(store, library, model, str(point_id), k, label, ranges, where or None)
+        else:
+            hits = search_vector(store, library, model, query.deep, k, label, one_per_file, ranges, where or None)
         return (annotate(store, library, query, hits) if with_aspects else hits), query
     return steered_search(store, library, model, query, w, k, flt, one_per_file), query

@@ -98,6 +98,21 @@ def test_default_weights_give_exactly_the_plain_search(lib):
     assert [(h.id, h.score) for h in hits] == [(h.id, h.score) for h in by_id]
 
 
+def test_a_selection_as_the_query_is_the_mean_of_its_vectors(lib):
+    store, d, folder = lib
+    kicks = sorted(h.id for h in A.search(store, "demo", "dsp", path=next(folder.glob("kick/*.wav")), k=2,
+                                          data_dir=d)[0])
+    hits, query = A.search(store, "demo", "dsp", point_ids=kicks, weights="deep=1,timbre=1", k=6)
+    stored = {a: _stored(store, a, [h.id for h in hits]) for a in A.ALL}
+    for a in A.ALL:
+        mean = np.mean([_stored(store, a, kicks)[i] for i in kicks], axis=0)
+        for h in hits:
+            assert h.aspects[a] == pytest.approx(_cos(mean, stored[a][h.id]), abs=1e-5)
+    assert set(kicks) <= {h.id for h in hits[:4]}
+    with pytest.raises(index.LibraryError, match="selection is empty"):
+        A.search(store, "demo", "dsp", point_ids=[], weights="timbre=1")
+
+
 def test_a_search_inside_a_set_returns_only_its_members(lib):
     store, d, folder = lib
     q = next(folder.glob("kick/*.wav"))
@@ -237,6 +252,11 @@ def test_search_view_dials_bars_why_lines_scope_and_playback_part(lib):
     _, err, _ = search.run(svc, "demo", "dsp", q, "", 10, None, False, None, None, None, None,
                            0.0, 0.0, 0.0, 0.0, 0.0)
     assert "every aspect weight is 0" in err
+    sel_ids = [i for i, _ in plain[:3]]
+    status, _, by_sel = search.run(svc, "demo", "dsp", None, "", 5, None, False, None, None, None, None,
+                                   1.0, 0.5, 0.0, 0.0, 0.0, None, None, None, None, sel_ids, None, None, 0.0,
+                                   search.QUERY_SELECTION)
+    assert status.startswith("5 results for the selection (3 clips)") and len(by_sel) == 5
     rel = Path(q).relative_to(folder).as_posix()
     status, html_ = playback.search_part(svc, "demo", "dsp", rel, 0.0, 0.6)  # the whole 0.6 s kick
     assert status.startswith("10 results for 0–0.6 s of " + rel)

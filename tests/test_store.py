@@ -196,6 +196,20 @@ def test_filtered_query_and_count(pair, spec):
     assert edge.count(COLL, spec) == memory.count(COLL, spec) == int(mask.sum())
 
 
+def test_id_set_filter_keeps_only_members_on_both_backends(pair):
+    edge, memory = pair
+    members = IDS[40:60] + IDS[200:205]
+    q = np.random.default_rng(3).standard_normal(DIM).astype(np.float32)
+    mask = np.isin(np.array(IDS), members)
+    for spec, m in (({"__ids__": members}, mask),
+                    ({"__ids__": members, "label": "kick"}, mask & np.array([p.get("label") == "kick" for p in PAYLOADS]))):
+        assert 0 < m.sum()
+        a, b = edge.query(COLL, q, 50, flt=spec), memory.query(COLL, q, 50, flt=spec)
+        assert {h.id for h in a} == set(np.array(IDS)[m])
+        _assert_hits(a, *_brute(q, 50, m))
+        _assert_same(a, b)
+
+
 def test_query_batch(pair):
     edge, memory = pair
     qs = np.random.default_rng(3).standard_normal((7, DIM)).astype(np.float32)

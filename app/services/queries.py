@@ -30,16 +30,19 @@ class QueryService:
                                  one_per_file=one_per_file, data_dir=self._svc.data_dir, ranges=ranges, where=where)
 
     def search(self, library: str, model: str, *, path: str | os.PathLike | None = None,
-               point_id: str | None = None, start_s: float | None = None, end_s: float | None = None,
+               point_id: str | None = None, point_ids: list[str] | None = None,
+               start_s: float | None = None, end_s: float | None = None,
                weights: dict[str, float] | str | None = None, k: int = 10, label: str | None = None,
                one_per_file: bool = False, ranges: Ranges | None = None, where: dict | None = None,
                within: list[str] | None = None) -> tuple[list[index.Hit], list[str]]:
-        """(hits, a "why similar" line per hit) of a search by file (or its start_s..end_s part) or clip id,
+        """(hits, a "why similar" line per hit) of a search by file (or its start_s..end_s part), clip id
+        or a selection of clips (`point_ids`),
         steered by aspect weights ("deep=1,timbre=0.5" or a dict; default: the deep model alone, as plain
         search), inside a set (`within` ids; `where` e.g. {"tags": "keep"} or {"cluster": 3}). Each hit
         carries its per-aspect similarities (`Hit.aspects`) where the library has aspect vectors."""
         hits, query = aspect_queries.search(
-            self._svc.store, library, model, path=path, point_id=point_id, start_s=start_s, end_s=end_s,
+            self._svc.store, library, model, path=path, point_id=point_id, point_ids=point_ids,
+            start_s=start_s, end_s=end_s,
             weights=weights, k=k, label=label, ranges=ranges, where=where, within=within,
             one_per_file=one_per_file, data_dir=self._svc.data_dir)
         return hits, [aspect_queries.why_similar(query, h) for h in hits]

@@ -16,6 +16,7 @@ from app.views import PRIVATE, bind
 
 ANY, NONE = "(any)", "(none)"
 EVERYTHING, PREVIOUS, SELECTION = "everything", "previous results", "the Map's selection"
+QUERY_CLIP, QUERY_SELECTION = "the clip above", "the Map's selection (its mean)"
 ASPECT_DIALS = ("deep", "timbre", "spectrum", "pitch", "envelope")
 
 
@@ -57,11 +58,13 @@ def run(svc: Services, library: str | None, model: str | None, path: str | None,
         deep: float = 1.0, timbre: float = 0.0, spectrum: float = 0.0, pitch: float = 0.0, envelope: float = 0.0,
         start_s: float | None = None, end_s: float | None = None, scope: str | None = None,
         previous: list | None = None, selection: list | None = None,
-        cluster: float | None = None, pred: str | None = None, min_conf: float = 0.0) -> tuple[str, str, list]:
+        cluster: float | None = None, pred: str | None = None, min_conf: float = 0.0,
+        query_from: str | None = None) -> tuple[str, str, list]:
     """(status line, results HTML, [(id, score)] of the results) for an uploaded/recorded clip (or its
     start_s..end_s part), or a text for CLAP models; aspect dials (0 = off; the default is the deep
     model alone, as plain search), a scope (everything, previous results, the Map's selection) and a
-    suggested-label filter (unlabelled clips suggested as `pred` with confidence >= min_conf)."""
+    suggested-label filter (unlabelled clips suggested as `pred` with confidence >= min_conf);
+    `query_from` = QUERY_SELECTION searches with the Map's selection (its mean) instead of the clip."""
     if not library or not model:
         return EMPTY, "", []
     lab = None if label in (None, "", ANY) else label
@@ -77,13 +80,17 @@ def run(svc: Services, library: str | None, model: str | None, path: str | None,
         if text and text.strip() and not path:
             hits = svc.queries.search_text(library, model, text.strip(), k=int(k), label=lab)
             what = f'"{text.strip()}"'
-        elif path:
-            hits, why = svc.queries.search(library, model, path=path, start_s=_num(start_s), end_s=_num(end_s),
+        elif path or query_from == QUERY_SELECTION:
+            by_sel = query_from == QUERY_SELECTION
+            hits, why = svc.queries.search(library, model, path=None if by_sel else path,
+                                           point_ids=list(selection or []) if by_sel else None,
+                                           start_s=None if by_sel else _num(start_s),
+                                           end_s=None if by_sel else _num(end_s),
                                            weights=weights, k=int(k), label=lab, one_per_file=bool(one_per_file),
                                            ranges=ranges, where=where or None,
                                            within=_within(scope, previous, selection))
-            what = Path(path).name
-            if _num(start_s) is not None or _num(end_s) is not None:
+            what = f"the selection ({len(selection or [])} clips)" if by_sel else Path(path).name
+            if not by_sel and (_num(start_s) is not None or _num(end_s) is not None):
                 what += f" ({_num(start_s) or 0:g}–{'end' if _num(end_s) is None else f'{_num(end_s):g}'} s)"
             on = [f"{a} {w:g}" for a, w in weights.items() if w > 0]
             steer = "" if on == [f"deep {weights['deep']:g}"] else " steered by " + ", ".join(on)
@@ -140,6 +147,8 @@ def build(svc: Services, library: gr.Dropdown, model: gr.Dropdown, selection: gr
                 scope = gr.Radio([EVERYTHING, PREVIOUS, SELECTION] if selection is not None else [EVERYTHING, PREVIOUS],
                                  value=EVERYTHING, label="Search inside", elem_id="ae-search-scope")
                 cluster = gr.Number(value=None, label="Only cluster (id)", precision=0)
+                query_from = gr.Radio([QUERY_CLIP, QUERY_SELECTION] if selection is not None else [QUERY_CLIP],
+                                      value=QUERY_CLIP, label="Search with", elem_id="ae-search-query-from")
             go = gr.Button("Search", variant="primary", elem_id="ae-search-go")
     status = gr.Markdown()
     results = gr.HTML(elem_id="ae-search-results")
@@ -153,5 +162,5 @@ def build(svc: Services, library: gr.Dropdown, model: gr.Dropdown, selection: gr
         comp.change(bind(tag_choices, svc), [library, model], tag, **PRIVATE)
     sel = selection if selection is not None else gr.State([])
     go.click(bind(run, svc), [library, model, audio, text, k, label, one, field, lo, hi, tag, *dials, start, end,
-                              scope, last, sel, cluster, pred, min_conf], [status, results, last], **PRIVATE)
+                              scope, last, sel, cluster, pred, min_conf, query_from], [status, results, last], **PRIVATE)
     export_btn.click(bind(export_results, svc), [library, model, last], [zip_file, status], **PRIVATE)

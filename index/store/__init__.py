@@ -19,19 +19,22 @@ Every Qdrant import of the project lives in this package; the rest of the code t
 one named vector ``"embedding"``, scores are cosine similarities (higher is better), point
 ids are UUID strings.
 
-Exact vs approximate search: up to ``EXACT_SEARCH_MAX_POINTS`` points in a collection every
+Exact vs approximate search: up to ``EXACT_SEARCH_MAX_POINTS`` (20k) points in a collection every
 vector query is an exact (brute-force) scan, so results are exact and the two backends agree
-point for point. Measured on Qdrant Edge (2 CPU cores, 20k x 512 float32): an exact top-10
-query takes ~2.5 ms, a batch of 1000 exact queries ~1 s; HNSW after ``optimize()`` took 43 s
-to build and its default search found only ~37 % of the true top-10 on random vectors (82 %
-with ef=512). Libraries of audio clips sit far below the threshold, so exactness costs nothing
-noticeable. Above it, queries ask HNSW with a high ``ef`` (``HNSW_EF``). Edge builds a
-collection's graph only when asked (``build_hnsw``): indexing does so for a clip collection
-that outgrows the threshold (index/ingest.py). On clustered vectors (closer to real
-embeddings than random ones) the graph found 99.9 % (100k) and 98.8 % (1M) of the true top-10
-at 1.4 ms / 5.5 ms vs 4.8 ms / 49 ms exact (benchmarks/query_latency.py).
-``EXACT_SEARCH_MAX_POINTS`` is read from this package at call time, so setting it here (as
-tests and benchmarks do) reaches both backends.
+point for point; an exact top-10 at 20k x 512 takes ~2 ms on 2 cores. Above it, queries ask the
+HNSW graph with ``ef`` = ``HNSW_EF`` (128). Both were decided from recall measured with
+``benchmarks/query_latency.py --tune 100000`` (load average ~16 on 2 cores, so absolute times are
+inflated; compare ratios): on 100k x 512-d clustered vectors Edge HNSW ef 128 found 0.991 of the
+true top-10 at p50 0.93 ms vs 106 ms exact (ef 64: 0.934, below the 0.95 goal); on 100k jittered
+copies of real embeddings (dsp, the benchmark set) ef 64 already gave 0.995 and ef 128 1.000.
+Qdrant's int8 scalar quantization (``QUANTIZATION = "int8"``) did not keep recall (0.89 clustered,
+0.13 on the real-derived vectors) and is off. Edge builds a collection's graph only when asked
+(``build_hnsw``): indexing does so for a clip collection that outgrows the threshold
+(index/ingest.py); Edge leaves collections under ~20 MB of vectors unindexed (they are scanned,
+exactly). Aspect collections (index/aspects.py, 10-67 dims) are not given a graph: a scan of
+100k x 67-d is cheaper than the graph. ``EXACT_SEARCH_MAX_POINTS``, ``HNSW_EF`` and
+``QUANTIZATION`` are read from this package at call time, so setting them here (as tests and
+benchmarks do) reaches both backends.
 """
 
 from .client import ClientStore
@@ -41,6 +44,7 @@ from .interface import (
     EXACT_SEARCH_MAX_POINTS,
     HNSW_EF,
     LOCAL_SEARCH_MATRIX_MAX_POINTS,
+    QUANTIZATION,
     QUERY_BATCH_CHUNK,
     UPSERT_CHUNK,
     VECTOR_NAME,
@@ -56,6 +60,7 @@ __all__ = [
     "EXACT_SEARCH_MAX_POINTS",
     "HNSW_EF",
     "LOCAL_SEARCH_MATRIX_MAX_POINTS",
+    "QUANTIZATION",
     "QUERY_BATCH_CHUNK",
     "UPSERT_CHUNK",
     "VECTOR_NAME",
