@@ -285,10 +285,10 @@ def test_read_only_data_folder_permissions(corpus, tmp_path):
 
 @pytest.fixture
 def tmpfs(tmp_path):
-    """A fresh 256 MB tmpfs mount, or skip where this machine does not let the tests mount one."""
+    """A fresh 512 MB tmpfs mount, or skip where this machine does not let the tests mount one."""
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256m", "tmpfs", str(mnt)], capture_output=True,
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512m", "tmpfs", str(mnt)], capture_output=True,
                          text=True)
     if res.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({res.stderr.strip() or res.returncode})")

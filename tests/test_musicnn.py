@@ -108,6 +108,8 @@ def test_specs_are_cheap_and_complete(tmp_path):
         "vgg-msd": 128, "vgg-msd-taggram": 50,
         "musicnn-mtt": 1506, "musicnn-mtt-penultimate": 200, "musicnn-mtt-taggram": 50,
         "vgg-mtt": 128, "vgg-mtt-taggram": 50,
+        # fusion: (pool 1506 + penultimate 200) x (mean, std); the pool layer beside dsp's 123 statistics
+        "musicnn-msd-fusion": 3412, "musicnn-mtt-fusion": 3412, "musicnn-msd+dsp": 1629,
     }
     for spec in M.specs(tmp_path):
         assert spec.family == "musicnn" and spec.description
