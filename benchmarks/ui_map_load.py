@@ -116,16 +116,26 @@ def measure(data: Path) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="10000,50000,100000")
+    ap.add_argument("--keep", type=Path, default=None,
+                    help="keep each size's library under KEEP/N and reuse it when there (a 1M build takes minutes)")
+    ap.add_argument("--build-only", action="store_true", help="build the libraries (with --keep), measure nothing")
     args = ap.parse_args()
     rows = []
     for n in [int(s) for s in args.sizes.split(",")]:
         with tempfile.TemporaryDirectory() as tmp:
-            data = Path(tmp) / "data"
+            data = (args.keep / str(n)) if args.keep else Path(tmp) / "data"
             t0 = time.perf_counter()
-            build_library(data, n)
+            if not (data / ".built").exists():
+                build_library(data, n)
+                (data / ".built").write_text(str(n))
             build_s = time.perf_counter() - t0
+            if args.build_only:
+                print(f"{n}: built in {build_s:.0f} s", file=sys.stderr)
+                continue
             for r in measure(data):
                 rows.append({"n": n, "build_s": build_s, **r})
+    if not rows:
+        return
     base = rows[0]["total_s"]
     print(f"\nmap load in headless Chromium (software WebGL), PCA 2D, {os.cpu_count()} cores; goal <= 3 s at 50k\n")
     print(f"{'points':>8s} {'run':>6s} {'open->shown s':>14s} {'plotly draw ms':>15s} {'next frame s':>13s} "
