@@ -2,6 +2,7 @@
 values the map component draws; the points published to the browser; trajectories; comparisons."""
 from __future__ import annotations
 
+import os
 import threading
 import uuid
 from collections import OrderedDict
@@ -25,8 +26,10 @@ MAX_3D_POINTS = 30000  # 3D overview maps above this are decimated (and say so)
 # grid of the map, so sparse regions keep theirs) and a density grid of the rest. Why 150k: 100k points
 # open in ~3 s in headless Chromium (benchmarks/ui_map_load.py) and the points JSON grows ~linearly
 # (~90 bytes a point), so past ~150k a page would no longer open within the 5 s goal.
-LOD_THRESHOLD = 150_000
-LOD_CAP = 100_000
+# AUDIO_EXPLORER_MAP_LOD=N,CAP sets both (to see the level of detail on a small library)
+_LOD_ENV = [int(v) for v in os.environ.get("AUDIO_EXPLORER_MAP_LOD", "").split(",") if v.strip().isdigit()]
+LOD_THRESHOLD = _LOD_ENV[0] if _LOD_ENV else 150_000
+LOD_CAP = min(_LOD_ENV[1], LOD_THRESHOLD) if len(_LOD_ENV) > 1 else min(100_000, LOD_THRESHOLD)
 LOD_GRID = 256     # cells per side of the grid the drawn subset is stratified over
 DENSITY_GRID = 200  # cells per side of the density layer
 # UMAP and t-SNE fit every point: minutes past this size on a few cores (UMAP of 1M ~15 min); refused, use PCA
@@ -125,6 +128,20 @@ class MapService:
         self._svc = svc
         self.cache = cache
         self.tokens = TokenStore()
+        self._digests: "OrderedDict[int, tuple[list[str], str]]" = OrderedDict()  # id(ids) -> (ids, hash)
+        self._lod: OrderedDict = OrderedDict()  # a big map's drawn subset and density, per map
+
+    def _ids_digest(self, ids: list[str]) -> str:
+        """The map key's hash of `ids` (1.4 s at 1M ids), remembered for the same held list of ids
+        (the vector read is cached: a page load's map asks again with the same list)."""
+        got = self._digests.get(id(ids))
+        if got is not None and got[0] is ids:
+            return got[1]
+        digest = projections.ids_hash(ids)
+        self._digests[id(ids)] = (ids, digest)
+        while len(self._digests) > 4:
+            self._digests.popitem(last=False)
+        return digest
 
     # ---- fitting --------------------------------------------------------------------------
     def fit(self, library: str, model: str, method: str, dims: int, seed: int = 0,
@@ -151,8 +168,8 @@ class MapService:
         if method in ("umap", "tsne") and len(ids) > MAX_NONLINEAR_POINTS:
             raise ServiceError(f"{METHOD_LABELS[method]} of {len(ids):,} points would take many minutes here (UMAP of 1M "
                                f"~15 min): above {MAX_NONLINEAR_POINTS:,} points use PCA or LDA")
-        key = projections.MapKey.build(library, model, method, dims, ids, params={"seed": seed, **(params or {})},
-                                       labels=labels)
+        key = projections.MapKey.build(library, model, method, dims, params={"seed": seed, **(params or {})},
+                                       labels=labels, ids_digest=self._ids_digest(ids))
         hits_before = self.cache.stats.hits
         with self._svc.locks(("fit", key.digest)):  # one fit per map, however many events ask at once
             proj = self.cache.get_or_fit(key, X, labels, quality_k=None)
@@ -186,6 +203,8 @@ class MapService:
                 if libs and libs[0].models:
                     first = (libs[0].name, list(libs[0].models)[0], "pca", 2)
                     self.fit(*first, quality=False)  # the map ...
+                    self.color_options(*first[:2])  # ... what every page asks of all the payloads ...
+                    self._svc.libs.files_of(*first[:2])
                     self.fit(*first)  # ... then its quality numbers
             except Exception:
                 pass
@@ -214,7 +233,11 @@ class MapService:
 
     def color_options(self, library: str, model: str) -> list[str]:
         """What a map can be coloured by: label, descriptors present, and tags."""
-        _ids, _X, pays = self._svc.vectors.read(library, model)
+        return list(self._svc.vectors.derived(library, model, "color_options",
+                                              lambda _i, _X, pays: self._color_options(pays)))
+
+    @staticmethod
+    def _color_options(pays: list[dict]) -> list[str]:
         opts = ["label"]
         if any(p.get("pred_label") for p in pays):
             opts.append(PREDICTED)
@@ -297,11 +320,11 @@ class MapService:
         density = None
         if dims == 2 and n > LOD_THRESHOLD:
             xy = fit.coords[:, :2]
-            idx = projections.stratified_subset(xy, LOD_CAP, bins=LOD_GRID)
+            idx = self._lod_subset(fit, xy)
             marked = set(highlight_ids or ()) | set(own_ids or ()) | set(selected_ids or ())
             if marked:  # highlighted, own and selected points are always drawn
                 idx = np.union1d(idx, [i for i, pid in enumerate(ids) if pid in marked]).astype(np.int64)
-            density = projections.density_grid(xy, bins=DENSITY_GRID, exclude=idx)
+            density = self._lod_density(fit, xy, idx)
             note = (f"drawing {len(idx):,} of {n:,} points (every region keeps some); the grey density shows the "
                     f"rest: click it to hear the nearest clip")
         c = np.round(fit.coords[idx].astype(np.float64), 5)
@@ -339,6 +362,26 @@ class MapService:
         if density is not None:
             out["n_total"] = n
         return out
+
+    def _lod_memo(self, fit: MapFit, what: tuple, compute):
+        """A level-of-detail array of a fitted map, computed once per (map, what): the same map drawn
+        again (another page, another colour) reuses it."""
+        key = (fit.key.digest if fit.key is not None else id(fit.coords), len(fit.ids), LOD_CAP, LOD_GRID, *what)
+        got = self._lod.get(key)
+        if got is None:
+            got = compute()
+            self._lod[key] = got
+            while len(self._lod) > 8:
+                self._lod.popitem(last=False)
+        return got
+
+    def _lod_subset(self, fit: MapFit, xy: np.ndarray) -> np.ndarray:
+        return self._lod_memo(fit, ("subset",), lambda: projections.stratified_subset(xy, LOD_CAP, bins=LOD_GRID))
+
+    def _lod_density(self, fit: MapFit, xy: np.ndarray, idx: np.ndarray) -> dict:
+        digest = hash(idx.tobytes())  # the drawn rows (marked points added to the subset change it)
+        return self._lod_memo(fit, ("density", DENSITY_GRID, digest),
+                              lambda: projections.density_grid(xy, bins=DENSITY_GRID, exclude=idx))
 
     def trajectory(self, library: str, model: str, method: str, dims: int, path: str,
                    seed: int = 0, params: dict | None = None, fit: MapFit | None = None) -> dict:
