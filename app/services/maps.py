@@ -151,7 +151,7 @@ class MapService:
         ids, X, pays = self._svc.vectors.read(library, model)
         if len(ids) == 0:
             raise ServiceError(f"library '{library}' has no clips for model '{model}'")
-        labels = [p.get("label") for p in pays]
+        labels = self._svc.vectors.derived(library, model, "labels", lambda _i, _X, ps: [p.get("label") for p in ps])
         k = min(10, max(1, len(ids) - 1))
         if method == "latent":
             # a model with a 3-D output (the autoencoder) is its own map: no projection
