@@ -88,6 +88,16 @@ def create_app(svc: Services):
             raise HTTPException(status_code=404, detail="map expired: draw it again")
         return Response(orjson.dumps(data), media_type="application/json")
 
+    @api.get("/mapnearest/{token}")
+    def mapnearest(token: str, x: float, y: float):
+        """The clip nearest to (x, y) of all a map's points (a click on a big map's density layer)."""
+        if not re.fullmatch(r"[0-9a-f]{32}", token):
+            raise HTTPException(status_code=403, detail="refused")
+        got = svc.maps.tokens.nearest(token, x, y)
+        if got is None:
+            raise HTTPException(status_code=404, detail="map expired: draw it again")
+        return Response(orjson.dumps(got), media_type="application/json")
+
     @api.get("/static/plotly.min.js")
     def plotly_js():
         return FileResponse(assets.plotly_js_path(), media_type="application/javascript",

@@ -5,7 +5,7 @@
 local engine) and keeps everything that must be global: the library lock, the collections, the
 duplicate-content check ("same audio as"), the report and the progress bar. A Ray Data pipeline
 sends batches of paths to an actor pool (one actor = one loaded copy of each model; `num_gpus=1`
-per actor when CUDA is there); each actor runs the local engine's own code (`_Run.prepare` and
+per actor when the cluster has GPUs); each actor runs the local engine's own code (`_Run.prepare` and
 `_Run.process`, or `_Run.index_long` for a long file) on its unit, against one of two stores:
 
 - a Qdrant server or cluster (`QDRANT_URL`): the actor writes to it directly, through its own
@@ -55,15 +55,6 @@ def require_ray() -> Any:
         raise LibraryError("the ray engine needs Ray Data: pip install 'ray[data]==2.60.0' "
                            "(or use the default local engine)") from None
     return ray
-
-
-def _cuda() -> bool:
-    try:
-        import torch
-
-        return bool(torch.cuda.is_available())
-    except Exception:
-        return False
 
 
 class _RecordingStore:
@@ -264,10 +255,10 @@ def run_files(run: Any, files: Sequence[Path], long_files: Sequence[Path], batch
     """Index `files` (whole clips, in batches of `batch_size`) and `long_files` (segments, one file per
     unit) of a prepared local run (`index.ingest._Run`) with Ray Data actors; returns how many files
     were handled. `workers`: actors (default: the cluster's CPUs, or its GPUs
-    when CUDA is there); `direct`: actors write to the Qdrant server themselves (default: when the
+    when the cluster has them); `direct`: actors write to the Qdrant server themselves (default: when the
     store is a server); `stats` (a dict) gets timings: driver write time, wall time, actors' pids."""
     ray = require_ray()
-    from .ingest import thumbnail_path
+    from .ingest import printable, thumbnail_path
     from .store import ClientStore
 
     store, library = run.store, run.library
@@ -281,10 +272,10 @@ def run_files(run: Any, files: Sequence[Path], long_files: Sequence[Path], batch
     pids: set[int] = set()
     closers: list[Callable] = []
     try:
-        gpu = _cuda()
         res = ray.cluster_resources()
+        gpu = res.get("GPU", 0) >= 1  # the cluster's GPUs (the driver's machine may have none)
         if workers is None:
-            workers = max(1, int(res.get("GPU", 0)) if gpu and res.get("GPU") else int(res.get("CPU", 1)))
+            workers = max(1, int(res["GPU"]) if gpu else int(res.get("CPU", 1)))
         clip_colls = [collection_name(library, e.name) for e in run.embs]
         existing = None if direct else [ray.put(_snapshot(store, library))]
         opts = asdict(run.opts)
@@ -320,7 +311,7 @@ def run_files(run: Any, files: Sequence[Path], long_files: Sequence[Path], batch
             if out.get("long"):
                 handled.add(out["long"][0])
             if progress:
-                progress(done, total, out["items"][-1][0] if out["items"] else out["long"][0])
+                progress(done, total, printable(out["items"][-1][0] if out["items"] else (out.get("long") or ("",))[0]))
         lost = [rel for rel in (p.relative_to(run.root).as_posix() for p in [*files, *long_files]) if rel not in handled]
         for rel in lost:  # a safety net: every batch sent comes back, or the pipeline raises
             run.fail(rel, "not returned by the Ray workers; run again to retry")

@@ -18,6 +18,7 @@ from . import clusters
 from .clusters import ClusterCache, Clustering, cluster
 from .cache import CacheStats, MapCache, MapKey, ids_hash, labels_hash
 from .linear import LDAProjector, PCAProjector
+from .lod import density_grid, stratified_subset
 from .methods import METHODS, canonical_params, make, normalize_method
 from .quality import (AGREEMENT_SAMPLE, LabelAgreement, knn_agreement, knn_agreement_per_class, knn_label_agreement,
                       map_quality, sample_rows, trustworthiness)
@@ -32,6 +33,8 @@ def preload() -> None:
     import sklearn.discriminant_analysis  # noqa: F401
 
 __all__ = [
+    "density_grid",
+    "stratified_subset",
     "AGREEMENT_SAMPLE",
     "ClusterCache",
     "Clustering",

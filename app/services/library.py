@@ -91,8 +91,8 @@ class LibraryService:
 
     def files_of(self, library: str, model: str) -> list[str]:
         """Relative paths of the files in (library, model), sorted."""
-        _ids, _vecs, pays = self._svc.vectors.read(library, model)
-        return sorted({p.get("path", "") for p in pays})
+        return list(self._svc.vectors.derived(library, model, "files",
+                                              lambda _i, _v, pays: sorted({p.get("path", "") for p in pays})))
 
     def ensure_demo(self, progress: Progress | None = None) -> Library | None:
         """Build the demo library on first run (when there is no library at all): Sonic Pi's samples

@@ -2,6 +2,7 @@
 values the map component draws; the points published to the browser; trajectories; comparisons."""
 from __future__ import annotations
 
+import os
 import threading
 import uuid
 from collections import OrderedDict
@@ -21,6 +22,18 @@ if TYPE_CHECKING:
     from app.services import Services
 
 MAX_3D_POINTS = 30000  # 3D overview maps above this are decimated (and say so)
+# 2D level of detail: above LOD_THRESHOLD points the browser gets LOD_CAP of them (stratified over a
+# grid of the map, so sparse regions keep theirs) and a density grid of the rest. Why 150k: 100k points
+# open in ~3 s in headless Chromium (benchmarks/ui_map_load.py) and the points JSON grows ~linearly
+# (~90 bytes a point), so past ~150k a page would no longer open within the 5 s goal.
+# AUDIO_EXPLORER_MAP_LOD=N,CAP sets both (to see the level of detail on a small library)
+_LOD_ENV = [int(v) for v in os.environ.get("AUDIO_EXPLORER_MAP_LOD", "").split(",") if v.strip().isdigit()]
+LOD_THRESHOLD = _LOD_ENV[0] if _LOD_ENV else 150_000
+LOD_CAP = min(_LOD_ENV[1], LOD_THRESHOLD) if len(_LOD_ENV) > 1 else min(100_000, LOD_THRESHOLD)
+LOD_GRID = 256     # cells per side of the grid the drawn subset is stratified over
+DENSITY_GRID = 200  # cells per side of the density layer
+# UMAP and t-SNE fit every point: minutes past this size on a few cores (UMAP of 1M ~15 min); refused, use PCA
+MAX_NONLINEAR_POINTS = 200_000
 POINT_FIELDS = ("path", "label", "label_source", "tags", "cluster", "cluster_name", "top_tags", "start_s", "end_s",
                 "file_id", "pred_label", "pred_conf", "genre", "artist", "album", "title") + DESCRIPTORS
 FILE_TAGS = ("genre", "artist", "album")  # the files' own tags (index/filetags.py) a map can be coloured by
@@ -51,13 +64,14 @@ class TokenStore:
     def __init__(self, keep: int = 12):
         self._keep = keep
         self._lock = threading.Lock()
-        self._held: "OrderedDict[str, tuple[dict, list[str]]]" = OrderedDict()
+        self._held: "OrderedDict[str, tuple[dict, list[str], tuple | None]]" = OrderedDict()
 
-    def publish(self, points: dict, ids: list[str]) -> str:
-        """Hold `points` (and their ids) under a new token."""
+    def publish(self, points: dict, ids: list[str], every: tuple[np.ndarray, list[str], list[dict]] | None = None) -> str:
+        """Hold `points` (and their ids) under a new token; with `every` = (coords [M, 2], ids,
+        payloads) of all the map's points when only some are drawn, for `nearest`."""
         token = uuid.uuid4().hex
         with self._lock:
-            self._held[token] = (points, ids)
+            self._held[token] = (points, ids, every)
             while len(self._held) > self._keep:
                 self._held.popitem(last=False)
         return token
@@ -76,6 +90,29 @@ class TokenStore:
             return None
         return got[1][index_]
 
+    def nearest(self, token: str | None, x: object, y: object) -> dict | None:
+        """The map point nearest to (x, y) among all of the map's points, drawn or not (a numpy
+        scan: ~10 ms at 1M): {id, path, label, start_s, end_s}, if the map is still held."""
+        with self._lock:
+            got = self._held.get(str(token))
+        if not got or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (x, y)):
+            return None
+        pts = got[0]
+        if got[2] is not None:
+            coords, ids, pays = got[2]
+        else:
+            coords, ids, pays = np.column_stack([pts["x"], pts["y"]]), got[1], None
+        if len(ids) == 0 or coords.shape[1] < 2:
+            return None
+        i = int(np.argmin((coords[:, 0] - float(x)) ** 2 + (coords[:, 1] - float(y)) ** 2))
+        if pays is None:
+            return {"id": ids[i], "path": pts["path"][i], "label": pts["label"][i], "start_s": pts["start_s"][i],
+                    "end_s": pts["end_s"][i] if "end_s" in pts else None}
+        p = pays[i]
+        seg = p.get("segment") is not None
+        return {"id": ids[i], "path": p.get("path", ""), "label": p.get("label"),
+                "start_s": p.get("start_s", 0.0) if seg else 0.0, "end_s": p.get("end_s") if seg else None}
+
 
 class _Identity:
     """Places points of a 3-D model's own space as they are."""
@@ -91,6 +128,20 @@ class MapService:
         self._svc = svc
         self.cache = cache
         self.tokens = TokenStore()
+        self._digests: "OrderedDict[int, tuple[list[str], str]]" = OrderedDict()  # id(ids) -> (ids, hash)
+        self._lod: OrderedDict = OrderedDict()  # a big map's drawn subset and density, per map
+
+    def _ids_digest(self, ids: list[str]) -> str:
+        """The map key's hash of `ids` (1.4 s at 1M ids), remembered for the same held list of ids
+        (the vector read is cached: a page load's map asks again with the same list)."""
+        got = self._digests.get(id(ids))
+        if got is not None and got[0] is ids:
+            return got[1]
+        digest = projections.ids_hash(ids)
+        self._digests[id(ids)] = (ids, digest)
+        while len(self._digests) > 4:
+            self._digests.popitem(last=False)
+        return digest
 
     # ---- fitting --------------------------------------------------------------------------
     def fit(self, library: str, model: str, method: str, dims: int, seed: int = 0,
@@ -100,7 +151,7 @@ class MapService:
         ids, X, pays = self._svc.vectors.read(library, model)
         if len(ids) == 0:
             raise ServiceError(f"library '{library}' has no clips for model '{model}'")
-        labels = [p.get("label") for p in pays]
+        labels = self._svc.vectors.derived(library, model, "labels", lambda _i, _X, ps: [p.get("label") for p in ps])
         k = min(10, max(1, len(ids) - 1))
         if method == "latent":
             # a model with a 3-D output (the autoencoder) is its own map: no projection
@@ -114,8 +165,11 @@ class MapService:
             q = projections.map_quality(X, coords, labels, k=k)
             return MapFit(ids, X, pays, None, projections.Projection(coords=coords, method="latent", dims=3, quality=q,
                                                                      params={"raw_latent": raw}), True)
-        key = projections.MapKey.build(library, model, method, dims, ids, params={"seed": seed, **(params or {})},
-                                       labels=labels)
+        if method in ("umap", "tsne") and len(ids) > MAX_NONLINEAR_POINTS:
+            raise ServiceError(f"{METHOD_LABELS[method]} of {len(ids):,} points would take many minutes here (UMAP of 1M "
+                               f"~15 min): above {MAX_NONLINEAR_POINTS:,} points use PCA or LDA")
+        key = projections.MapKey.build(library, model, method, dims, params={"seed": seed, **(params or {})},
+                                       labels=labels, ids_digest=self._ids_digest(ids))
         hits_before = self.cache.stats.hits
         with self._svc.locks(("fit", key.digest)):  # one fit per map, however many events ask at once
             proj = self.cache.get_or_fit(key, X, labels, quality_k=None)
@@ -149,6 +203,8 @@ class MapService:
                 if libs and libs[0].models:
                     first = (libs[0].name, list(libs[0].models)[0], "pca", 2)
                     self.fit(*first, quality=False)  # the map ...
+                    self.color_options(*first[:2])  # ... what every page asks of all the payloads ...
+                    self._svc.libs.files_of(*first[:2])
                     self.fit(*first)  # ... then its quality numbers
             except Exception:
                 pass
@@ -177,7 +233,11 @@ class MapService:
 
     def color_options(self, library: str, model: str) -> list[str]:
         """What a map can be coloured by: label, descriptors present, and tags."""
-        _ids, _X, pays = self._svc.vectors.read(library, model)
+        return list(self._svc.vectors.derived(library, model, "color_options",
+                                              lambda _i, _X, pays: self._color_options(pays)))
+
+    @staticmethod
+    def _color_options(pays: list[dict]) -> list[str]:
         opts = ["label"]
         if any(p.get("pred_label") for p in pays):
             opts.append(PREDICTED)
@@ -256,7 +316,17 @@ class MapService:
         note = ""
         if dims == 3 and n > MAX_3D_POINTS:
             idx = np.sort(np.random.default_rng(0).choice(n, MAX_3D_POINTS, replace=False))
-            note = f"showing {MAX_3D_POINTS:,} of {n:,} points (decimated for 3D; 2D shows all)"
+            note = f"showing {MAX_3D_POINTS:,} of {n:,} points (decimated for 3D)"
+        density = None
+        if dims == 2 and n > LOD_THRESHOLD:
+            xy = fit.coords[:, :2]
+            idx = self._lod_subset(fit, xy)
+            marked = set(highlight_ids or ()) | set(own_ids or ()) | set(selected_ids or ())
+            if marked:  # highlighted, own and selected points are always drawn
+                idx = np.union1d(idx, [i for i, pid in enumerate(ids) if pid in marked]).astype(np.int64)
+            density = self._lod_density(fit, xy, idx)
+            note = (f"drawing {len(idx):,} of {n:,} points (every region keeps some); the grey density shows the "
+                    f"rest: click it to hear the nearest clip")
         c = np.round(fit.coords[idx].astype(np.float64), 5)
         shown = [ids[i] for i in idx]
         pts = {"x": c[:, 0].tolist(), "y": c[:, 1].tolist(),
@@ -279,14 +349,39 @@ class MapService:
             pts["pred_label"] = [pays[i].get("pred_label") if not pays[i].get("label") else None for i in idx]
             pts["pred_conf"] = [pays[i].get("pred_conf") for i in idx]
         hl, own, sel = set(highlight_ids or ()), set(own_ids or ()), set(selected_ids or ())
-        token = self.tokens.publish(pts, shown)
-        return {"library": library, "model": model, "dims": dims, "points_url": f"/mapdata/{token}", "token": token,
+        if density is not None:  # with the points (fetched by the browser), not in the component's value
+            pts["density"] = density
+        token = self.tokens.publish(pts, shown, (fit.coords[:, :2], ids, pays) if density is not None else None)
+        out = {"library": library, "model": model, "dims": dims, "points_url": f"/mapdata/{token}", "token": token,
                 "highlight_idx": [j for j, pid in enumerate(shown) if pid in hl],
                 "own_idx": [j for j, pid in enumerate(shown) if pid in own],
                 "selected_idx": [j for j, pid in enumerate(shown) if pid in sel] if sel else [],
                 "n": len(idx), "note": note, "color": color,
                 "title": f"{library} · {model} · {METHOD_LABELS[method]} {dims}D",
                 "key": f"{library}/{model}/{method}/{dims}"}
+        if density is not None:
+            out["n_total"] = n
+        return out
+
+    def _lod_memo(self, fit: MapFit, what: tuple, compute):
+        """A level-of-detail array of a fitted map, computed once per (map, what): the same map drawn
+        again (another page, another colour) reuses it."""
+        key = (fit.key.digest if fit.key is not None else id(fit.coords), len(fit.ids), LOD_CAP, LOD_GRID, *what)
+        got = self._lod.get(key)
+        if got is None:
+            got = compute()
+            self._lod[key] = got
+            while len(self._lod) > 8:
+                self._lod.popitem(last=False)
+        return got
+
+    def _lod_subset(self, fit: MapFit, xy: np.ndarray) -> np.ndarray:
+        return self._lod_memo(fit, ("subset",), lambda: projections.stratified_subset(xy, LOD_CAP, bins=LOD_GRID))
+
+    def _lod_density(self, fit: MapFit, xy: np.ndarray, idx: np.ndarray) -> dict:
+        digest = hash(idx.tobytes())  # the drawn rows (marked points added to the subset change it)
+        return self._lod_memo(fit, ("density", DENSITY_GRID, digest),
+                              lambda: projections.density_grid(xy, bins=DENSITY_GRID, exclude=idx))
 
     def trajectory(self, library: str, model: str, method: str, dims: int, path: str,
                    seed: int = 0, params: dict | None = None, fit: MapFit | None = None) -> dict:

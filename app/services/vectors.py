@@ -1,7 +1,7 @@
 """A (library, model)'s vectors and payloads, read from Qdrant once until the collection changes."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, TypeVar
 
 import numpy as np
 
@@ -10,6 +10,8 @@ import index
 if TYPE_CHECKING:
     from app.services import Services
 
+T = TypeVar("T")
+
 
 class VectorCache:
     """Memoised `index.read_vectors`: one read per (library, model) while its point count holds."""
@@ -17,6 +19,7 @@ class VectorCache:
     def __init__(self, svc: "Services"):
         self._svc = svc
         self._got: dict[tuple[str, str], tuple[int, tuple]] = {}
+        self._derived: dict[tuple, tuple[tuple, object]] = {}
 
     def read(self, library: str, model: str) -> tuple[list[str], np.ndarray, list[dict]]:
         """ids, vectors [n, dim], payloads of (library, model)."""
@@ -41,6 +44,21 @@ class VectorCache:
             return None
         return hit[1]
 
+    def derived(self, library: str, model: str, name: str, fn: Callable[[list, np.ndarray, list], T]) -> T:
+        """``fn(ids, vectors, payloads)`` of the current read, computed once per read: what every page
+        load asks of all the payloads (the files, the colour options) costs seconds at 1M points and
+        would otherwise be recomputed by each page, beside the map it delays."""
+        got = self.read(library, model)
+        key = (library, model, name)
+        with self._svc.locks(("derived", *key)):
+            hit = self._derived.get(key)
+            if hit is not None and hit[0] is got:
+                return hit[1]  # type: ignore[return-value]
+            value = fn(*got)
+            self._derived[key] = (got, value)
+            return value
+
     def clear(self) -> None:
         """Forget every read (after indexing or deleting)."""
         self._got.clear()
+        self._derived.clear()

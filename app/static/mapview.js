@@ -23,7 +23,7 @@
   // state.pts: the drawn map's points, kept here and never in props.value: Gradio clones and
   // proxies its components' values, which costs seconds of main thread for 50k points
   const state = { v: null, pts: null, ptsUrl: null, traj: null, markerTrace: -1, trailTrace: -1, last3d: 0,
-                  lastKey: '', rot: 0, playingIdx: -1,
+                  lastKey: '', rot: 0, playingIdx: -1, lastPointClick: 0,
                   // the selection: indices into state.pts (Python keeps it as point ids and sends it
                   // back as selected_idx with every map it draws)
                   sel: new Set(), selTrace: -1, nBase: 0, shift: false,
@@ -215,6 +215,7 @@
     } else {
       layout.xaxis = { showticklabels: false, zeroline: false, showgrid: false };
       layout.yaxis = { showticklabels: false, zeroline: false, showgrid: false, scaleanchor: 'x' };
+      if (state.pts.density) layout.images = [densityImage(state.pts.density)];
     }
     if (!plotDiv.classList.contains('js-plotly-plot')) { plotDiv.innerHTML = ''; plotDiv.__aeBound = false; }
     const t0 = performance.now();
@@ -230,8 +231,10 @@
       }));
       if (!plotDiv.__aeBound) {
         plotDiv.__aeBound = true;
+        if (!plotDiv.__aeDensityBound) { plotDiv.__aeDensityBound = true; bindDensityClick(); }
         plotDiv.on('plotly_click', (ev) => {
           const pt = ev.points && ev.points[0];
+          state.lastPointClick = performance.now();
           if (!pt || pt.customdata === undefined || pt.customdata === null) return;
           const i = pt.customdata;
           const vv = state.v;
@@ -346,6 +349,68 @@
     const go = () => { try { audio.currentTime = start; } catch (e) {} audio.play().catch(() => {}); };
     if (audio.readyState >= 1) go(); else audio.addEventListener('loadedmetadata', go, { once: true });
     box.dataset.playing = p.path[i];
+  }
+
+  // a big map's level of detail: the points not drawn, as an image of their log counts on a grid
+  // under the drawn ones (the slim plotly bundle has no heatmap; an image is what datashader sends too)
+  function densityImage(d) {
+    const nx = d.x.length, ny = d.y.length;
+    const cv = document.createElement('canvas');
+    cv.width = nx; cv.height = ny;
+    const ctx = cv.getContext('2d'), img = ctx.createImageData(nx, ny);
+    let mx = 0;
+    for (const row of d.z) for (const c of row) if (c > mx) mx = c;
+    const top = Math.log1p(mx) || 1;
+    for (let j = 0; j < ny; j++) {
+      for (let i = 0; i < nx; i++) {
+        const c = d.z[j][i];
+        if (!c) continue;
+        const o = ((ny - 1 - j) * nx + i) * 4;  // row 0 of the canvas is the top (largest y)
+        img.data[o] = 60; img.data[o + 1] = 60; img.data[o + 2] = 60;
+        img.data[o + 3] = Math.round(40 + 160 * Math.log1p(c) / top);
+      }
+    }
+    ctx.putImageData(img, 0, 0);
+    const wx = nx > 1 ? d.x[1] - d.x[0] : 1, wy = ny > 1 ? d.y[1] - d.y[0] : 1;
+    return { source: cv.toDataURL('image/png'), xref: 'x', yref: 'y', x: d.x[0] - wx / 2, y: d.y[ny - 1] + wy / 2,
+             sizex: wx * nx, sizey: wy * ny, sizing: 'stretch', xanchor: 'left', yanchor: 'top', layer: 'below' };
+  }
+
+  // a click off the drawn points of a big map (on the density): the server finds the nearest of all points
+  function bindDensityClick() {
+    let down = null;
+    plotDiv.addEventListener('mousedown', (e) => { down = [e.clientX, e.clientY]; });
+    plotDiv.addEventListener('click', (e) => {
+      const v = state.v, fl = plotDiv._fullLayout;
+      if (!v || v.trajectory || v.dims !== 2 || !state.pts || !state.pts.density || !fl || !fl.xaxis || !fl.xaxis.p2l) return;
+      if (down && Math.hypot(e.clientX - down[0], e.clientY - down[1]) > 4) return;  // a pan or a box, not a click
+      const r = plotDiv.getBoundingClientRect();
+      const px = e.clientX - r.left - fl._size.l, py = e.clientY - r.top - fl._size.t;
+      if (px < 0 || py < 0 || px > fl._size.w || py > fl._size.h) return;
+      const t = performance.now();
+      setTimeout(() => {  // plotly_click (a drawn point under the mouse) fires first and wins
+        if (state.lastPointClick && state.lastPointClick >= t - 300) return;
+        playNearest(v, fl.xaxis.p2l(px), fl.yaxis.p2l(py));
+      }, 60);
+    });
+  }
+
+  // a click on the density layer: the server finds the nearest of all the map's points and it plays
+  function playNearest(v, x, y) {
+    fetch('/mapnearest/' + v.token + '?x=' + encodeURIComponent(x) + '&y=' + encodeURIComponent(y))
+      .then(r => { if (!r.ok) throw new Error('nearest clip: ' + r.status); return r.json(); })
+      .then(c => {
+        const url = '/audio/' + encodeURIComponent(v.library) + '/' + c.path.split('/').map(encodeURIComponent).join('/');
+        const start = c.start_s || 0;
+        state.playingIdx = -1;
+        nowPlaying.textContent = '▶ ' + c.path + (start ? ' @ ' + start.toFixed(1) + ' s' : '') + (c.label ? '  [' + c.label + ']' : '');
+        if (audio.getAttribute('src') !== url) { audio.src = url; }
+        const go = () => { try { audio.currentTime = start; } catch (e) {} audio.play().catch(() => {}); };
+        if (audio.readyState >= 1) go(); else audio.addEventListener('loadedmetadata', go, { once: true });
+        box.dataset.playing = c.path;
+        trigger('point_click', { token: v.token, id: c.id, clip: c.path });
+      })
+      .catch(e => { note.textContent = String(e); });
   }
 
   function setupTimeline(v) {
