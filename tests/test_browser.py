@@ -1,6 +1,7 @@
 """The UI in a real browser: Debian's Chromium driven by Playwright against the served app.
 
 Screenshots of each tab are saved under the test's temp dir (and under $AE_SCREENSHOTS if set)."""
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -11,6 +12,21 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required"]
+
+
+@contextlib.contextmanager
+def launch_chromium(args: list[str] = ARGS):
+    """Debian's Chromium, headless, through Playwright; fails the test where it is not installed."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Chromium is not installed: apt-get install chromium (scripts/setup.sh --test does it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=list(args))
+        try:
+            yield b
+        finally:
+            b.close()
 
 
 @pytest.fixture(scope="module")

@@ -2,11 +2,10 @@
 by the tag, audition, export the selection as a ZIP, shift-click, see a duplicate group."""
 import io
 import zipfile
-from pathlib import Path
 
 import pytest
 
-from tests.test_browser import ARGS, CHROMIUM
+from tests.test_browser import launch_chromium
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 MAP = "#ae-map-main"
@@ -14,14 +13,8 @@ MAP = "#ae-map-main"
 
 @pytest.fixture(scope="module")
 def browser(served_app):
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Chromium is not installed: apt-get install chromium (scripts/setup.sh --test does it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+    with launch_chromium() as b:
         yield b
-        b.close()
 
 
 def open_page(browser, url):

@@ -5,12 +5,11 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT, serving
-from tests.test_browser import ARGS, CHROMIUM
+from tests.test_browser import launch_chromium
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 COUNTS = "#ae-review-counts .ae-review-counts"
@@ -36,14 +35,8 @@ def review_app(tmp_path_factory, demo_folder):
 
 @pytest.fixture(scope="module")
 def browser(review_app):
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Chromium is not installed: apt-get install chromium (scripts/setup.sh --test does it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+    with launch_chromium() as b:
         yield b
-        b.close()
 
 
 def counts(page) -> tuple[int, int]:
