@@ -9,8 +9,9 @@ aspects do not depend on the model: one copy per library, not one per model.
 
 Steered search (`steered_search`): every aspect with a weight > 0 (and the deep model) is asked for
 its nearest candidates in Qdrant, under the same set restriction; the union of candidates is
-re-scored exactly with the stored vectors of every aspect (cosine), the combined score is the
-weighted mean of the per-aspect similarities, and each hit carries all of them (``Hit.aspects``).
+re-scored exactly with the stored vectors of every aspect (cosine; for the deep model the
+library-adapted cosine where the library has one, as plain search scores it), the combined score is
+the weighted mean of the per-aspect similarities, and each hit carries all of them (``Hit.aspects``).
 With the deep model alone (the default weights) this is exactly the plain search.
 """
 from __future__ import annotations
@@ -233,6 +234,17 @@ def _cos(q: np.ndarray, m: np.ndarray) -> np.ndarray:
     return (m @ q) / np.maximum(np.linalg.norm(m, axis=1) * np.linalg.norm(q), 1e-12)
 
 
+def deep_similarity(store: Store, library: str, model: str, q: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """The deep model's similarity as plain search scores it: the library-adapted cosine where the
+    library has a fitted adaptation (index/adapt.py), else the raw cosine."""
+    from . import adapt
+
+    w = adapt.load_adaptation(store, library, model) if adapt.enabled() else None
+    if w is None:
+        return _cos(q, m)
+    return _cos(w.apply(np.asarray(q, np.float64)), w.apply(np.asarray(m, np.float64)))
+
+
 def member_ids(store: Store, library: str, model: str, flt: dict | None) -> list[str] | None:
     """The ids of the clips matching a payload filter (None for no filter): how a set restriction on
     payload (label, tag, cluster, ranges) reaches the aspect collections, which hold no such payload."""
@@ -275,7 +287,7 @@ def steered_search(store: Store, library: str, model: str, query: Query, weights
     ids = [r.id for r in recs]  # only clips this model has
     sims: dict[str, np.ndarray] = {}
     if query.deep is not None:
-        sims[DEEP] = _cos(query.deep, np.stack([r.vector for r in recs]))
+        sims[DEEP] = deep_similarity(store, library, model, query.deep, np.stack([r.vector for r in recs]))
     for name in ASPECTS:
         coll = aspect_collection_name(library, name)
         if name not in query.aspects or not store.has_collection(coll):

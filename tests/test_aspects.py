@@ -98,6 +98,29 @@ def test_default_weights_give_exactly_the_plain_search(lib):
     assert [(h.id, h.score) for h in hits] == [(h.id, h.score) for h in by_id]
 
 
+def test_a_steered_search_scores_the_deep_model_as_plain_search_does_on_an_adapted_library(lib, monkeypatch):
+    """With a library-adapted transform (index/adapt.py), a hit's deep similarity is the same number
+    in a plain search and once a dial moves (it used to be the raw cosine there)."""
+    from index import adapt
+
+    store, d, folder = lib
+    monkeypatch.setattr(adapt, "MIN_CLIPS", 5)
+    assert adapt.fit_adaptation(store, "demo", "dsp") is not None
+    try:
+        q = next(folder.glob("hihat/*.wav"))
+        plain = {h.id: h.score for h in index.search_file(store, "demo", "dsp", q, k=18, data_dir=d)}
+        steered, query = A.search(store, "demo", "dsp", path=q, weights="deep=1,timbre=0.5", k=18, data_dir=d)
+        assert len(steered) == 18 and set(plain) == {h.id for h in steered}
+        raw = _stored(store, A.DEEP, list(plain))
+        moved = 0
+        for h in steered:
+            assert h.aspects["deep"] == pytest.approx(plain[h.id], abs=1e-5)
+            moved += abs(h.aspects["deep"] - _cos(query.deep, raw[h.id])) > 1e-3
+        assert moved > 0  # the adapted cosine is not the raw one on this library
+    finally:
+        adapt.drop_adaptation(store, "demo", "dsp")
+
+
 def test_a_selection_as_the_query_is_the_mean_of_its_vectors(lib):
     store, d, folder = lib
     kicks = sorted(h.id for h in A.search(store, "demo", "dsp", path=next(folder.glob("kick/*.wav")), k=2,
