@@ -151,6 +151,61 @@ def test_search_with_an_upload_returns_itself_first(page, served_app):
     shot(page, "3-search")
 
 
+def _bars(hit):
+    """{aspect: similarity} from a result row's bars (their titles carry 3 decimals)."""
+    out = {}
+    for cell in hit.locator(".ae-aspect").all():
+        name, _, value = cell.get_attribute("title").rpartition(" similarity ")
+        out[name] = (float(value), "off" in (cell.get_attribute("class") or ""))
+    return out
+
+
+def test_aspect_dials_steer_the_search_and_each_hit_shows_its_bars_and_why(page, served_app):
+    _, _, folder = served_app
+    tab(page, "Search")
+    clear = page.locator("#ae-search-audio button[aria-label='Clear']")
+    if clear.count():
+        clear.click()
+    page.set_input_files("#ae-search-audio input[type=file]", str(folder / "kick" / "kick_01.wav"))
+    page.wait_for_timeout(1500)
+    page.click("#ae-search-go")
+    page.wait_for_selector("#ae-search-results .ae-hit", timeout=60000)
+    plain = [h.get_attribute("data-path") for h in page.locator("#ae-search-results .ae-hit").all()]
+    if not page.locator("#ae-dial-timbre input[type=number]").is_visible():
+        page.click("#ae-search-aspects button")  # open the accordion
+    for name, value in (("deep", "0"), ("timbre", "0.5"), ("envelope", "1")):
+        box = page.locator(f"#ae-dial-{name} input[type=number]")
+        box.fill(value)
+        box.press("Enter")
+    page.wait_for_function("() => ['deep', 'timbre', 'envelope'].map(n => document.querySelector("
+                           "`#ae-dial-${n} input[type=range]`).value).join() === '0,0.5,1'", timeout=10000)
+    page.wait_for_timeout(500)
+    before = page.inner_text("#ae-search-results")
+    page.click("#ae-search-go")
+    page.wait_for_function("(b) => document.querySelector('#ae-search-results').innerText !== b", arg=before,
+                           timeout=60000)
+    page.wait_for_selector("#ae-search-results .ae-hit .ae-why", timeout=60000)
+    hits = page.locator("#ae-search-results .ae-hit").all()
+    assert len(hits) >= 5
+    assert hits[0].get_attribute("data-path") == "kick/kick_01.wav"  # itself, under any dial
+    for h in hits:
+        bars = _bars(h)
+        assert set(bars) == {"deep", "timbre", "spectrum", "pitch", "envelope"}
+        assert bars["deep"][1] and bars["pitch"][1] and not bars["timbre"][1]  # dials at 0 are drawn faint
+        expect = (0.5 * bars["timbre"][0] + bars["envelope"][0]) / 1.5
+        assert float(h.locator(".score").inner_text()) == pytest.approx(expect, abs=2e-3)
+        assert h.locator(".ae-why").inner_text().strip()
+    steered = [h.get_attribute("data-path") for h in hits]
+    assert steered != plain  # the dials changed the ranking
+    shot(page, "3-search-steered")
+    for name, value in (("deep", "1"), ("timbre", "0"), ("envelope", "0")):  # back to the plain search
+        box = page.locator(f"#ae-dial-{name} input[type=number]")
+        box.fill(value)
+        box.press("Enter")
+    page.wait_for_timeout(500)
+    assert not page.js_errors
+
+
 def test_bad_upload_shows_a_readable_error(page, tmp_path):
     tab(page, "Search")
     bad = tmp_path / "not_audio.wav"
