@@ -100,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="search only among these clips (comma-separated ids, or @FILE: a previous --json output)")
     p.add_argument("--tag", default=None, help="search only among clips with this tag")
     p.add_argument("--cluster", type=int, default=None, help="search only among clips of this cluster")
+    p.add_argument("--suggested", default=None, metavar="LABEL",
+                   help="search only among unlabelled clips suggested as LABEL (see `classify`)")
+    p.add_argument("--min-conf", type=float, default=0.5,
+                   help="with --suggested: the suggestion's confidence at least this (default 0.5)")
     p.add_argument("--json", action="store_true", help="print a JSON list of {id, score, path, label}")
 
     p = sub.add_parser("models", help="list every model and whether it can run here")
@@ -350,16 +354,22 @@ def cmd_search(args) -> int:
         raise CliError("--start/--end pick a time range of --file")
     several = bool(args.id and "," in args.id)
     steered = several or any(v is not None for v in (args.aspects, args.start, args.end, args.in_ids, args.tag,
-                                                       args.cluster))
+                                                       args.cluster, args.suggested))
     if steered and args.text:
-        raise CliError("--aspects, --start/--end, --in-ids, --tag and --cluster work with --file or --id, not --text")
+        raise CliError("--aspects, --start/--end, --in-ids, --tag, --cluster and --suggested work with --file or "
+                       "--id, not --text")
+    if args.suggested is not None:
+        if not 0.0 <= args.min_conf <= 1.0:
+            raise CliError(f"--min-conf must be between 0 and 1, got {args.min_conf:g}")
+        ranges["pred_conf"] = (args.min_conf, None)
     if steered:
         from index.aspects import parse_weights
         try:
             weights = parse_weights(args.aspects)
         except ValueError as exc:
             raise CliError(f"bad --aspects: {exc}") from None
-        where = {k: v for k, v in (("tags", args.tag), ("cluster", args.cluster)) if v is not None}
+        where = {k: v for k, v in (("tags", args.tag), ("cluster", args.cluster), ("pred_label", args.suggested))
+                 if v is not None}
         ids = [i.strip() for i in args.id.split(",") if i.strip()] if several else None
         hits, why = queries.search(args.library, args.model, path=args.file, point_id=None if several else args.id,
                                    point_ids=ids, start_s=args.start,

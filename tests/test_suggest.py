@@ -271,6 +271,20 @@ def test_cli_classify(lib, monkeypatch, capsys):
     assert "has no model 'nope'" in capsys.readouterr().err
     assert main(["classify", "--library", "demo", "--model", "dsp", "--group-by", "artist"]) == 1
     assert "no labelled clip of library 'demo' has a 'artist' field" in capsys.readouterr().err
+    # search among the suggestions: only unlabelled clips suggested as the label, above the confidence
+    pred = max(out["suggested"], key=out["suggested"].get)
+    q = str(_folder / "kick" / "kick_00.wav")
+    assert main(["search", "--library", "demo", "--model", "dsp", "--file", q, "--suggested", pred,
+                 "--min-conf", "0", "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)
+    assert len(hits) == out["suggested"][pred]
+    assert hits and all(h["label"] is None for h in hits)  # suggestions go to unlabelled clips only
+    assert main(["search", "--library", "demo", "--model", "dsp", "--file", q, "--suggested", pred,
+                 "--min-conf", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+    assert main(["search", "--library", "demo", "--model", "dsp", "--file", q, "--suggested", pred,
+                 "--min-conf", "3"]) == 1
+    assert "--min-conf must be between 0 and 1" in capsys.readouterr().err
 
 
 def wait_for(job, timeout=120):
