@@ -371,7 +371,7 @@ def run_files(run: Any, files: Sequence[Path], long_files: Sequence[Path], batch
                     raise out["error"]
                 pids.add(out["pid"])
                 w0 = time.perf_counter()
-                done += _apply(run, out, set(clip_colls), thumbnail_path)
+                done += _apply(run, out, set(clip_colls), thumbnail_path, None if direct else order)
                 write_s += time.perf_counter() - w0
                 handled.update(r[0] for r in out["items"])
                 if out.get("long"):
@@ -383,6 +383,7 @@ def run_files(run: Any, files: Sequence[Path], long_files: Sequence[Path], batch
         def rel(p: str | Path) -> str:
             return Path(p).relative_to(run.root).as_posix()
 
+        order = {rel(p): i for i, p in enumerate([*files, *long_files])}  # the local engine's order
         units = [{"paths": [str(p) for p in files[i:i + batch_size]], "long": False}
                  for i in range(0, len(files), batch_size)]
         units += [{"paths": [str(p)], "long": True} for p in long_files]
@@ -454,8 +455,12 @@ def _stopped(exc: BaseException) -> str:
             f"command again to resume")
 
 
-def _apply(run: Any, out: dict, clip_colls: set[str], thumbnail_path: Callable) -> int:
-    """Fold one actor batch into the driver's run: report, duplicate check, writes (replayed), thumbnails."""
+def _apply(run: Any, out: dict, clip_colls: set[str], thumbnail_path: Callable, order: dict[str, int] | None = None) -> int:
+    """Fold one actor batch into the driver's run: report, duplicate check, writes (replayed), thumbnails.
+    `order` ({path: position in the file order}; only with replayed writes): a clip re-sent after its
+    batch was dropped may come after a later path of the same content; it wins, as in the local engine
+    (its point is rewritten with its path, or was already stored so by an earlier run; the other path
+    is reported as the copy)."""
     from .ingest import check_free_space, printable
 
     rep, store = run.report, run.store
@@ -476,6 +481,12 @@ def _apply(run: Any, out: dict, clip_colls: set[str], thumbnail_path: Callable) 
         if error:
             continue
         first = run.seen.setdefault(pid, rel)
+        if first != rel and (written or not missing) and order and order.get(rel, 1 << 62) < order.get(first, 1 << 62):
+            run.seen[pid] = rel  # the earlier path (re-sent after a dropped batch) wins; counted once already
+            run.copies.setdefault(pid, set()).add(first)
+            run.copies[pid].discard(rel)
+            run.fail(first, f"same audio as {printable(rel)} (indexed once)")
+            continue
         if first != rel:  # the same content reached another actor first: one point, the first path
             dup.add(pid)
             run.copies.setdefault(pid, set()).add(rel)

@@ -207,7 +207,9 @@ def test_poison_files_that_kill_their_worker_are_reported_and_skipped(ray_cluste
         assert set(_points(st)) == set(pts_local) and rep.added == len(pts_local)
         assert st.count(index.frames_collection_name("lib", "dsp")) == frames_local
         assert {c: set(v) for c, v in _side_collections(st).items()} == {c: set(v) for c, v in side_local.items()}
-        assert not [r for r in _points(st).values() if r.payload["path"].startswith("poison")]  # nothing half-written
+        for pid, r in _points(st).items():  # nothing half-written; the first path of copied bytes wins, as locally
+            assert r.payload == pts_local[pid].payload
+            np.testing.assert_allclose(r.vector, pts_local[pid].vector, atol=1e-5)
         assert "died on each of 2 tries" in dict(rep.failed)["poison_segv.wav"]
         # the same command again: no endless retry, the poison reported again, nothing added twice
         monkeypatch.setattr(ray_engine, "RETRIES", 0)
@@ -215,5 +217,37 @@ def test_poison_files_that_kill_their_worker_are_reported_and_skipped(ray_cluste
                                    engine_options={"workers": 2})
         assert sorted(p for p, why in again.failed if why.startswith("worker crashed while processing it")) == poison
         assert (again.added, again.unchanged) == (0, len(pts_local))
+        assert sorted(f for f in again.failed if f[0] not in poison) == sorted(rep_local.failed)
         assert set(_points(st)) == set(pts_local)
         assert st.count(index.frames_collection_name("lib", "dsp")) == frames_local
+
+
+def test_a_crashed_long_file_is_removed_from_a_server_it_was_written_to(tmp_path):
+    """What the driver does for a long file whose worker died part-way while writing to a server
+    itself: the file's segments, frames and aspect vectors go, other files' points stay."""
+    from types import SimpleNamespace
+
+    import soundfile as sf
+
+    import embedders
+    from index import ray_engine
+    from index.aspects import ASPECTS, aspect_collection_name
+    from index.ingest import IngestOptions
+
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    t = np.arange(8 * 16000) / 16000
+    sf.write(folder / "take.wav", (0.3 * np.sin(2 * np.pi * (200 + 10 * t) * t)).astype(np.float32), 16000)
+    sf.write(folder / "other.wav", (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 16000)
+    d = tmp_path / "data"
+    with open_store(d) as st:
+        index.index_folder(st, "lib", folder, ["dsp"], data_dir=d, options=IngestOptions(segment="always"))
+        before = _points(st)
+        assert {r.payload["path"] for r in before.values()} == {"take.wav", "other.wav"}
+        run = SimpleNamespace(store=st, library="lib", embs=[embedders.load("dsp", d)])
+        ray_engine._remove_file_points(run, folder / "take.wav")
+        left = _points(st)
+        assert left and {r.payload["path"] for r in left.values()} == {"other.wav"}
+        assert {r.payload["path"] for r in st.scroll(index.frames_collection_name("lib", "dsp"))} == {"other.wav"}
+        for name in ASPECTS:
+            assert {r.id for r in st.scroll(aspect_collection_name("lib", name))} == set(left)
