@@ -400,7 +400,7 @@ def run_files(run: Any, files: Sequence[Path], long_files: Sequence[Path], batch
             r = rel(u["paths"][0])
             if u["long"] and direct:
                 _remove_file_points(run, Path(u["paths"][0]))
-            run.fail(r, f"{CRASHED} (its Ray worker process died on each of {RETRIES + 1} tries: a decoder or "
+            run.fail(r, f"{CRASHED} (its Ray worker process died each time, {RETRIES + 1} tries on its own: a decoder or "
                         f"model crash, or out of memory); skipped, nothing of it written")
             handled.add(r)
             done += 1
