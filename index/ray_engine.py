@@ -292,8 +292,11 @@ class _QuietDroppedBlocks(logging.Filter):
 
 
 def _console_handlers() -> list[logging.Handler]:
-    from ray.data._internal.logging import SessionFileHandler
-
+    """Ray Data's console handlers (not its ray-data.log file handler); none if its layout changed."""
+    try:
+        from ray.data._internal.logging import SessionFileHandler
+    except ImportError:
+        return []
     return [h for h in logging.getLogger("ray.data").handlers if not isinstance(h, SessionFileHandler)]
 
 
@@ -388,6 +391,10 @@ def run_files(run: Any, files: Sequence[Path], long_files: Sequence[Path], batch
                  for i in range(0, len(files), batch_size)]
         units += [{"paths": [str(p)], "long": True} for p in long_files]
         consume(units)
+        if not handled and len(units) > 2:  # not a bad file: the workers die on everything (model, GPU, memory)
+            raise LibraryError(f"every batch killed its Ray worker process ({len(units)} batches, {RETRIES + 1} tries "
+                               f"each): the workers' environment crashes (model, GPU, memory), not one file; nothing "
+                               f"was written: see Ray's worker logs, or try --engine local")
         # the files of dropped blocks again, one per block and one block per actor at a time: a poison
         # file can take down neither the good files of its batch nor a block queued behind it (a task
         # waiting on an actor that dies is failed with it)

@@ -251,3 +251,26 @@ def test_a_crashed_long_file_is_removed_from_a_server_it_was_written_to(tmp_path
         assert {r.payload["path"] for r in st.scroll(index.frames_collection_name("lib", "dsp"))} == {"other.wav"}
         for name in ASPECTS:
             assert {r.id for r in st.scroll(aspect_collection_name("lib", name))} == set(left)
+
+
+@pytest.mark.slow
+def test_workers_that_crash_on_every_file_stop_the_run_in_one_line(ray_cluster, tmp_path, monkeypatch):
+    """Not a poison file but a broken worker environment: the run stops at once (no file-by-file retries)."""
+    import soundfile as sf
+
+    from index import ray_engine
+
+    monkeypatch.setattr(ray_engine, "RETRIES", 0)
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    t = np.arange(16000) / 16000
+    for i in range(3):
+        sf.write(folder / f"poison_segv_{i}.wav", (0.3 * np.sin(2 * np.pi * (300 + 50 * i) * t)).astype(np.float32), 16000)
+    d = tmp_path / "data"
+    stats: dict = {}
+    with open_store(d) as st:
+        with pytest.raises(LibraryError) as err:
+            index.index_folder(st, "lib", folder, ["dsp"], data_dir=d, engine="ray", batch_size=1,
+                               engine_options={"workers": 2, "stats": stats})
+        assert "every batch killed its Ray worker process (3 batches" in str(err.value) and "\n" not in str(err.value)
+        assert stats["isolated"] == 0 and st.count(index.collection_name("lib", "dsp")) == 0
