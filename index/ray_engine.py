@@ -17,16 +17,30 @@ per actor when the cluster has GPUs); each actor runs the local engine's own cod
 
 Resuming: the actors skip points already present (with Edge, from a snapshot of the clip ids the
 driver takes at start; with a server, by asking it), so a crashed run, driver or worker, is
-resumed by running the same command again. A killed actor is restarted by Ray and its batch is
-retried (`max_restarts` / `max_task_retries`); writes are idempotent (deterministic ids), so a
-retried batch writes the same points again. Batches arrive in file order (`preserve_order`):
-the first path of duplicated content is the one indexed, as with the local engine.
+resumed by running the same command again. A killed actor is restarted by Ray (`max_restarts=-1`,
+Ray Data's default: the pool never shrinks) and its batch is retried (`max_task_retries=RETRIES`);
+writes are idempotent (deterministic ids), so a retried batch writes the same points again. Batches
+arrive in file order (`preserve_order`): the first path of duplicated content is the one indexed, as
+with the local engine.
+
+A poison file (one that kills its worker process on every try: a decoder segfault, an `os._exit` in
+native code, an out-of-memory kill) must not stop the run. The actors catch every Python exception
+themselves and send it back, so the only blocks Ray Data can lose are batches whose process died
+RETRIES + 1 times; the run lets Ray Data drop those (`DataContext.max_errored_blocks = -1`) and goes
+on. The files of a dropped batch are then sent again one file per block (a second pass, isolating
+the poison file from the good files that shared its batch); a file whose single-file block is
+dropped as well is reported ("worker crashed while processing it") and skipped. With Edge nothing of
+it was written (the driver never got its writes); with a server, a long file whose worker died
+part-way has its segments removed by the driver, as the local engine does for a long file that fails.
+Nothing about the file is remembered: the next run tries it again (2 x (RETRIES + 1) crashes at most)
+and reports it again.
 
 On a multi-node cluster the library folder and the app must be at the same paths on every node
 (a shared file system); spectrogram thumbnails are made on the workers and written by the driver.
 """
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import shutil
@@ -41,9 +55,10 @@ import numpy as np
 
 from .curation import merge_edits
 from .libraries import LibraryError
-from .naming import collection_name, library_prefix, parse_collection_name
+from .naming import collection_name, frames_collection_name, library_prefix, parse_collection_name
 
-RETRIES = 3  # restarts of a killed actor / retries of its batch before the run stops
+RETRIES = 2  # retries of a batch whose worker process died, before the batch is dropped (and isolated)
+CRASHED = "worker crashed while processing it"
 
 
 def require_ray() -> Any:
@@ -178,6 +193,25 @@ class EmbedWorker:
                         make_labeler(cfg["options"].get("labels"), root), self.report)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Index one unit; a Python exception comes back as the result (only a process that dies
+        makes Ray Data lose a block, and only those blocks are dropped and isolated)."""
+        from .store import StoreError
+
+        try:
+            return self._index(batch)
+        except (LibraryError, StoreError) as exc:  # the run stops (disk full, store unreachable)
+            err: Exception = exc
+        except Exception as exc:
+            text = " ".join(str(exc).split())[:300]
+            err = LibraryError(f"the Ray run stopped ({type(exc).__name__}{': ' + text if text else ''}); what "
+                               f"is written is whole: run the same command again to resume")
+        try:
+            blob = pickle.dumps({"error": err}, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:
+            blob = pickle.dumps({"error": LibraryError(str(err))}, protocol=pickle.HIGHEST_PROTOCOL)
+        return {"result": np.array([blob], dtype=object)}
+
+    def _index(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from .ingest import thumbnail_path
 
         run, rep = self.run, self.report
@@ -249,17 +283,36 @@ def _init_ray(address: str | None) -> bool:
     return True
 
 
+class _QuietDroppedBlocks(logging.Filter):
+    """Keeps Ray Data's "Ignoring this exception" traceback of a dropped block off the console (it
+    stays in Ray's ray-data.log); the run reports the file in one line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Ignoring this exception" not in record.getMessage()
+
+
+def _console_handlers() -> list[logging.Handler]:
+    """Ray Data's console handlers (not its ray-data.log file handler); none if its layout changed."""
+    try:
+        from ray.data._internal.logging import SessionFileHandler
+    except ImportError:
+        return []
+    return [h for h in logging.getLogger("ray.data").handlers if not isinstance(h, SessionFileHandler)]
+
+
 def run_files(run: Any, files: Sequence[Path], long_files: Sequence[Path], batch_size: int,
               progress: Callable | None, total: int, address: str | None = None, workers: int | None = None,
               direct: bool | None = None, stats: dict | None = None) -> int:
     """Index `files` (whole clips, in batches of `batch_size`) and `long_files` (segments, one file per
     unit) of a prepared local run (`index.ingest._Run`) with Ray Data actors; returns how many files
-    were handled. `workers`: actors (default: the cluster's CPUs, or its GPUs
-    when the cluster has them); `direct`: actors write to the Qdrant server themselves (default: when the
-    store is a server); `stats` (a dict) gets timings: driver write time, wall time, actors' pids."""
+    were handled. A file that kills its worker process on every try is reported (`CRASHED`) and
+    skipped, the others are indexed (see the module docstring). `workers`: actors (default: the
+    cluster's CPUs, or its GPUs when the cluster has them); `direct`: actors write to the Qdrant server
+    themselves (default: when the store is a server); `stats` (a dict) gets timings: driver write time,
+    wall time, actors' pids, `isolated` (files sent again one per block)."""
     ray = require_ray()
     from .ingest import printable, thumbnail_path
-    from .store import ClientStore
+    from .store import ClientStore, StoreError
 
     store, library = run.store, run.library
     if direct is None:
@@ -270,7 +323,10 @@ def run_files(run: Any, files: Sequence[Path], long_files: Sequence[Path], batch
     t0 = time.perf_counter()
     write_s = 0.0
     pids: set[int] = set()
+    isolated = 0
     closers: list[Callable] = []
+    quiet = _QuietDroppedBlocks()
+    ctx = saved = None
     try:
         res = ray.cluster_resources()
         gpu = res.get("GPU", 0) >= 1  # the cluster's GPUs (the driver's machine may have none)
@@ -282,76 +338,136 @@ def run_files(run: Any, files: Sequence[Path], long_files: Sequence[Path], batch
         cfg = {"library": library, "root": str(run.root), "models": [e.name for e in run.embs],
                "data_dir": str(run.ddir), "options": opts, "url": store.where if direct else None}
         ctx = ray.data.DataContext.get_current()
+        saved = (ctx.execution_options.preserve_order, ctx.enable_progress_bars, ctx.print_on_execution_start,
+                 ctx.max_errored_blocks)
         ctx.execution_options.preserve_order = True
         ctx.enable_progress_bars = False
         ctx.print_on_execution_start = False
+        ctx.max_errored_blocks = -1  # a batch whose process died on every try is dropped; the run goes on
+        for h in _console_handlers():
+            h.addFilter(quiet)
+
+        def stream(units: list[dict], in_flight: int | None = None):
+            ds = ray.data.from_items(units, override_num_blocks=max(1, len(units)))
+            # a killed actor is restarted (always: the pool keeps its size) and its batch retried RETRIES
+            # times; after that Ray Data drops the block (max_errored_blocks) and the driver isolates it.
+            # `in_flight=1`: one task per actor at a time, so a crash fails no task queued behind it
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # Ray 2.60 flags max_restarts / max_task_retries as deprecated
+                pool = ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=in_flight)
+                ds = ds.map_batches(EmbedWorker, fn_constructor_kwargs={"cfg": cfg, "existing": existing},
+                                    batch_size=1, compute=pool,
+                                    num_cpus=0 if gpu else 1, num_gpus=1 if gpu else 0, zero_copy_batch=True,
+                                    max_restarts=-1, max_task_retries=RETRIES)
+            rows = iter(ds.iter_rows())
+            closers.append(getattr(rows, "close", lambda: None))  # a driver stopped mid-run stops the pipeline
+            return rows
+
+        done = 0
+        handled: set[str] = set()
+
+        def consume(units: list[dict], in_flight: int | None = None) -> None:
+            nonlocal done, write_s
+            for row in stream(units, in_flight):
+                out = pickle.loads(row["result"])
+                if "error" in out:
+                    raise out["error"]
+                pids.add(out["pid"])
+                w0 = time.perf_counter()
+                done += _apply(run, out, set(clip_colls), thumbnail_path, None if direct else order)
+                write_s += time.perf_counter() - w0
+                handled.update(r[0] for r in out["items"])
+                if out.get("long"):
+                    handled.add(out["long"][0])
+                if progress:
+                    progress(done, total, printable(out["items"][-1][0] if out["items"]
+                                                    else (out.get("long") or ("",))[0]))
+
+        def rel(p: str | Path) -> str:
+            return Path(p).relative_to(run.root).as_posix()
+
+        order = {rel(p): i for i, p in enumerate([*files, *long_files])}  # the local engine's order
         units = [{"paths": [str(p) for p in files[i:i + batch_size]], "long": False}
                  for i in range(0, len(files), batch_size)]
         units += [{"paths": [str(p)], "long": True} for p in long_files]
-        ds = ray.data.from_items(units, override_num_blocks=max(1, len(units)))
-        # a killed actor is restarted and its batch retried RETRIES times (Ray Data's default is for
-        # ever, which a file that crashes the process every time would turn into a hang)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Ray 2.60 flags max_restarts / max_task_retries as deprecated
-            ds = ds.map_batches(EmbedWorker, fn_constructor_kwargs={"cfg": cfg, "existing": existing},
-                                batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers),
-                                num_cpus=0 if gpu else 1, num_gpus=1 if gpu else 0, zero_copy_batch=True,
-                                max_restarts=RETRIES, max_task_retries=RETRIES)
-        done = 0
-        handled: set[str] = set()
-        rows = iter(ds.iter_rows())
-        closers.append(getattr(rows, "close", lambda: None))  # a driver stopped mid-run stops the pipeline
-        for row in rows:
-            out = pickle.loads(row["result"])
-            pids.add(out["pid"])
-            w0 = time.perf_counter()
-            done += _apply(run, out, set(clip_colls), thumbnail_path)
-            write_s += time.perf_counter() - w0
-            handled.update(r[0] for r in out["items"])
-            if out.get("long"):
-                handled.add(out["long"][0])
+        consume(units)
+        if not handled and len(units) > 2:  # not a bad file: the workers die on everything (model, GPU, memory)
+            raise LibraryError(f"every batch killed its Ray worker process ({len(units)} batches, {RETRIES + 1} tries "
+                               f"each): the workers' environment crashes (model, GPU, memory), not one file; nothing "
+                               f"was written: see Ray's worker logs, or try --engine local")
+        # the files of dropped blocks again, one per block and one block per actor at a time: a poison
+        # file can take down neither the good files of its batch nor a block queued behind it (a task
+        # waiting on an actor that dies is failed with it)
+        again = [{"paths": [p], "long": u["long"]} for u in units for p in u["paths"] if rel(p) not in handled]
+        isolated = len(again)
+        if again:
+            consume(again, in_flight=1)
+        lost = [u for u in again if rel(u["paths"][0]) not in handled]
+        for u in lost:
+            r = rel(u["paths"][0])
+            if u["long"] and direct:
+                _remove_file_points(run, Path(u["paths"][0]))
+            run.fail(r, f"{CRASHED} (its Ray worker process died each time, {RETRIES + 1} tries on its own: a decoder or "
+                        f"model crash, or out of memory); skipped, nothing of it written")
+            handled.add(r)
+            done += 1
             if progress:
-                progress(done, total, printable(out["items"][-1][0] if out["items"] else (out.get("long") or ("",))[0]))
-        lost = [rel for rel in (p.relative_to(run.root).as_posix() for p in [*files, *long_files]) if rel not in handled]
-        for rel in lost:  # a safety net: every batch sent comes back, or the pipeline raises
-            run.fail(rel, "not returned by the Ray workers; run again to retry")
-        done += len(lost)
-        if progress and lost:
-            progress(done, total, "")
+                progress(done, total, printable(r))
         return done
-    except LibraryError:
+    except (LibraryError, StoreError):
         raise
     except Exception as exc:
-        from .store import StoreError
-
-        if isinstance(exc, StoreError):
-            raise
         raise LibraryError(_stopped(exc)) from None
     finally:
         for close in closers:
             close()
+        for h in _console_handlers():
+            h.removeFilter(quiet)
+        if ctx is not None and saved is not None:
+            (ctx.execution_options.preserve_order, ctx.enable_progress_bars, ctx.print_on_execution_start,
+             ctx.max_errored_blocks) = saved
         if stats is not None:
             stats.update(driver_write_s=write_s, ray_wall_s=time.perf_counter() - t0, worker_pids=sorted(pids),
-                         workers=workers)
+                         workers=workers, isolated=isolated)
         if started:
             ray.shutdown()
+
+
+def _remove_file_points(run: Any, path: Path) -> None:
+    """Remove what a worker writing to a server left of a long file before its process died: its
+    segments (by file id, from every model's clip and frame collections) and their aspect vectors."""
+    from .aspects import delete_aspects
+    from .naming import hash_file, point_id
+
+    try:
+        fid = point_id(hash_file(path)[0])
+    except Exception:
+        return  # unreadable now: nothing can be matched to it
+    store, lib = run.store, run.library
+    for emb in run.embs:
+        coll = collection_name(lib, emb.name)
+        if not store.has_collection(coll):
+            continue
+        ids = [r.id for r in store.scroll(coll, flt={"file_id": fid})]
+        delete_aspects(store, lib, ids)
+        store.delete_by_filter(frames_collection_name(lib, emb.name), {"file_id": fid})
+        store.delete_by_filter(coll, {"file_id": fid})
 
 
 def _stopped(exc: BaseException) -> str:
     """One line for a Ray pipeline that failed (Ray's own messages run to paragraphs)."""
     text = " ".join(str(exc).split())
-    name = type(exc).__name__
-    if "ActorDiedError" in name or "ActorDiedError" in text or "worker process has died" in text:
-        return (f"the Ray run stopped: a worker process died {RETRIES + 1} times on one batch (killed, out of "
-                f"memory, or a file that crashes the decoder); what is written is whole: run the same command "
-                f"again to resume (`--engine local` names the file by crashing on it)")
     first = text.split(". ")[0][:300] if text else ""
-    return (f"the Ray run stopped ({name}: {first}); what is written is whole: run the same command "
-            f"again to resume")
+    return (f"the Ray run stopped ({type(exc).__name__}: {first}); what is written is whole: run the same "
+            f"command again to resume")
 
 
-def _apply(run: Any, out: dict, clip_colls: set[str], thumbnail_path: Callable) -> int:
-    """Fold one actor batch into the driver's run: report, duplicate check, writes (replayed), thumbnails."""
+def _apply(run: Any, out: dict, clip_colls: set[str], thumbnail_path: Callable, order: dict[str, int] | None = None) -> int:
+    """Fold one actor batch into the driver's run: report, duplicate check, writes (replayed), thumbnails.
+    `order` ({path: position in the file order}; only with replayed writes): a clip re-sent after its
+    batch was dropped may come after a later path of the same content; it wins, as in the local engine
+    (its point is rewritten with its path, or was already stored so by an earlier run; the other path
+    is reported as the copy)."""
     from .ingest import check_free_space, printable
 
     rep, store = run.report, run.store
@@ -372,6 +488,12 @@ def _apply(run: Any, out: dict, clip_colls: set[str], thumbnail_path: Callable) 
         if error:
             continue
         first = run.seen.setdefault(pid, rel)
+        if first != rel and (written or not missing) and order and order.get(rel, 1 << 62) < order.get(first, 1 << 62):
+            run.seen[pid] = rel  # the earlier path (re-sent after a dropped batch) wins; counted once already
+            run.copies.setdefault(pid, set()).add(first)
+            run.copies[pid].discard(rel)
+            run.fail(first, f"same audio as {printable(rel)} (indexed once)")
+            continue
         if first != rel:  # the same content reached another actor first: one point, the first path
             dup.add(pid)
             run.copies.setdefault(pid, set()).add(rel)

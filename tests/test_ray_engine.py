@@ -20,9 +20,11 @@ ray = pytest.importorskip("ray")
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    """A real two-CPU Ray cluster in this machine, shared by the module's tests."""
+    """A real two-CPU Ray cluster in this machine, shared by the module's tests. Its workers carry the
+    test-only poison (`tests/ray_poison.py`: files named poison_* kill their worker process)."""
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)},
+                          "worker_process_setup_hook": "tests.ray_poison.install"})
     yield
     ray.shutdown()
 
@@ -165,3 +167,110 @@ def test_missing_ray_and_bad_engine_are_one_line_errors(monkeypatch, demo_folder
             index.index_folder(st, "lib", demo_folder, ["dsp"], data_dir=data_dir, engine="ray")
         assert "pip install 'ray[data]" in str(err.value) and "\n" not in str(err.value)
         assert not st.list_collections()  # refused before anything was written
+
+
+@pytest.fixture(scope="module")
+def poisoned_library(tmp_path_factory, library) -> Path:
+    """The library plus three files that kill their Ray worker on every try (`tests/ray_poison.py`):
+    a segfault in decode and an os._exit in embed (short clips sharing a batch with good files), and
+    a 70 s recording whose worker exits after 66 of its segments."""
+    import soundfile as sf
+
+    folder = tmp_path_factory.mktemp("ray_poison") / "audio"
+    shutil.copytree(library, folder)
+    t = np.arange(2 * 16000) / 16000
+    sf.write(folder / "poison_segv.wav", (0.3 * np.sin(2 * np.pi * 310 * t)).astype(np.float32), 16000)
+    sf.write(folder / "poison_exit.wav", (0.3 * np.sin(2 * np.pi * 570 * t)).astype(np.float32), 16000)
+    t = np.arange(70 * 16000) / 16000
+    sf.write(folder / "poison_long.wav", (0.3 * np.sin(2 * np.pi * (150 + 5 * t) * t)).astype(np.float32), 16000)
+    return folder
+
+
+@pytest.mark.slow
+def test_poison_files_that_kill_their_worker_are_reported_and_skipped(ray_cluster, local_run, poisoned_library,
+                                                                       tmp_path, monkeypatch):
+    from index import ray_engine
+
+    rep_local, pts_local, frames_local, side_local = local_run
+    monkeypatch.setattr(ray_engine, "RETRIES", 1)  # each crash restarts a worker (seconds): keep them few
+    poison = ["poison_exit.wav", "poison_long.wav", "poison_segv.wav"]
+    d = tmp_path / "data"
+    stats: dict = {}
+    with open_store(d) as st:
+        rep = index.index_folder(st, "lib", poisoned_library, ["dsp"], data_dir=d, engine="ray", batch_size=4,
+                                 engine_options={"workers": 2, "stats": stats})
+        crashed = sorted(p for p, why in rep.failed if why.startswith("worker crashed while processing it"))
+        assert crashed == poison  # each named, with the reason, and nothing else said to crash
+        assert sorted(f for f in rep.failed if f[0] not in poison) == sorted(rep_local.failed)
+        assert stats["isolated"] >= 4  # the short poison files' batch was sent again one file per block
+        # every other file is indexed: the clean run's points, frames and aspect vectors, no more
+        assert set(_points(st)) == set(pts_local) and rep.added == len(pts_local)
+        assert st.count(index.frames_collection_name("lib", "dsp")) == frames_local
+        assert {c: set(v) for c, v in _side_collections(st).items()} == {c: set(v) for c, v in side_local.items()}
+        for pid, r in _points(st).items():  # nothing half-written; the first path of copied bytes wins, as locally
+            assert r.payload == pts_local[pid].payload
+            np.testing.assert_allclose(r.vector, pts_local[pid].vector, atol=1e-5)
+        assert "2 tries on its own" in dict(rep.failed)["poison_segv.wav"]
+        # the same command again: no endless retry, the poison reported again, nothing added twice
+        monkeypatch.setattr(ray_engine, "RETRIES", 0)
+        again = index.index_folder(st, "lib", poisoned_library, ["dsp"], data_dir=d, engine="ray", batch_size=4,
+                                   engine_options={"workers": 2})
+        assert sorted(p for p, why in again.failed if why.startswith("worker crashed while processing it")) == poison
+        assert (again.added, again.unchanged) == (0, len(pts_local))
+        assert sorted(f for f in again.failed if f[0] not in poison) == sorted(rep_local.failed)
+        assert set(_points(st)) == set(pts_local)
+        assert st.count(index.frames_collection_name("lib", "dsp")) == frames_local
+
+
+def test_a_crashed_long_file_is_removed_from_a_server_it_was_written_to(tmp_path):
+    """What the driver does for a long file whose worker died part-way while writing to a server
+    itself: the file's segments, frames and aspect vectors go, other files' points stay."""
+    from types import SimpleNamespace
+
+    import soundfile as sf
+
+    import embedders
+    from index import ray_engine
+    from index.aspects import ASPECTS, aspect_collection_name
+    from index.ingest import IngestOptions
+
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    t = np.arange(8 * 16000) / 16000
+    sf.write(folder / "take.wav", (0.3 * np.sin(2 * np.pi * (200 + 10 * t) * t)).astype(np.float32), 16000)
+    sf.write(folder / "other.wav", (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 16000)
+    d = tmp_path / "data"
+    with open_store(d) as st:
+        index.index_folder(st, "lib", folder, ["dsp"], data_dir=d, options=IngestOptions(segment="always"))
+        before = _points(st)
+        assert {r.payload["path"] for r in before.values()} == {"take.wav", "other.wav"}
+        run = SimpleNamespace(store=st, library="lib", embs=[embedders.load("dsp", d)])
+        ray_engine._remove_file_points(run, folder / "take.wav")
+        left = _points(st)
+        assert left and {r.payload["path"] for r in left.values()} == {"other.wav"}
+        assert {r.payload["path"] for r in st.scroll(index.frames_collection_name("lib", "dsp"))} == {"other.wav"}
+        for name in ASPECTS:
+            assert {r.id for r in st.scroll(aspect_collection_name("lib", name))} == set(left)
+
+
+@pytest.mark.slow
+def test_workers_that_crash_on_every_file_stop_the_run_in_one_line(ray_cluster, tmp_path, monkeypatch):
+    """Not a poison file but a broken worker environment: the run stops at once (no file-by-file retries)."""
+    import soundfile as sf
+
+    from index import ray_engine
+
+    monkeypatch.setattr(ray_engine, "RETRIES", 0)
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    t = np.arange(16000) / 16000
+    for i in range(3):
+        sf.write(folder / f"poison_segv_{i}.wav", (0.3 * np.sin(2 * np.pi * (300 + 50 * i) * t)).astype(np.float32), 16000)
+    d = tmp_path / "data"
+    stats: dict = {}
+    with open_store(d) as st:
+        with pytest.raises(LibraryError) as err:
+            index.index_folder(st, "lib", folder, ["dsp"], data_dir=d, engine="ray", batch_size=1,
+                               engine_options={"workers": 2, "stats": stats})
+        assert "every batch killed its Ray worker process (3 batches" in str(err.value) and "\n" not in str(err.value)
+        assert stats["isolated"] == 0 and st.count(index.collection_name("lib", "dsp")) == 0
