@@ -148,8 +148,10 @@
     if (!pre || !box.closest('#ae-map-main')) return;
     window.__AE_MAPDEFAULT = null;  // one component takes it
     loadPlotly();
+    box.dataset.mountAt = String(Math.round(performance.now()));
     state.pre = pre.then(d => {
       state.pre = null;
+      box.dataset.prefetchAt = String(Math.round(performance.now()));
       const cur = props.value;
       const ok = d && d.value && d.points && !(cur && (cur.message || (cur.points_url && cur.points_url !== d.value.points_url)));
       if (!ok) { if (cur) render(); return; }  // Gradio asked for another map meanwhile: that one is drawn
