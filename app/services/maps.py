@@ -29,7 +29,12 @@ MAX_3D_POINTS = 30000  # 3D overview maps above this are decimated (and say so)
 # AUDIO_EXPLORER_MAP_LOD=N,CAP sets both (to see the level of detail on a small library)
 _LOD_ENV = [int(v) for v in os.environ.get("AUDIO_EXPLORER_MAP_LOD", "").split(",") if v.strip().isdigit()]
 LOD_THRESHOLD = _LOD_ENV[0] if _LOD_ENV else 150_000
-LOD_CAP = min(_LOD_ENV[1], LOD_THRESHOLD) if len(_LOD_ENV) > 1 else min(100_000, LOD_THRESHOLD)
+# Why a cap of 50k (29,933 drawn of the 1M benchmark map, every occupied cell of the 256 x 256 grid keeps a point):
+# in software WebGL the drawn points' draw and paint were the largest cost left of a 1M page once its
+# points come in parallel with Gradio's load (80k drawn: 3.0-3.4 s draw to paint; 30k: 1.1-1.4 s, same
+# run, benchmarks/ui_map_load.py --caps); the density image carries the rest and a click still plays
+# the nearest of all points.
+LOD_CAP = min(_LOD_ENV[1], LOD_THRESHOLD) if len(_LOD_ENV) > 1 else min(50_000, LOD_THRESHOLD)
 LOD_GRID = 256     # cells per side of the grid the drawn subset is stratified over
 DENSITY_GRID = 200  # cells per side of the density layer
 # UMAP and t-SNE fit every point: minutes past this size on a few cores (UMAP of 1M ~15 min); refused, use PCA
