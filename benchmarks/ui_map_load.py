@@ -10,7 +10,7 @@ after a hover (does the page stay responsive).
 
     python benchmarks/ui_map_load.py [--sizes 10000,50000,100000,1000000] [--keep DIR]
 
-Above 150k points (app/services/maps.py LOD_THRESHOLD) the map draws a 100k subset stratified
+Above 150k points (app/services/maps.py LOD_THRESHOLD) the map draws a <=50k subset stratified
 over a grid of the map plus a density image of the rest: 'drawn' is what the browser drew.
 With --keep the libraries (and the server's map cache) stay under DIR for the next run: a
 second run's 'cold' then starts from a cached map (and its quality numbers).
