@@ -465,6 +465,10 @@ def cmd_classes(args) -> int:
         return 0
     est = (f"; estimated from {stats['agreement_sampled']} clips drawn at random"
            if stats.get("agreement_sampled") else "")
+    if stats.get("sampled"):
+        s = stats["sampled"]
+        est = (f"; sampled: {s['n']} of {s['of']} clips, {s['per_class']} per class, neighbours searched among "
+               f"all clips")
     print(f"overall agreement@{args.k}: {number(stats['overall_agreement'])}  ({stats['n_labelled']} labelled clips{est})")
     rows = [{"label": lb, "count": stats["counts"][lb], f"agreement@{args.k}": number(stats['agreement'][lb])}
             for lb in stats["labels"]]

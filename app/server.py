@@ -1,8 +1,10 @@
-"""The web server: Gradio mounted on FastAPI, plus three read-only routes.
+"""The web server: Gradio mounted on FastAPI, plus read-only routes.
 
 - `/audio/{library}/{path}`: a clip's audio, only from inside that library's root (or its
   uploads); anything else (`..`, absolute paths, links leaving the root, other files) is 403.
 - `/thumb/{library}/{point_id}.png`: spectrogram thumbnails made at ingest.
+- `/mapdata/{token}`, `/mapnearest/{token}`: a drawn map's points, the clip nearest a click on it.
+- `/mapdefault`: the map a new page draws first, with its points (fetched while Gradio loads).
 - `/static/plotly.min.js`: the map's plotly.js: `app/static/plotly-map.min.js` (scattergl + scatter3d
   only, built by scripts/plotly-bundle/build.sh), or the `plotly` package's full bundle without it.
 """
@@ -83,10 +85,24 @@ def create_app(svc: Services):
     def mapdata(token: str):
         if not re.fullmatch(r"[0-9a-f]{32}", token):
             raise HTTPException(status_code=403, detail="refused")
-        data = svc.maps.tokens.points(token)
+        data = svc.maps.tokens.points_json(token)
         if data is None:
             raise HTTPException(status_code=404, detail="map expired: draw it again")
-        return Response(orjson.dumps(data), media_type="application/json")
+        return Response(data, media_type="application/json")
+
+    @api.get("/mapdefault")
+    def mapdefault():
+        """The map a new page draws first and its points, fetched by the page's head script while
+        Gradio loads (the page's own draw event then returns the same map, already drawn)."""
+        try:
+            got = svc.maps.default_map()
+        except Exception as exc:
+            return Response(orjson.dumps({"value": None, "error": one_line(exc)}), media_type="application/json")
+        pts = svc.maps.tokens.points_json(got["token"]) if got else None
+        if pts is None:
+            return Response(b'{"value":null}', media_type="application/json")
+        return Response(b'{"value":' + orjson.dumps(got["value"]) + b',"points":' + pts + b"}",
+                        media_type="application/json", headers={"Cache-Control": "no-store"})
 
     @api.get("/mapnearest/{token}")
     def mapnearest(token: str, x: float, y: float):

@@ -10,7 +10,7 @@ after a hover (does the page stay responsive).
 
     python benchmarks/ui_map_load.py [--sizes 10000,50000,100000,1000000] [--keep DIR]
 
-Above 150k points (app/services/maps.py LOD_THRESHOLD) the map draws a 100k subset stratified
+Above 150k points (app/services/maps.py LOD_THRESHOLD) the map draws a <=50k subset stratified
 over a grid of the map plus a density image of the rest: 'drawn' is what the browser drew.
 With --keep the libraries (and the server's map cache) stay under DIR for the next run: a
 second run's 'cold' then starts from a cached map (and its quality numbers).
@@ -65,10 +65,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+LOAD0 = 0.0
 RUNS = (("cold", True), ("warm", True), ("warm", True), ("return", False))
 
 
-def measure(data: Path, settle: float = 0.0) -> list[dict]:
+def measure(data: Path, settle: float = 0.0, lod_cap: int | None = None) -> list[dict]:
     """Serve the app and time page open -> drawn map: cold (the server's first page), warm (a
     first visit by a new browser profile, server warm), return (a second visit in the same
     profile: HTTP cache and V8's code cache)."""
@@ -76,6 +77,8 @@ def measure(data: Path, settle: float = 0.0) -> list[dict]:
 
     port = free_port()
     env = {**os.environ, "AUDIO_EXPLORER_DATA": str(data)}
+    if lod_cap:
+        env["AUDIO_EXPLORER_MAP_LOD"] = f"150000,{lod_cap}"
     proc = subprocess.Popen([sys.executable, "app.py", "serve", "--no-demo", "--port", str(port)], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/"
@@ -107,8 +110,11 @@ def measure(data: Path, settle: float = 0.0) -> list[dict]:
                 pg.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
                 frame = time.perf_counter() - t1
                 kb = pg.evaluate("() => performance.getEntriesByType('resource').filter(e => "
-                                 "e.name.includes('/mapdata/')).map(e => e.encodedBodySize).pop() || 0") / 1000
-                out.append({"run": run, "total_s": total, "draw_ms": int(ds["drawMs"]),
+                                 "(e.name.includes('/mapdata/') || e.name.includes('/mapdefault'))).map(e => e.encodedBodySize).pop() || 0") / 1000
+                ms = lambda k: int(ds.get(k, -1))  # noqa: E731
+                out.append({"run": run, "total_s": total, "draw_ms": int(ds["drawMs"]), "mount_ms": ms("mountAt"),
+                            "prefetch_ms": ms("prefetchAt"), "react_ms": ms("reactAt"), "paint_ms": ms("paintMs"),
+                            "draws": ms("draws"),
                             "points": int(ds["nPoints"]), "frame_after_s": frame, "json_kb": kb})
                 pg.close()
             ctx.close()
@@ -127,8 +133,12 @@ def main() -> None:
     ap.add_argument("--settle", type=float, default=0.0,
                     help="seconds to wait after the server answers before the first page ('cold' then means a "
                          "server that has read the vectors: a 1M read from Qdrant Edge takes ~25 s)")
+    ap.add_argument("--caps", default="",
+                    help="comma-separated drawn-point caps to measure each size above 150k with (default: the app's)")
     ap.add_argument("--build-only", action="store_true", help="build the libraries (with --keep), measure nothing")
     args = ap.parse_args()
+    global LOAD0
+    LOAD0 = os.getloadavg()[0]
     rows = []
     for n in [int(s) for s in args.sizes.split(",")]:
         with tempfile.TemporaryDirectory() as tmp:
@@ -141,19 +151,28 @@ def main() -> None:
             if args.build_only:
                 print(f"{n}: built in {build_s:.0f} s", file=sys.stderr)
                 continue
-            for r in measure(data, args.settle):
-                rows.append({"n": n, "build_s": build_s, **r})
+            caps = [int(c) for c in args.caps.split(",") if c.strip()] if n > 150_000 else []
+            for cap in caps or [None]:
+                for r in measure(data, args.settle, cap):
+                    rows.append({"n": n, "build_s": build_s, "cap": cap, **r})
     if not rows:
         return
-    base = rows[0]["total_s"]
+    small = [r["total_s"] for r in rows if r["n"] == rows[0]["n"] and r["run"] != "cold"]
+    base = sum(small) / len(small)
+    print(f"\nload average at the start: {LOAD0:.1f}")
     print(f"\nmap load in headless Chromium (software WebGL), PCA 2D, {os.cpu_count()} cores; goal <= 3 s at 50k, "
           f"<= 5 s at 1M (above 150k a subset is drawn over a density image); first page {args.settle:.0f} s after "
           f"the server answered\n")
-    print(f"{'points':>8s} {'drawn':>8s} {'run':>6s} {'open->shown s':>14s} {'plotly draw ms':>15s} {'next frame s':>13s} "
-          f"{'vs first cold':>13s} {'JSON MB':>8s}")
+    print(f"{'points':>8s} {'cap':>7s} {'drawn':>8s} {'run':>6s} {'open->shown s':>14s} {'mounted s':>10s} "
+          f"{'map data s':>11s} {'react at s':>11s} {'plotly draw ms':>15s} {'draw->painted ms':>17s} "
+          f"{'next frame s':>13s} {f'vs {rows[0][chr(110)]:,} warm':>13s} {'JSON MB':>8s}")
+    sec = lambda v: f"{v / 1000:.2f}" if v >= 0 else "-"  # noqa: E731
     for r in rows:
-        print(f"{r['n']:8d} {r['points']:8d} {r['run']:>6s} {r['total_s']:14.2f} {r['draw_ms']:15d} "
-              f"{r['frame_after_s']:13.3f} {r['total_s'] / base:13.2f} {r['json_kb'] / 1000:8.2f}")
+        print(f"{r['n']:8d} {str(r['cap'] or 'app'):>7s} {r['points']:8d} {r['run']:>6s} {r['total_s']:14.2f} "
+              f"{sec(r['mount_ms']):>10s} {sec(r['prefetch_ms']):>11s} {sec(r['react_ms']):>11s} {r['draw_ms']:15d} "
+              f"{r['paint_ms']:17d} {r['frame_after_s']:13.3f} {r['total_s'] / base:13.2f} {r['json_kb'] / 1000:8.2f}")
+    print(f"\nload average: {os.getloadavg()[0]:.1f} at the end; 'map data': the first map's points in the page "
+          f"(/mapdefault, fetched while Gradio loads); 'mounted': the map component's JS ran")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -21,6 +22,22 @@ from projections.quality import AGREEMENT_SAMPLE, knn_agreement, knn_agreement_p
 from .libraries import LibraryError
 from .queries import _collection
 from .store import Hit, Store
+
+# Above CLASS_STATS_EXACT labelled clips, class statistics are estimated from CLASS_SAMPLE query clips
+# per class (the Classes view must answer in seconds: exact statistics of 1M clips took 238 s in
+# benchmarks/million.py, as the centroids scroll every vector and recommend sends each class's ids).
+# The neighbours of the sampled clips are still searched among ALL points, by Qdrant.
+# At most CLASS_SAMPLE per class and CLASS_QUERIES queries in all, at least 20 per class: each query is
+# an exact scan below 200k points (7-15 ms at 100k on 2 busy cores) and HNSW above (~5 ms at 1M), so
+# 600 queries answer in seconds; a class's agreement from 50 clips has a standard error <= 0.07.
+CLASS_STATS_EXACT = 50_000
+CLASS_SAMPLE = 500
+CLASS_QUERIES = 600
+
+
+def sample_per_class(n_classes: int) -> int:
+    """Query clips per class of a sampled `class_stats`."""
+    return max(20, min(CLASS_SAMPLE, CLASS_QUERIES // max(1, n_classes)))
 
 
 def label_counts(store: Store, library: str, model: str) -> dict[str, int]:
@@ -114,16 +131,25 @@ def _sampled_neighbours(store: Store, coll: str, k: int, labelled: dict, sample:
     return labels, neighbours, rows
 
 
-def class_stats(store: Store, library: str, model: str, k: int = 5, nearest: int = 5) -> dict:
+def class_stats(store: Store, library: str, model: str, k: int = 5, nearest: int = 5,
+                exact_max: int | None = None, per_class: int | None = None) -> dict:
     """Label counts, agreement@k (overall and per class), centroid cosine matrix, the most typical
     members of each class (nearest its centroid) and the nearest clips from outside the class
     (Qdrant recommend, average-vector strategy, which leaves the class's own clips out), both as
-    lists of `Hit` by label. NaN where an agreement is undefined. JSON: `class_stats_json`."""
+    lists of `Hit` by label. NaN where an agreement is undefined. JSON: `class_stats_json`.
+
+    Above ``exact_max`` labelled clips (default CLASS_STATS_EXACT) every number is estimated from
+    ``per_class`` (default `sample_per_class`) clips per class (`_sampled_class_stats`); ``sampled`` says
+    {"n": clips sampled, "of": labelled clips, "per_class": ...}, None when exact."""
     coll = _collection(store, library, model)
     counts = label_counts(store, library, model)
     if len(counts) < 1:
         raise LibraryError(f"library '{library}' has no labelled clips (put clips in sub-folders to label them)")
     labels = sorted(counts)
+    exact_max = CLASS_STATS_EXACT if exact_max is None else exact_max
+    if sum(counts.values()) > exact_max:
+        return _sampled_class_stats(store, coll, library, model, counts, k, nearest,
+                                    sample_per_class(len(labels)) if per_class is None else per_class)
     agr = agreement(store, library, model, k)
     cents = np.stack([centroid(store, coll, lb) for lb in labels])
     unit = l2_normalise(cents)
@@ -134,7 +160,51 @@ def class_stats(store: Store, library: str, model: str, k: int = 5, nearest: int
     return {"library": library, "model": model, "k": k, "labels": labels, "counts": counts,
             "n_labelled": agr["n"], "agreement_sampled": agr["sampled"], "overall_agreement": agr["overall"],
             "agreement": {lb: agr["per_label"].get(lb, math.nan) for lb in labels},
-            "centroid_similarity": np.round(sim, 6).tolist(), "typical": typical, "nearest": near}
+            "centroid_similarity": np.round(sim, 6).tolist(), "typical": typical, "nearest": near, "sampled": None}
+
+
+def _sampled_class_stats(store: Store, coll: str, library: str, model: str, counts: dict[str, int], k: int,
+                         nearest: int, per_class: int) -> dict:
+    """`class_stats` estimated from the first ``per_class`` clips of each class in point-id order
+    (ids are hashes of the files and segments, so this draw knows nothing of the vectors; one
+    filtered scroll page per class): each centroid is the mean of its sample; the typical clips are
+    the class's clips nearest it and the nearest others the other classes' clips nearest it (both
+    searched among all points); agreement@k is the sampled clips' k nearest labelled neighbours
+    among all labelled clips (per class; overall weighted by the class counts). ~1/sqrt(per_class)
+    standard error on each class's agreement."""
+    labels = sorted(counts)
+    labelled = {"__not__": {"label": None}}
+    cents, per_label, n_sampled = [], {}, 0
+    for lb in labels:
+        recs = list(itertools.islice(store.scroll(coll, {"label": lb}, with_vectors=True, batch=per_class), per_class))
+        if not recs:
+            raise LibraryError(f"no clips with label '{lb}'")
+        V = np.stack([np.asarray(r.vector, np.float32) for r in recs])
+        cents.append(V.astype(np.float64).mean(axis=0).astype(np.float32))
+        n_sampled += len(recs)
+        hits = store.query_batch(coll, V, k + 1, labelled)
+        fracs = []
+        for rec, row in zip(recs, hits):
+            others = [h for h in row if h.id != rec.id][:k]
+            if others:
+                fracs.append(sum(h.label == lb for h in others) / len(others))
+        if fracs:
+            per_label[lb] = float(np.mean(fracs))
+    cents_arr = np.stack(cents)
+    unit = l2_normalise(cents_arr)
+    sim = unit @ unit.T
+    typical = {lb: store.query(coll, c, nearest, flt={"label": lb}) for lb, c in zip(labels, cents_arr)}
+    near = {lb: store.query(coll, c, nearest, flt={"__not__": {"label": lb}})  # as recommend: any clip outside
+            for lb, c in zip(labels, cents_arr)}
+    scored = [lb for lb in labels if lb in per_label]
+    total = sum(counts[lb] for lb in scored)
+    overall = sum(counts[lb] * per_label[lb] for lb in scored) / total if total else math.nan
+    n = sum(counts.values())
+    return {"library": library, "model": model, "k": k, "labels": labels, "counts": counts,
+            "n_labelled": n, "agreement_sampled": n_sampled, "overall_agreement": overall,
+            "agreement": {lb: per_label.get(lb, math.nan) for lb in labels},
+            "centroid_similarity": np.round(sim, 6).tolist(), "typical": typical, "nearest": near,
+            "sampled": {"n": n_sampled, "of": n, "per_class": per_class}}
 
 
 def class_stats_json(stats: dict) -> dict:

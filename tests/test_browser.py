@@ -69,6 +69,9 @@ def dataset(page, sel):
 def test_map_renders_points(page):
     ds = dataset(page, "#ae-map-main")
     assert int(ds["nPoints"]) == 19
+    # drawn once, from the points the page head fetched (/mapdefault) while Gradio loaded: the page's own
+    # draw event returned the same map, which is not drawn again
+    assert ds.get("prefetched") == "1" and ds.get("draws") == "1"
     n_drawn = page.evaluate("() => document.querySelector('#ae-map-main .ae-plot')._fullData"
                             ".filter(t => t.mode === 'markers').reduce((a, t) => a + t.x.length, 0)")
     assert n_drawn == 19

@@ -29,7 +29,12 @@ MAX_3D_POINTS = 30000  # 3D overview maps above this are decimated (and say so)
 # AUDIO_EXPLORER_MAP_LOD=N,CAP sets both (to see the level of detail on a small library)
 _LOD_ENV = [int(v) for v in os.environ.get("AUDIO_EXPLORER_MAP_LOD", "").split(",") if v.strip().isdigit()]
 LOD_THRESHOLD = _LOD_ENV[0] if _LOD_ENV else 150_000
-LOD_CAP = min(_LOD_ENV[1], LOD_THRESHOLD) if len(_LOD_ENV) > 1 else min(100_000, LOD_THRESHOLD)
+# Why a cap of 50k (29,933 drawn of the 1M benchmark map, every occupied cell of the 256 x 256 grid keeps a point):
+# in software WebGL the drawn points' draw and paint were the largest cost left of a 1M page once its
+# points come in parallel with Gradio's load (80k drawn: 3.0-3.4 s draw to paint; 30k: 1.1-1.4 s, same
+# run, benchmarks/ui_map_load.py --caps); the density image carries the rest and a click still plays
+# the nearest of all points.
+LOD_CAP = min(_LOD_ENV[1], LOD_THRESHOLD) if len(_LOD_ENV) > 1 else min(50_000, LOD_THRESHOLD)
 LOD_GRID = 256     # cells per side of the grid the drawn subset is stratified over
 DENSITY_GRID = 200  # cells per side of the density layer
 # UMAP and t-SNE fit every point: minutes past this size on a few cores (UMAP of 1M ~15 min); refused, use PCA
@@ -65,16 +70,37 @@ class TokenStore:
         self._keep = keep
         self._lock = threading.Lock()
         self._held: "OrderedDict[str, tuple[dict, list[str], tuple | None]]" = OrderedDict()
+        self._bytes: "OrderedDict[str, bytes]" = OrderedDict()  # the JSON of held points, made once
 
-    def publish(self, points: dict, ids: list[str], every: tuple[np.ndarray, list[str], list[dict]] | None = None) -> str:
-        """Hold `points` (and their ids) under a new token; with `every` = (coords [M, 2], ids,
-        payloads) of all the map's points when only some are drawn, for `nearest`."""
-        token = uuid.uuid4().hex
+    def publish(self, points: dict, ids: list[str], every: tuple[np.ndarray, list[str], list[dict]] | None = None,
+                token: str | None = None) -> str:
+        """Hold `points` (and their ids) under a new token (or `token`: the same points published
+        again); with `every` = (coords [M, 2], ids, payloads) of all the map's points when only some
+        are drawn, for `nearest`."""
+        token = token or uuid.uuid4().hex
         with self._lock:
             self._held[token] = (points, ids, every)
+            self._held.move_to_end(token)
             while len(self._held) > self._keep:
-                self._held.popitem(last=False)
+                old, _ = self._held.popitem(last=False)
+                self._bytes.pop(old, None)
         return token
+
+    def points_json(self, token: str) -> bytes | None:
+        """The published points of `token` as JSON bytes (serialised once per token: 4.8 MB at the
+        1M map's 80k drawn points), if still held."""
+        import orjson  # a Gradio dependency: ~10x json's speed
+
+        with self._lock:
+            got, data = self._held.get(token), self._bytes.get(token)
+        if got is None:
+            return None
+        if data is None:
+            data = orjson.dumps(got[0])
+            with self._lock:
+                if token in self._held:
+                    self._bytes[token] = data
+        return data
 
     def points(self, token: str) -> dict | None:
         """The published points of `token` (no point ids), if still held."""
@@ -130,6 +156,10 @@ class MapService:
         self.tokens = TokenStore()
         self._digests: "OrderedDict[int, tuple[list[str], str]]" = OrderedDict()  # id(ids) -> (ids, hash)
         self._lod: OrderedDict = OrderedDict()  # a big map's drawn subset and density, per map
+        # the points published for a map drawn without marked points, per (map, colour, payload read):
+        # the same map drawn again (the next page, another session) is re-published under the same token
+        # and costs no Python work; payload edits make a new read (VectorCache.clear), hence new points
+        self._published: OrderedDict = OrderedDict()
 
     def _ids_digest(self, ids: list[str]) -> str:
         """The map key's hash of `ids` (1.4 s at 1M ids), remembered for the same held list of ids
@@ -199,10 +229,11 @@ class MapService:
         def work() -> None:
             try:
                 projections.preload()
-                libs = self._svc.libs.list()
-                if libs and libs[0].models:
-                    first = (libs[0].name, list(libs[0].models)[0], "pca", 2)
-                    self.fit(*first, quality=False)  # the map ...
+                libs = self._svc.libs.names()
+                model = self._svc.libs.default_model(libs[0]) if libs else None
+                if model:
+                    first = (libs[0], model, "pca", 2)
+                    self.default_map()  # the map a new page draws first, published ...
                     self.color_options(*first[:2])  # ... what every page asks of all the payloads ...
                     self._svc.libs.files_of(*first[:2])
                     self.fit(*first)  # ... then its quality numbers
@@ -312,6 +343,18 @@ class MapService:
         `points_url`, not sent through Gradio), highlighted / own points go as indices into them."""
         ids, pays = fit.ids, fit.payloads
         n = len(ids)
+        marked_any = bool(highlight_ids or own_ids or selected_ids)
+        memo = None
+        if fit.key is not None and not (marked_any and dims == 2 and n > LOD_THRESHOLD):
+            memo = (fit.key.digest, dims, color_by, id(pays), n, LOD_THRESHOLD, LOD_CAP)
+            got = self._published.get(memo)
+            if got is not None and got[0] is pays and self.tokens.points(got[1]) is not None:
+                self._published.move_to_end(memo)
+                _, token, pts, shown, extra = got
+                self.tokens.publish(pts, shown, (fit.coords[:, :2], ids, pays) if "n_total" in extra else None,
+                                    token=token)
+                return self._points_out(library, model, method, dims, token, shown, extra, highlight_ids, own_ids,
+                                        selected_ids)
         idx = np.arange(n)
         note = ""
         if dims == 3 and n > MAX_3D_POINTS:
@@ -348,20 +391,47 @@ class MapService:
         if any(pays[i].get("pred_label") for i in idx):
             pts["pred_label"] = [pays[i].get("pred_label") if not pays[i].get("label") else None for i in idx]
             pts["pred_conf"] = [pays[i].get("pred_conf") for i in idx]
-        hl, own, sel = set(highlight_ids or ()), set(own_ids or ()), set(selected_ids or ())
         if density is not None:  # with the points (fetched by the browser), not in the component's value
             pts["density"] = density
         token = self.tokens.publish(pts, shown, (fit.coords[:, :2], ids, pays) if density is not None else None)
-        out = {"library": library, "model": model, "dims": dims, "points_url": f"/mapdata/{token}", "token": token,
-                "highlight_idx": [j for j, pid in enumerate(shown) if pid in hl],
-                "own_idx": [j for j, pid in enumerate(shown) if pid in own],
-                "selected_idx": [j for j, pid in enumerate(shown) if pid in sel] if sel else [],
-                "n": len(idx), "note": note, "color": color,
-                "title": f"{library} · {model} · {METHOD_LABELS[method]} {dims}D",
-                "key": f"{library}/{model}/{method}/{dims}"}
+        extra = {"n": len(idx), "note": note, "color": color}
         if density is not None:
-            out["n_total"] = n
+            extra["n_total"] = n
+        if memo is not None:
+            self._published[memo] = (pays, token, pts, shown, extra)
+            while len(self._published) > 6:
+                self._published.popitem(last=False)
+        return self._points_out(library, model, method, dims, token, shown, extra, highlight_ids, own_ids, selected_ids)
+
+    @staticmethod
+    def _points_out(library: str, model: str, method: str, dims: int, token: str, shown: list[str], extra: dict,
+                    highlight_ids: list[str] | None, own_ids: list[str] | None, selected_ids: list[str] | None) -> dict:
+        """The map component's value of published points: the marked points as indices into them."""
+        def where(marked: list[str] | None) -> list[int]:
+            s = set(marked or ())
+            return [j for j, pid in enumerate(shown) if pid in s] if s else []
+
+        out = {"library": library, "model": model, "dims": dims, "points_url": f"/mapdata/{token}", "token": token,
+               "highlight_idx": where(highlight_ids), "own_idx": where(own_ids), "selected_idx": where(selected_ids),
+               "n": extra["n"], "note": extra["note"], "color": dict(extra["color"]) if extra["color"] else None,
+               "title": f"{library} · {model} · {METHOD_LABELS[method]} {dims}D",
+               "key": f"{library}/{model}/{method}/{dims}"}
+        if "n_total" in extra:
+            out["n_total"] = extra["n_total"]
         return out
+
+    def default_map(self) -> dict | None:
+        """What a new page draws first (the pickers' first library, its preselected model, PCA 2D by
+        label): {"value": map value, "points": its published points}, for the page to fetch while
+        Gradio loads (None with no library). The same map the page's draw event then returns."""
+        libs = self._svc.libs.names()
+        if not libs:
+            return None
+        model = self._svc.libs.default_model(libs[0])
+        if not model:
+            return None
+        value, _ = self.value(libs[0], model, "pca", 2, color_by="label", quality=False)
+        return {"value": value, "token": value["token"]}
 
     def _lod_memo(self, fit: MapFit, what: tuple, compute):
         """A level-of-detail array of a fitted map, computed once per (map, what): the same map drawn

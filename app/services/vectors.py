@@ -14,7 +14,8 @@ T = TypeVar("T")
 
 
 class VectorCache:
-    """Memoised `index.read_vectors`: one read per (library, model) while its point count holds."""
+    """Memoised `index.read_vectors`: one read per (library, model) while its point count (the
+    store's `points_count`) holds."""
 
     def __init__(self, svc: "Services"):
         self._svc = svc
@@ -25,14 +26,16 @@ class VectorCache:
         """ids, vectors [n, dim], payloads of (library, model)."""
         store = self._svc.store
         coll = index.collection_name(library, model)
-        n = store.count(coll) if store.has_collection(coll) else 0
+        # the store's points_count: every page load's events ask, and an exact count of 1M points took
+        # 0.23-0.42 s each (Qdrant Edge), which held up the page (benchmarks/ui_map_load.py)
+        n = store.points_count(coll) if store.has_collection(coll) else 0
         key = (library, model)
         with self._svc.locks(("vectors", *key)):  # a page load's events ask at once: one reads, the rest wait
             hit = self._got.get(key)
             if hit is not None and hit[0] == n:
                 return hit[1]
             got = index.read_vectors(store, library, model)
-            self._got[key] = (len(got[0]), got)
+            self._got[key] = (n, got)
             return got
 
     def cached(self, library: str, model: str) -> tuple[list[str], np.ndarray, list[dict]] | None:
@@ -40,7 +43,7 @@ class VectorCache:
         store = self._svc.store
         coll = index.collection_name(library, model)
         hit = self._got.get((library, model))
-        if hit is None or not store.has_collection(coll) or store.count(coll) != hit[0]:
+        if hit is None or not store.has_collection(coll) or store.points_count(coll) != hit[0]:
             return None
         return hit[1]
 

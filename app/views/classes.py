@@ -27,10 +27,15 @@ def heatmap_figure(stats: dict) -> go.Figure:
 def summary(stats: dict, model: str) -> str:
     """The view's headline: overall agreement and how it was computed."""
     sampled = stats.get("agreement_sampled")
-    return (f"**Overall agreement@{stats['k']}: {number(stats['overall_agreement'])}** over {stats['n_labelled']} "
-            f"labelled clips, {len(stats['labels'])} classes ({model}). Label counts from a Qdrant facet, centroid "
-            f"neighbours from recommend (average vector), agreement from the kNN graph"
-            + (f" (estimated from {sampled:,} clips drawn at random)." if sampled else "."))
+    head = (f"**Overall agreement@{stats['k']}: {number(stats['overall_agreement'])}** over {stats['n_labelled']:,} "
+            f"labelled clips, {len(stats['labels'])} classes ({model}). ")
+    if stats.get("sampled"):
+        s = stats["sampled"]
+        return head + (f"**Sampled: {s['n']:,} of {s['of']:,} clips** ({s['per_class']:,} per class; label counts "
+                       f"exact from a Qdrant facet): centroids are the samples' means, agreement is the sampled clips' "
+                       f"neighbours, typical and nearest clips are searched among all clips.")
+    return head + ("Label counts from a Qdrant facet, centroid neighbours from recommend (average vector), agreement "
+                   "from the kNN graph" + (f" (estimated from {sampled:,} clips drawn at random)." if sampled else "."))
 
 
 def compute(svc: Services, library: str | None, model: str | None, k: float = 5):

@@ -517,6 +517,11 @@ class EdgeStore(Store):
         with self._use(name) as entry:
             return int(entry.shard.count(self._qe.CountRequest(exact=True, filter=translated)))
 
+    def points_count(self, name: str) -> int:
+        # the shard's info (0.2 ms at 1M points; an exact count scans: 0.23-0.42 s, holding the GIL)
+        with self._use(name) as entry:
+            return int(entry.shard.info().points_count)
+
     def retrieve(self, name: str, ids: list[str], with_vectors: bool = False) -> list[Record]:
         if not ids:
             return []

@@ -214,6 +214,11 @@ class Store(ABC):
     def count(self, name: str, flt: Filter | None = None) -> int:
         """Exact number of points (matching the filter)."""
 
+    def points_count(self, name: str) -> int:
+        """The collection's point count as its info reports it, to tell that it changed (what the
+        app's caches check on every request): ``count`` here; O(1) where the backend keeps it."""
+        return self.count(name)
+
     @abstractmethod
     def retrieve(self, name: str, ids: list[str], with_vectors: bool = False) -> list[Record]:
         """Points by id, in the order asked; missing ids are simply absent."""
