@@ -146,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     kinds = {
         "autoencoder": "conditioned conv autoencoder with a 3-D latent over 0.37 s log-mel windows -> ae-NAME",
         "selfsup": "self-supervised CNN (SimCLR, audio augmentations, no labels) -> ssl-NAME",
-        "finetune": "a pretrained model (VGG / MusiCNN) fine-tuned self-supervised (SimCLR, no labels) -> BASE+ssl-NAME",
+        "finetune": "a pretrained model (VGG / MusiCNN) fine-tuned self-supervised (SimCLR, no labels) "
+                    "-> BASE+ssl-NAME",
         "contrastive": "supervised-contrastive head on a frozen model already indexed -> BASE+supcon-NAME",
     }
     for kind, text in kinds.items():

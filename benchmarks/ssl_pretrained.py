@@ -14,6 +14,7 @@ model a user trained:
   mixup, gain, EQ, frequency mask; `byola`: mixup, random resize crop, fader);
 * `ssl- (random init)`: `embedders.training.selfsup` (`python app.py train selfsup`), the compact
   CNN from random weights with its SimCLR augmentations;
+* `--tune top`: only the later layers fine-tuned (VGG blocks 3-5, MusiCNN mid end), more steps;
 * with `--random-base`: the base's architecture from random weights, trained like the fine-tuned one.
 
 Each is scored with retrieval_quality.evaluate (leave-one-out P@5, cross-source P@5), plain and
@@ -42,6 +43,7 @@ def main(argv=None) -> int:
     ap.add_argument("--set", choices=["music", "sfx"], default="sfx")
     ap.add_argument("--base", default="vgg-msd", help="pretrained model to fine-tune (vgg-msd, musicnn-msd, ...)")
     ap.add_argument("--recipes", default="simclr", help="comma-separated fine-tuning recipes (simclr, byola)")
+    ap.add_argument("--tune", default="all", help="comma-separated: all (every layer trains), top (the later ones)")
     ap.add_argument("--minutes", type=float, default=2.5, help="training wall clock per network")
     ap.add_argument("--random-base", action="store_true", help="also train the base architecture from random init")
     ap.add_argument("--no-ssl", action="store_true", help="skip the random-init ssl- model")
@@ -89,7 +91,7 @@ def main(argv=None) -> int:
 
         def score(tag: str, name: str, waves, note: str) -> None:
             emb = embedders.load(name, data)
-            vecs = np.stack([emb.embed_clip(w) for w in waves])
+            vecs = np.concatenate([emb.embed_clip_batch(waves[i:i + 32]) for i in range(0, len(waves), 32)])
             for t2, v in ((tag, vecs), (f"{tag} +adapt", fit_whitening(vecs).apply(vecs))):
                 r = rq.evaluate(v, labels, sources)
                 rows.append((t2, r["p_at_k"], r["p_at_k_cross_source"], note))
@@ -97,7 +99,8 @@ def main(argv=None) -> int:
 
         quiet = lambda line: None  # noqa: E731
         score(f"{args.base} frozen", args.base, w16, "no training")
-        runs = [(f"{args.base}+ssl ({r})", finetune.FineTuneConfig(recipe=r)) for r in args.recipes.split(",")]
+        runs = [(f"{args.base}+ssl ({r}, {t})", finetune.FineTuneConfig(recipe=r, tune=t))
+                for r in args.recipes.split(",") for t in args.tune.split(",")]
         if args.random_base:
             runs.append((f"{info['arch']} random init ({runs[0][1].recipe})",
                          finetune.FineTuneConfig(recipe=runs[0][1].recipe, init="random")))

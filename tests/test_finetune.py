@@ -129,15 +129,27 @@ def torch_isfinite(x) -> bool:
     return bool(torch.isfinite(x).all())
 
 
-def test_time_limit_stops_after_the_epoch_that_passes_it(lib):
+def test_time_limit_stops_after_the_epoch_that_passes_it_and_top_tuning_keeps_the_early_layers(lib):
+    import torch
+
+    from embedders.training import finetune
+
     store, data, _ = lib
     lines: list[str] = []
-    cfg = _config(epochs=50, lr=1e-4, max_minutes=1e-6, patience=50)
+    cfg = _config(epochs=50, lr=1e-3, max_minutes=1e-6, patience=50, tune="top")
     res = training.train_finetune(store, "ft", "vgg-msd", name="timed", data_dir=data, config=cfg,
                                   log=lines.append)
     assert res.epochs_run == 1 and res.stopped_early and res.best_epoch == 1
     assert any("time limit" in line for line in lines)
     assert embedders.check(res.model, data).status == "ready"
+    # one step was taken (the limit acts after the step that passes it): blocks 3-5 moved, 1-2 did not
+    tuned = torch.load(data / "trained" / res.model / "model.pt", weights_only=True)["net"]
+    _, pretrained, _ = finetune.build_model("vgg-msd", data)
+    base = pretrained.state_dict()
+    for name in ("block1.conv.weight", "block2.conv.weight", "bn_input.gamma"):
+        assert torch.equal(tuned[name], base[name]), name
+    for name in ("block3.conv.weight", "block5.conv.weight"):
+        assert not torch.equal(tuned[name], base[name]), name
 
 
 @pytest.mark.slow  # ~20 s: a background run from the Library tab's callbacks, stopped, then refused in public mode

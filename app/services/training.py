@@ -1,7 +1,8 @@
 """Training runs started from the UI: the supervised-contrastive head, the self-supervised library
-model, a pretrained model fine-tuned self-supervised on the library, and the conditioned autoencoder (`index.training`, the same code as `python app.py train`),
-each in a background thread with its progress, per-epoch log and a stop request (an early stop
-after the current epoch: the best weights so far are saved and the model is listed as usual).
+model, a pretrained model fine-tuned self-supervised on the library, and the conditioned
+autoencoder (`index.training`, the same code as `python app.py train`), each in a background
+thread with its progress, per-epoch log and a stop request (an early stop after the current
+epoch: the best weights so far are saved and the model is listed as usual).
 One run at a time per server (training takes every core it is given); searches and maps go on
 meanwhile in their own threads."""
 from __future__ import annotations
