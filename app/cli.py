@@ -168,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
             t.add_argument("--recipe", default=None, choices=["simclr", "byola"],
                            help="augmentations (default simclr: crop, mixup, gain, EQ, frequency mask; byola: "
                                 "mixup, random resize crop, fader)")
+            t.add_argument("--tune", default=None, choices=["all", "top"],
+                           help="which layers train: all, or top (VGG blocks 3-5 / MusiCNN mid end: faster steps)")
         t.add_argument("--epochs", type=int, default=None, help="total epochs (a resumed run continues up to it)")
         t.add_argument("--minutes", type=float, default=None,
                        help="time limit: stop after the epoch that passes it, best weights kept "
@@ -519,7 +521,7 @@ def cmd_train(args) -> int:
     cfg_cls = {"autoencoder": "AutoencoderConfig", "selfsup": "SelfSupConfig", "finetune": "FineTuneConfig",
                "contrastive": "SupConConfig"}
     config = getattr(training, cfg_cls[args.kind])()
-    fixed = [o for o in ("lr", "batch_size", "patience", "seed", "temperature", "recipe")
+    fixed = [o for o in ("lr", "batch_size", "patience", "seed", "temperature", "recipe", "tune")
              if getattr(args, o, None) is not None]
     if args.resume and fixed:
         raise CliError(f"with --resume only --epochs, --minutes and --device can change (the saved settings are kept; "
@@ -528,7 +530,7 @@ def cmd_train(args) -> int:
         raise CliError("--minutes must be 0 (no limit) or more")
     for opt, key in (("epochs", "epochs"), ("lr", "lr"), ("batch_size", "batch_size"), ("patience", "patience"),
                      ("seed", "seed"), ("device", "device"), ("temperature", "temperature"), ("recipe", "recipe"),
-                     ("minutes", "max_minutes")):
+                     ("tune", "tune"), ("minutes", "max_minutes")):
         value = getattr(args, opt, None)
         if value is not None:
             setattr(config, key, value)
