@@ -152,20 +152,22 @@ def test_time_limit_stops_after_the_epoch_that_passes_it_and_top_tuning_keeps_th
         assert not torch.equal(tuned[name], base[name]), name
 
 
-@pytest.mark.slow  # ~20 s: a background run from the Library tab's callbacks, stopped, then refused in public mode
-def test_finetune_from_the_ui_runs_stops_and_is_refused_in_public_mode(tmp_path, demo_folder):
+@pytest.mark.slow  # ~40 s: a background run from the Library tab's callbacks, stopped, indexed, mapped; public mode
+def test_finetune_from_the_ui_runs_stops_and_is_refused_in_public_mode(tmp_path):
     from app.access import Access
+    from app.demo import write_demo_library
     from app.services import Services
     from app.views import train
     from tests.test_suggest import Req
 
+    folder = write_demo_library(tmp_path / "audio", per_class=2, classes=["kick", "voice"], unlabelled=1)
     svc = Services(tmp_path / "data")
-    svc.libs.index("demo", folder=str(demo_folder), models=["dsp"])
+    svc.libs.index("demo", folder=str(folder), models=["dsp"])
     status, job_id, timer = train.start(svc, "finetune", "demo", "dsp", "ui", 500, None, False, "vgg-msd", 5)
     assert timer["active"] is True and 'data-model="vgg-msd+ssl-ui"' in status, status
     job = svc.training.job(job_id)
     t0 = time.time()
-    while job.done < 1 and job.running and time.time() - t0 < 120:
+    while not (job.state == "training" and job.done >= 1) and job.running and time.time() - t0 < 120:
         time.sleep(0.1)
     train.stop(svc, job.id)
     t0 = time.time()
@@ -174,6 +176,14 @@ def test_finetune_from_the_ui_runs_stops_and_is_refused_in_public_mode(tmp_path,
     assert job.state == "stopped", job.log
     assert job.result["stopped_early"] and job.result["epochs_run"] < 500
     assert "vgg-msd+ssl-ui" in svc.libs.ready_models()
+    # one click indexes the library with it; it is then mapped and searched like any model
+    msg = train.index_with(svc, job_id, progress=lambda *a, **k: None)
+    assert "added" in msg and "vgg-msd+ssl-ui" in svc.libs.models_of("demo")
+    ids = svc.vectors.read("demo", "vgg-msd+ssl-ui")[0]
+    assert len(ids) == len(svc.vectors.read("demo", "dsp")[0])
+    fit = svc.maps.fit("demo", "vgg-msd+ssl-ui", "pca", 2, quality=False)
+    assert fit.coords.shape == (len(ids), 2) and np.isfinite(fit.coords).all()
+    assert svc.queries.search_id("demo", "vgg-msd+ssl-ui", ids[0], k=3)[0].id == ids[0]
     bad = train.start(svc, "finetune", "demo", "dsp", "x", 2, None, False, "dsp", 5)[0]
     assert "cannot fine-tune 'dsp'" in bad
     svc.access = Access(public=True, token="t0ken")
