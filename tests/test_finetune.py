@@ -22,6 +22,7 @@ import embedders
 import index
 from index import training
 from index.ingest import IngestOptions
+from tests.contract import assert_contract
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = IngestOptions(descriptors=False, thumbnails=False)
@@ -76,6 +77,7 @@ def test_finetuned_model_starts_from_the_pretrained_weights_then_moves_and_is_se
     assert emb.dim == 128 and emb.family == "trained" and emb.tag_names is None
     assert emb.embed_frames(waves[0]).tags is None  # the tagger's output layer is not trained: no tags
     assert "fine-tuned self-supervised" in emb.description and "'ft'" in emb.description
+    assert_contract(emb)
     meta = json.loads((data / "trained" / res.model / "meta.json").read_text())
     # 10 clips: 2 held out for the validation loss, 8 in batches of 4, 2 epochs
     assert meta["kind"] == "finetune" and meta["base"] == "vgg-msd" and meta["steps"] == 4
