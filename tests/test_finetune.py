@@ -131,6 +131,7 @@ def torch_isfinite(x) -> bool:
     return bool(torch.isfinite(x).all())
 
 
+@pytest.mark.slow  # ~15 s: two short runs (time-limited, then resumed)
 def test_time_limit_stops_after_the_epoch_that_passes_it_and_top_tuning_keeps_the_early_layers(lib):
     import torch
 
@@ -152,6 +153,12 @@ def test_time_limit_stops_after_the_epoch_that_passes_it_and_top_tuning_keeps_th
         assert torch.equal(tuned[name], base[name]), name
     for name in ("block3.conv.weight", "block5.conv.weight"):
         assert not torch.equal(tuned[name], base[name]), name
+    # --resume continues from the saved epoch with the saved settings (tune stays "top")
+    res = training.train_finetune(store, "ft", "vgg-msd", name="timed", data_dir=data, resume=True,
+                                  config=_config(epochs=2, max_minutes=0), log=lines.append)
+    assert res.epochs_run == 2 and [h["epoch"] for h in res.history] == [1, 2]
+    resumed = torch.load(data / "trained" / res.model / "checkpoint.pt", weights_only=True)["model"]
+    assert torch.equal(resumed["net.block1.conv.weight"], base["block1.conv.weight"])
 
 
 @pytest.mark.slow  # ~40 s: a background run from the Library tab's callbacks, stopped, indexed, mapped; public mode
