@@ -44,13 +44,13 @@ def start(svc: Services, kind: str, library: str | None, base: str | None, name:
           minutes: float | None = None, request: gr.Request | None = None) -> tuple:
     """(status, job id, poll timer): start a run in the background (`base`: the model picked above, for
     the contrastive head; `ft_base`: the pretrained start of a fine-tuning run; `minutes`: time limit,
-    0 or empty for none)."""
+    0 for none, empty for the kind's default)."""
     try:
         svc.access.require(request, f"training a model on library '{library}'", library)
         start_from = base if kind == "contrastive" else ft_base if kind == "finetune" else None
         job = svc.training.start(kind, library, name=name, base=start_from,
                                  epochs=int(epochs) if epochs else None, file=file if kind == "autoencoder" else None,
-                                 overwrite=bool(overwrite), minutes=float(minutes) if minutes else None)
+                                 overwrite=bool(overwrite), minutes=None if minutes is None else float(minutes))
     except Exception as exc:
         return error_md(exc), gr.skip(), gr.update(active=False)
     return status_html(job), job.id, gr.update(active=True)
