@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--copy-audio", action="store_true", help="copy the audio next to the page (for hosting)")
     p.add_argument("--vectors", default="npz", choices=["npz", "parquet"], help="format of the vectors file")
 
-    p = sub.add_parser("train", help="train an embedder on a library: autoencoder, selfsup or contrastive",
+    p = sub.add_parser("train", help="train an embedder on a library: autoencoder, selfsup, finetune or contrastive",
                        description="Train an embedder on a library; it is then listed by `models` and can be "
                                    "indexed like any model. Each KIND takes --data-dir DIR, --epochs, --resume, "
                                    "... (see `train KIND --help`).")
@@ -146,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     kinds = {
         "autoencoder": "conditioned conv autoencoder with a 3-D latent over 0.37 s log-mel windows -> ae-NAME",
         "selfsup": "self-supervised CNN (SimCLR, audio augmentations, no labels) -> ssl-NAME",
+        "finetune": "a pretrained model (VGG / MusiCNN) fine-tuned self-supervised (SimCLR, no labels) "
+                    "-> BASE+ssl-NAME",
         "contrastive": "supervised-contrastive head on a frozen model already indexed -> BASE+supcon-NAME",
     }
     for kind, text in kinds.items():
@@ -158,9 +160,20 @@ def build_parser() -> argparse.ArgumentParser:
             t.add_argument("--temperature", type=float, default=None, help="SupCon temperature (default 0.07)")
         if kind == "autoencoder":
             t.add_argument("--file", default=None, help="train on this one (long) file of the library only")
-        if kind == "selfsup":
+        if kind in ("selfsup", "finetune"):
             t.add_argument("--temperature", type=float, default=None, help="NT-Xent temperature (default 0.2)")
+        if kind == "finetune":
+            t.add_argument("--base", default="vgg-msd",
+                           help="pretrained model to start from: vgg-msd (default), vgg-mtt, musicnn-msd, musicnn-mtt")
+            t.add_argument("--recipe", default=None, choices=["simclr", "byola"],
+                           help="augmentations (default simclr: crop, mixup, gain, EQ, frequency mask; byola: "
+                                "mixup, random resize crop, fader)")
+            t.add_argument("--tune", default=None, choices=["all", "top"],
+                           help="which layers train: all, or top (VGG blocks 3-5 / MusiCNN mid end: faster steps)")
         t.add_argument("--epochs", type=int, default=None, help="total epochs (a resumed run continues up to it)")
+        t.add_argument("--minutes", type=float, default=None,
+                       help="time limit: stop after the epoch that passes it, best weights kept "
+                            f"(default {'10' if kind == 'finetune' else 'none'}; 0: none)")
         t.add_argument("--lr", type=float, default=None, help="learning rate")
         t.add_argument("--batch-size", type=int, default=None)
         t.add_argument("--patience", type=int, default=None, help="early stopping: epochs without improvement")
@@ -505,16 +518,22 @@ def cmd_train(args) -> int:
     from index import training
 
     store = _store(args)
-    cfg_cls = {"autoencoder": "AutoencoderConfig", "selfsup": "SelfSupConfig", "contrastive": "SupConConfig"}
+    cfg_cls = {"autoencoder": "AutoencoderConfig", "selfsup": "SelfSupConfig", "finetune": "FineTuneConfig",
+               "contrastive": "SupConConfig"}
     config = getattr(training, cfg_cls[args.kind])()
-    fixed = [o for o in ("lr", "batch_size", "patience", "seed", "temperature") if getattr(args, o, None) is not None]
+    fixed = [o for o in ("lr", "batch_size", "patience", "seed", "temperature", "recipe", "tune")
+             if getattr(args, o, None) is not None]
     if args.resume and fixed:
-        raise CliError(f"with --resume only --epochs and --device can change (the saved settings are kept; "
+        raise CliError(f"with --resume only --epochs, --minutes and --device can change (the saved settings are kept; "
                        f"drop --{fixed[0].replace('_', '-')})")
-    for opt in ("epochs", "lr", "batch_size", "patience", "seed", "device", "temperature"):
+    if args.minutes is not None and args.minutes < 0:
+        raise CliError("--minutes must be 0 (no limit) or more")
+    for opt, key in (("epochs", "epochs"), ("lr", "lr"), ("batch_size", "batch_size"), ("patience", "patience"),
+                     ("seed", "seed"), ("device", "device"), ("temperature", "temperature"), ("recipe", "recipe"),
+                     ("tune", "tune"), ("minutes", "max_minutes")):
         value = getattr(args, opt, None)
         if value is not None:
-            setattr(config, opt, value)
+            setattr(config, key, value)
     tty = sys.stderr.isatty()
 
     def log(line: str) -> None:  # epoch lines between progress-bar redraws
@@ -528,6 +547,9 @@ def cmd_train(args) -> int:
                                          decode_progress=_progress_bar("decoding"), **common)
     elif args.kind == "selfsup":
         res = training.train_selfsup(store, args.library, decode_progress=_progress_bar("decoding"), **common)
+    elif args.kind == "finetune":
+        res = training.train_finetune(store, args.library, args.base, decode_progress=_progress_bar("decoding"),
+                                      **common)
     else:
         res = training.train_contrastive(store, args.library, args.base, **common)
     for note in res.notes:

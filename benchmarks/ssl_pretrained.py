@@ -1,25 +1,34 @@
-"""Self-supervised fine-tuning of the pretrained VGG port vs the same network from random init.
+"""Self-supervised fine-tuning of a pretrained model vs the frozen model vs the random-init `ssl-` model.
 
-    python benchmarks/ssl_pretrained.py --set sfx --minutes 8
+    python benchmarks/ssl_pretrained.py --set sfx --minutes 2.5 --recipes simclr,byola
+    python benchmarks/ssl_pretrained.py --set music --minutes 2.5 --random-base
 
-The library (a labelled set of retrieval_quality.py, labels unused for training) is the
-training data: SimCLR (NT-Xent, temperature 0.2, projection head 128-128-64 on `pool5`) with
-BYOL-A-style augmentations on musicnn's 16 kHz, 96-band mel power before the log: random 3 s
-crop (repeat-padded clips, so also a time shift), mixup with another clip (ratio <= 0.3),
-random gain (+-6 dB) and a smooth random EQ (+-6 dB over the bands), then one frequency mask
-after the log. Both networks train for the same wall-clock time (`--minutes`, Adam 3e-4,
-32 clips per step); the batch norms keep the checkpoint's statistics (identity for random
-init). Every clip is then embedded like `vgg-msd` (pool5 mean over 3 s patches) and scored
-with retrieval_quality.evaluate (P@5, cross-source), plain and library-adapted
-(projections/whitening.py), next to the frozen pretrained network measured in the same run.
+The library (a labelled set of retrieval_quality.py, labels unused for training) is the training
+data; every network is trained with the app's own code and settings for the same wall-clock time
+(`--minutes`, the `max_minutes` setting users get) and embedded through the registry, like a
+model a user trained:
+
+* `BASE frozen`: the pretrained model as shipped (`vgg-msd` by default), no training;
+* `BASE+ssl (recipe)`: `embedders.training.finetune` (`python app.py train finetune`), the
+  pretrained network fine-tuned with SimCLR and the recipe's augmentations (`simclr`: crop,
+  mixup, gain, EQ, frequency mask; `byola`: mixup, random resize crop, fader);
+* `ssl- (random init)`: `embedders.training.selfsup` (`python app.py train selfsup`), the compact
+  CNN from random weights with its SimCLR augmentations;
+* `--tune top`: only the later layers fine-tuned (VGG blocks 3-5, MusiCNN mid end), more steps;
+* with `--random-base`: the base's architecture from random weights, trained like the fine-tuned one.
+
+Each is scored with retrieval_quality.evaluate (leave-one-out P@5, cross-source P@5), plain and
+library-adapted (projections/whitening.py, as the app searches). Clips are the first
+`--max-seconds` of each file (as retrieval_quality embeds them), for training and for scoring.
 """
 from __future__ import annotations
 
 import argparse
-import copy
 import hashlib
 import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,124 +37,30 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-PATCH = 187
-
-
-def _mels(paths, mel_fb, max_s: float) -> list[np.ndarray]:
-    """[n_frames, 96] mel POWER of each clip (musicnn front end, before the log)."""
-    import torch
-
-    from embedders.audio import decode
-    from embedders.musicnn.models import HOP_LENGTH, N_FFT, SAMPLE_RATE
-
-    out = []
-    win = torch.hann_window(N_FFT, periodic=True)
-    for p in paths:
-        w, _ = decode(p, SAMPLE_RATE)
-        x = torch.as_tensor(w[: int(max_s * SAMPLE_RATE)] if len(w) else np.zeros(N_FFT, np.float32))
-        spec = torch.stft(x, N_FFT, hop_length=HOP_LENGTH, window=win, center=True, pad_mode="constant",
-                          return_complex=True)
-        out.append((mel_fb @ (spec.real.square() + spec.imag.square())).T.numpy().astype(np.float32))
-    return out
-
-
-def _padded(m: np.ndarray, n: int) -> np.ndarray:
-    reps = -(-n // max(len(m), 1))
-    return np.tile(m, (reps, 1))[: max(n, len(m))] if len(m) < n else m
-
-
-def _views(mels, idx, rng) -> np.ndarray:
-    """[len(idx), 187, 96] augmented log-mel views."""
-    out = np.empty((len(idx), PATCH, 96), np.float32)
-    for j, i in enumerate(idx):
-        m = _padded(mels[i], PATCH)
-        s = rng.integers(0, len(m) - PATCH + 1)
-        v = m[s:s + PATCH].copy()
-        o = mels[rng.integers(len(mels))]
-        o = _padded(o, PATCH)
-        so = rng.integers(0, len(o) - PATCH + 1)
-        lam = rng.uniform(0, 0.3)
-        v = (1 - lam) * v + lam * o[so:so + PATCH]
-        gain = 10 ** (rng.uniform(-6, 6) / 10)
-        eq_db = np.interp(np.arange(96), np.linspace(0, 95, 5), rng.uniform(-6, 6, 5))
-        v = v * gain * 10 ** (eq_db / 10)[None, :]
-        v = np.log10(10000.0 * v + 1.0)
-        f0 = rng.integers(0, 96 - 12)
-        v[:, f0:f0 + rng.integers(0, 12)] = 0.0
-        out[j] = v
-    return out
-
-
-def _nt_xent(z, temperature: float = 0.2):
-    import torch
-    import torch.nn.functional as F
-
-    z = F.normalize(z, dim=1)
-    n = z.shape[0] // 2
-    sim = z @ z.T / temperature
-    sim.fill_diagonal_(-1e9)
-    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)])
-    return F.cross_entropy(sim, target)
-
-
-def train(net, mels, minutes: float, seed: int = 0, batch: int = 32, log=print):
-    """Train `net` (in place) with SimCLR for `minutes` of wall clock; returns (steps, last loss)."""
-    import torch
-    from torch import nn
-
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    head = nn.Sequential(nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 64))
-    params = [p for p in net.parameters() if p.requires_grad] + list(head.parameters())
-    opt = torch.optim.Adam(params, lr=3e-4)
-    net.train()
-    t0, steps, loss_v = time.perf_counter(), 0, float("nan")
-    while time.perf_counter() - t0 < minutes * 60:
-        idx = rng.choice(len(mels), size=min(batch, len(mels)), replace=False)
-        x = torch.as_tensor(np.concatenate([_views(mels, idx, rng), _views(mels, idx, rng)]))
-        loss = _nt_xent(head(net(x)["pool5"]))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        steps += 1
-        loss_v = loss.item()
-        if steps % 10 == 0:
-            log(f"    step {steps}, loss {loss_v:.3f}, {time.perf_counter() - t0:.0f} s")
-    net.eval()
-    return steps, loss_v
-
-
-def embed(net, mels) -> np.ndarray:
-    """Clip vectors like vgg-msd: pool5 mean over non-overlapping (repeat-padded) 3 s patches."""
-    import torch
-
-    from embedders.musicnn.embedder import make_patches
-
-    out = []
-    with torch.inference_mode():
-        for m in mels:
-            logm = torch.log10(10000.0 * torch.as_tensor(m) + 1.0)
-            v = net(make_patches(logm))["pool5"].mean(0).numpy()
-            out.append(v / max(np.linalg.norm(v), 1e-12))
-    return np.stack(out)
-
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--set", choices=["music", "sfx"], default="sfx")
-    ap.add_argument("--checkpoint", default="MSD_vgg", choices=["MSD_vgg", "MTT_vgg"])
-    ap.add_argument("--minutes", type=float, default=8.0, help="training wall clock per network")
+    ap.add_argument("--base", default="vgg-msd", help="pretrained model to fine-tune (vgg-msd, musicnn-msd, ...)")
+    ap.add_argument("--recipes", default="simclr", help="comma-separated fine-tuning recipes (simclr, byola)")
+    ap.add_argument("--tune", default="all", help="comma-separated: all (every layer trains), top (the later ones)")
+    ap.add_argument("--minutes", type=float, default=2.5, help="training wall clock per network")
+    ap.add_argument("--random-base", action="store_true", help="also train the base architecture from random init")
+    ap.add_argument("--no-ssl", action="store_true", help="skip the random-init ssl- model")
     ap.add_argument("--cache", type=Path, default=Path("~/.cache/audio-explorer-bench").expanduser())
     ap.add_argument("--max-seconds", type=float, default=5.0)
+    ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args(argv)
     import torch
 
     import embedders
     import retrieval_quality as rq
-    from embedders.musicnn.nets import build_net, load_net
+    from embedders.audio import decode
+    from embedders.training import common, finetune, selfsup
     from projections.whitening import fit_whitening
 
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    if args.threads:
+        torch.set_num_threads(args.threads)
     cache = args.cache.expanduser()
     if args.set == "sfx":
         import sfx_set
@@ -154,31 +69,66 @@ def main(argv=None) -> int:
     else:
         manifest = rq.build_dataset(cache, install=False)
     paths, labels, sources = rq.read_manifest(manifest)
-    print(f"{args.set}: {len(paths)} clips (manifest {hashlib.sha1(manifest.read_bytes()).hexdigest()[:12]})")
-    base, mel_fb = load_net(args.checkpoint, embedders.resolve_data_dir(None))
-    t = time.perf_counter()
-    mels = _mels(paths, mel_fb.cpu(), args.max_seconds)
-    print(f"  mel spectrograms in {time.perf_counter() - t:.0f} s")
-    rows = []
+    print(f"{args.set}: {len(paths)} clips (manifest {hashlib.sha1(manifest.read_bytes()).hexdigest()[:12]}), "
+          f"load average {os.getloadavg()[0]:.1f}", flush=True)
+    data = Path(tempfile.mkdtemp(prefix="ssl-pretrained-"))
+    try:
+        src = embedders.resolve_data_dir(None)  # reuse converted weights where the user's data folder has them
+        info, _, mel_fb = finetune.base_parts(args.base, src)
+        from embedders.musicnn import converted_path
 
-    def score(name, vecs, note):
-        for tag, v in ((name, vecs), (f"{name} +adapt", fit_whitening(vecs).apply(vecs))):
-            r = rq.evaluate(v, labels, sources)
-            rows.append((tag, r["p_at_k"], r["p_at_k_cross_source"], note))
-            print(f"  {tag}: P@5 {r['p_at_k']:.3f} xsrc {r['p_at_k_cross_source']:.3f}", flush=True)
+        dst = converted_path(data, info["checkpoint"])
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(converted_path(src, info["checkpoint"]), dst)
+        t = time.perf_counter()
+        w16 = [decode(p, 16000)[0][: int(args.max_seconds * 16000)] for p in paths]
+        powers = [finetune.mel_power(w, mel_fb) for w in w16]
+        sr = common.SAMPLE_RATE
+        w22 = [decode(p, sr)[0][: int(args.max_seconds * sr)] for p in paths]
+        logmels = [common.log_mel(w) for w in w22]
+        print(f"  decoded and mel spectrograms in {time.perf_counter() - t:.0f} s", flush=True)
+        rows = []
 
-    frozen = copy.deepcopy(base).cpu().eval()
-    score(f"{args.checkpoint} frozen", embed(frozen, mels), "no training")
-    for name, net in ((f"{args.checkpoint} fine-tuned", copy.deepcopy(base).cpu()), ("vgg random init", build_net("vgg"))):
-        print(f"training {name} for {args.minutes:g} min ...", flush=True)
-        steps, loss = train(net, mels, args.minutes)
-        score(name, embed(net, mels), f"{steps} steps, loss {loss:.2f}")
+        def score(tag: str, name: str, waves, note: str) -> None:
+            emb = embedders.load(name, data)
+            vecs = np.concatenate([emb.embed_clip_batch(waves[i:i + 32]) for i in range(0, len(waves), 32)])
+            for t2, v in ((tag, vecs), (f"{tag} +adapt", fit_whitening(vecs).apply(vecs))):
+                r = rq.evaluate(v, labels, sources)
+                rows.append((t2, r["p_at_k"], r["p_at_k_cross_source"], note))
+                print(f"  {t2}: P@5 {r['p_at_k']:.3f} xsrc {r['p_at_k_cross_source']:.3f}  ({note})", flush=True)
+
+        quiet = lambda line: None  # noqa: E731
+        score(f"{args.base} frozen", args.base, w16, "no training")
+        runs = [(f"{args.base}+ssl ({r}, {t})", finetune.FineTuneConfig(recipe=r, tune=t))
+                for r in args.recipes.split(",") for t in args.tune.split(",")]
+        if args.random_base:
+            runs.append((f"{info['arch']} random init ({runs[0][1].recipe})",
+                         finetune.FineTuneConfig(recipe=runs[0][1].recipe, init="random")))
+        for i, (tag, cfg) in enumerate(runs):
+            cfg.epochs, cfg.max_minutes, cfg.patience = 1000, args.minutes, 1000
+            name = f"{args.base}+ssl-b{i}"
+            folder = common.model_folder(data, name)
+            common.prepare_folder(folder, False, True)
+            print(f"training {tag} for {args.minutes:g} min ...", flush=True)
+            res = finetune.train(powers, folder, name, args.base, data, cfg, log=quiet,
+                                 source={"library": args.set})
+            steps = common.read_meta(folder)["steps"]
+            score(tag, name, w16, f"{steps} steps, {res.epochs_run} epochs, best {res.best_epoch}")
+        if not args.no_ssl:
+            cfg = selfsup.SelfSupConfig(epochs=1000, max_minutes=args.minutes, patience=1000)
+            folder = common.model_folder(data, "ssl-bench")
+            common.prepare_folder(folder, False, True)
+            print(f"training ssl- (random init) for {args.minutes:g} min ...", flush=True)
+            res = selfsup.train(logmels, folder, "ssl-bench", cfg, log=quiet, source={"library": args.set})
+            score("ssl- (random init)", "ssl-bench", w22, f"{res.epochs_run} epochs, best {res.best_epoch}")
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
     load = os.getloadavg()[0]
-    print(f"\n{'network':<32} {'P@5':>6} {'xsrc':>6}  training")
+    print(f"\n{'network':<34} {'P@5':>6} {'xsrc':>6}  training")
     for tag, p, x, note in rows:
-        print(f"{tag:<32} {p:>6.3f} {x:>6.3f}  {note}")
+        print(f"{tag:<34} {p:>6.3f} {x:>6.3f}  {note}")
     r = rq.evaluate(np.eye(len(paths), dtype=np.float32), labels, sources)
-    print(f"{'chance':<32} {r['chance_p_at_k']:>6.3f} {r['chance_p_at_k_cross_source']:>6.3f}")
+    print(f"{'chance':<34} {r['chance_p_at_k']:>6.3f} {r['chance_p_at_k_cross_source']:>6.3f}")
     print(f"(equal wall clock per network: {args.minutes:g} min on {os.cpu_count()} CPUs, load average {load:.1f})")
     return 0
 

@@ -5,6 +5,9 @@ Three kinds (training code in `embedders.training`; the `train` CLI verb runs it
 * `ae-<name>`: conditioned convolutional autoencoder, a 3-D latent per 0.37 s log-mel window
   (or, when it did not beat PCA-3 on its own windows, the PCA-3 fallback, said in its description);
 * `ssl-<name>`: a compact CNN trained self-supervised (SimCLR) on a library's audio;
+* `<base>+ssl-<name>`: a pretrained musicnn-family network (`vgg-msd`, `musicnn-msd`, ...) fine-tuned
+  self-supervised on a library; it embeds like its base (built through the registry with the saved
+  weights, so no family imports another);
 * `<base>+supcon-<name>`: a supervised-contrastive projection head on the frozen embedder
   `<base>` (computes the base model's frames, then maps them to 128-d).
 
@@ -22,7 +25,7 @@ from .paths import data_dir as resolve_data_dir
 
 FAMILY = "trained"
 META_FILE, MODEL_FILE, LOG_FILE = "meta.json", "model.pt", "training_log.csv"  # as embedders.training.common
-KINDS = ("autoencoder", "selfsup", "supcon")
+KINDS = ("autoencoder", "selfsup", "supcon", "finetune")
 
 
 def trained_root(data_dir: str | Path) -> Path:
@@ -79,7 +82,7 @@ def _check(folder: Path, data_dir: Path) -> Availability:
                             f"train {_verb(meta)} ... --resume`)", **common)
     if not (folder / MODEL_FILE).is_file():
         return Availability(status="unavailable", reason=f"weights missing: {folder / MODEL_FILE}", **common)
-    if meta["kind"] == "supcon":
+    if meta["kind"] in ("supcon", "finetune"):
         from . import check as check_model
 
         try:
@@ -92,7 +95,8 @@ def _check(folder: Path, data_dir: Path) -> Availability:
 
 
 def _verb(meta: dict) -> str:
-    return {"autoencoder": "autoencoder", "selfsup": "selfsup", "supcon": "contrastive"}.get(meta.get("kind"), "")
+    return {"autoencoder": "autoencoder", "selfsup": "selfsup", "supcon": "contrastive",
+            "finetune": "finetune"}.get(meta.get("kind"), "")
 
 
 def _spec(folder: Path, meta: dict) -> ModelSpec:
@@ -125,10 +129,22 @@ def build(folder: Path, data_dir: Path, device: str | None = None) -> Embedder:
         return AutoencoderEmbedder(folder, meta, device)
     if meta["kind"] == "selfsup":
         return SelfSupEmbedder(folder, meta, device)
+    if meta["kind"] == "finetune":
+        return fine_tuned(folder, meta, data_dir)
     return SupConEmbedder(folder, meta, data_dir, device)
 
 
 # ----------------------------------------------------------------------------- embedders
+
+def fine_tuned(folder: Path, meta: dict, data_dir: Path) -> Embedder:
+    """The base model's embedder (through the registry) running the fine-tuned weights of `folder`."""
+    from . import get_spec
+
+    emb = get_spec(meta["base"], data_dir).build(data_dir=data_dir, weights=folder / MODEL_FILE)
+    emb.name, emb.family = meta["name"], FAMILY
+    emb.description = meta.get("description", "")
+    return emb
+
 
 class _MelEmbedder(Embedder):
     """Shared by the models over this family's log-mel front end (22.05 kHz, 64 mels, hop 256)."""

@@ -21,6 +21,8 @@ from embedders.paths import data_dir as resolve_data_dir
 from embedders.training import common as tcommon
 from embedders.training.autoencoder import AutoencoderConfig
 from embedders.training.common import TrainingError, TrainResult, stoppable
+from embedders.training.finetune import BASES as FINETUNE_BASES
+from embedders.training.finetune import FineTuneConfig
 from embedders.training.selfsup import SelfSupConfig
 from embedders.training.supcon import SupConConfig
 from projections.quality import knn_agreement
@@ -33,8 +35,9 @@ from .store import Store
 Progress = Callable[[int, int, str], None]
 Log = Callable[[str], None]
 
-__all__ = ["AutoencoderConfig", "SelfSupConfig", "SupConConfig", "TrainingError", "TrainResult", "library_files", "model_name", "stoppable", "train_autoencoder",
-           "train_contrastive", "train_selfsup"]
+__all__ = ["AutoencoderConfig", "FINETUNE_BASES", "FineTuneConfig", "SelfSupConfig", "SupConConfig", "TrainingError",
+           "TrainResult", "library_files", "model_name", "stoppable", "train_autoencoder", "train_contrastive",
+           "train_finetune", "train_selfsup"]
 
 
 @dataclass
@@ -48,7 +51,8 @@ class TrainFile:
 
 
 def model_name(kind: str, name: str, base: str | None = None) -> str:
-    """The embedder name a training run registers: ae-NAME, ssl-NAME or BASE+supcon-NAME."""
+    """The embedder name a training run registers: ae-NAME, ssl-NAME, BASE+ssl-NAME (fine-tuned) or
+    BASE+supcon-NAME."""
     tcommon.check_name(name)
     if kind == "autoencoder":
         return f"ae-{name}"
@@ -58,7 +62,11 @@ def model_name(kind: str, name: str, base: str | None = None) -> str:
         if not base:
             raise TrainingError("contrastive training needs a base model (--base)")
         return f"{base}+supcon-{name}"
-    raise TrainingError(f"unknown kind of training '{kind}' (autoencoder, selfsup, contrastive)")
+    if kind == "finetune":
+        if not base:
+            raise TrainingError(f"fine-tuning needs a pretrained base model (--base: {', '.join(FINETUNE_BASES)})")
+        return f"{base}+ssl-{name}"
+    raise TrainingError(f"unknown kind of training '{kind}' (autoencoder, selfsup, finetune, contrastive)")
 
 
 def library_files(store: Store, library: str) -> list[TrainFile]:
@@ -88,6 +96,30 @@ def _decode_mels(files: list[TrainFile], log: Log, progress: Progress | None = N
             wave, _ = decode(f.path, tcommon.SAMPLE_RATE)
             audio_s += len(wave) / tcommon.SAMPLE_RATE
             mels.append(tcommon.log_mel(wave))
+        except Exception as exc:  # one bad file never stops the run
+            failed.append((f.rel, str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__))
+        if progress:
+            progress(i + 1, len(files), f.rel)
+    for rel, why in failed:
+        log(f"skipped {rel}: {why}")
+    log(f"decoded {len(mels)} files ({audio_s:.0f} s of audio) in {time.perf_counter() - t0:.1f} s")
+    if not mels:
+        raise TrainingError("no file of the library could be decoded")
+    return mels
+
+
+def _decode_mel_power(files: list[TrainFile], mel_fb, log: Log, progress: Progress | None = None) -> list[np.ndarray]:
+    """Mel power arrays of the files on musicnn's 16 kHz front end (a bad file is reported and skipped)."""
+    from embedders.training import finetune
+    from embedders.musicnn import SAMPLE_RATE
+
+    t0 = time.perf_counter()
+    mels, failed, audio_s = [], [], 0.0
+    for i, f in enumerate(files):
+        try:
+            wave, _ = decode(f.path, SAMPLE_RATE)
+            audio_s += len(wave) / SAMPLE_RATE
+            mels.append(finetune.mel_power(wave, mel_fb))
         except Exception as exc:  # one bad file never stops the run
             failed.append((f.rel, str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__))
         if progress:
@@ -156,6 +188,26 @@ def train_selfsup(store: Store, library: str, name: str | None = None, data_dir:
     source = {"library": library, "n_files": len(mels)}
     return _done(selfsup.train(mels, folder, model, config, resume=resume, progress=progress, log=log,
                                source=source))
+
+
+def train_finetune(store: Store, library: str, base: str, name: str | None = None,
+                   data_dir: str | os.PathLike | None = None, config=None, resume: bool = False,
+                   overwrite: bool = False, progress: Progress | None = None, log: Log | None = None,
+                   decode_progress: Progress | None = None) -> TrainResult:
+    """Fine-tune the pretrained `base` (vgg-msd, musicnn-msd, ...) self-supervised on a library's audio
+    (labels unused) into `<base>+ssl-<name>`."""
+    from embedders.training import finetune
+
+    log = log or tcommon.stderr_log
+    ddir = resolve_data_dir(data_dir)
+    model = model_name("finetune", name or library, base)
+    _, _, mel_fb = finetune.base_parts(base, ddir)
+    files = library_files(store, library)
+    folder = _folder(ddir, model, resume, overwrite, library)
+    mels = _decode_mel_power(files, mel_fb, log, decode_progress)
+    source = {"library": library, "n_files": len(mels)}
+    return _done(finetune.train(mels, folder, model, base, ddir, config, resume=resume, progress=progress, log=log,
+                                source=source))
 
 
 def train_contrastive(store: Store, library: str, base: str, name: str | None = None,

@@ -12,7 +12,7 @@ same code path (tests/tiny_models.py):
 - hf: tiny random transformers models (save_pretrained folders named by
   AUDIO_EXPLORER_MODEL_PATHS), always; the real weights too, marked slow, where they are here;
 - tfhub: tiny SavedModels with YAMNet's / VGGish's signatures, always; the real ones too, slow;
-- trained: `ae-`, `ssl-` and `dsp+supcon-` models trained here for an epoch or two.
+- trained: `ae-`, `ssl-`, `dsp+supcon-` and `vgg-msd+ssl-` models trained here for an epoch or two.
 
 `test_every_registered_model_has_a_case` fails for a registered name no case covers, so coverage
 cannot shrink silently when a model or a family is added.
@@ -39,7 +39,9 @@ SLOW = {"crepe-full"}  # ~0.2x real time on 2 CPU cores, real or random weights
 # parametric names (loadable, not listed) that stand for their kind
 PARAMETRIC = {"wav2vec2-base-l1": "hf", "hubert-base-l1": "hf", "mert-95m-l1": "hf",
               "whisper-tiny-l1": "hf", "musicnn-msd-bf16": "musicnn", "vgg-mtt-bf16": "musicnn"}
-TRAINED = ("ae-contract", "ssl-contract", "dsp+supcon-contract")
+FINETUNED = "vgg-msd+ssl-contract"  # fine-tuned from vgg-msd: only where the musicnn weights are here
+TRAINED = ("ae-contract", "ssl-contract", "dsp+supcon-contract") + \
+    ((FINETUNED,) if any(a.name == "vgg-msd" and a.ready for a in embedders.available()) else ())
 # ASTFeatureExtractor's own defaults (128 mels from a 400-point FFT) trigger this warning
 pytestmark = pytest.mark.filterwarnings("ignore:At least one mel filter has all zero values")
 
@@ -220,6 +222,14 @@ def trained_data(tmp_path_factory):
     supcon.train(dsp.embed_clip_batch(waves), labels, files, folder, "dsp+supcon-contract", base, log=quiet,
                  cfg=supcon.SupConConfig(epochs=3, hidden=16, out_dim=8, batch_size=8, device="cpu"),
                  agreement=knn_agreement)
+    if FINETUNED in TRAINED:
+        from embedders.training import finetune
+
+        _, _, mel_fb = finetune.base_parts("vgg-msd", data)
+        folder = common.model_folder(data, FINETUNED)
+        common.prepare_folder(folder, resume=False, overwrite=False)
+        finetune.train([finetune.mel_power(w, mel_fb) for w in waves], folder, FINETUNED, "vgg-msd", data,
+                       log=quiet, cfg=finetune.FineTuneConfig(epochs=1, batch_size=4, max_minutes=0, device="cpu"))
     yield data
     for name in TRAINED:
         embedders.forget(name)

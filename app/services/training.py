@@ -1,7 +1,8 @@
 """Training runs started from the UI: the supervised-contrastive head, the self-supervised library
-model and the conditioned autoencoder (`index.training`, the same code as `python app.py train`),
-each in a background thread with its progress, per-epoch log and a stop request (an early stop
-after the current epoch: the best weights so far are saved and the model is listed as usual).
+model, a pretrained model fine-tuned self-supervised on the library, and the conditioned
+autoencoder (`index.training`, the same code as `python app.py train`), each in a background
+thread with its progress, per-epoch log and a stop request (an early stop after the current
+epoch: the best weights so far are saved and the model is listed as usual).
 One run at a time per server (training takes every core it is given); searches and maps go on
 meanwhile in their own threads."""
 from __future__ import annotations
@@ -22,7 +23,10 @@ if TYPE_CHECKING:
 
 KINDS = {"contrastive": "supervised-contrastive head on a frozen model (needs labels)",
          "selfsup": "self-supervised CNN on the library's audio (no labels)",
+         "finetune": "self-supervised fine-tuning of a pretrained model (VGG / MusiCNN) on the library's audio "
+                     "(no labels)",
          "autoencoder": "conditioned autoencoder with a 3-D latent (a library, or one long file of it)"}
+FINETUNE_BASES = training.FINETUNE_BASES  # pretrained models a fine-tuning run can start from
 LOG_LINES = 200
 
 
@@ -79,9 +83,11 @@ class TrainingService:
 
     def start(self, kind: str, library: str, name: str | None = None, base: str | None = None,
               epochs: int | None = None, file: str | None = None, overwrite: bool = False,
-              settings: dict | None = None) -> TrainJob:
-        """Start a run in a background thread (`settings`: other fields of the kind's config, e.g.
-        patience); ServiceError (one line) for a bad request or while another run is going."""
+              settings: dict | None = None, minutes: float | None = None) -> TrainJob:
+        """Start a run in a background thread (`base`: the frozen model of a contrastive head, the
+        pretrained start of a fine-tuning run (default vgg-msd); `minutes`: a training-time limit;
+        `settings`: other fields of the kind's config, e.g. patience); ServiceError (one line) for a
+        bad request or while another run is going."""
         if kind not in KINDS:
             raise ServiceError(f"unknown kind of training '{kind}' ({', '.join(KINDS)})")
         if not library:
@@ -89,14 +95,22 @@ class TrainingService:
         index.get_library(self._svc.store, library)
         if kind == "contrastive" and not base:
             raise ServiceError("contrastive training needs a base model indexed in the library")
+        if kind == "finetune":
+            base = base or training.FINETUNE_BASES[0]
+            if base not in training.FINETUNE_BASES:
+                raise ServiceError(f"cannot fine-tune '{base}': pick one of {', '.join(training.FINETUNE_BASES)}")
         if epochs is not None and int(epochs) < 1:
             raise ServiceError("epochs must be at least 1")
+        if minutes is not None and float(minutes) < 0:
+            raise ServiceError("the time limit must be 0 (none) or more minutes")
         model = training.model_name("supcon" if kind == "contrastive" else kind, (name or "").strip() or library,
                                     base)
         cfg = {"autoencoder": training.AutoencoderConfig, "selfsup": training.SelfSupConfig,
-               "contrastive": training.SupConConfig}[kind]()
+               "finetune": training.FineTuneConfig, "contrastive": training.SupConConfig}[kind]()
         if epochs:
             cfg.epochs = int(epochs)
+        if minutes is not None:
+            cfg.max_minutes = float(minutes)
         for key, value in (settings or {}).items():
             if not hasattr(cfg, key):
                 raise ServiceError(f"unknown {kind} setting '{key}'")
@@ -141,6 +155,8 @@ class TrainingService:
                                                      **common)
                 elif job.kind == "selfsup":
                     res = training.train_selfsup(store, job.library, decode_progress=decoding, **common)
+                elif job.kind == "finetune":
+                    res = training.train_finetune(store, job.library, base, decode_progress=decoding, **common)
                 else:
                     res = training.train_contrastive(store, job.library, base, **common)
             job.result = res.to_dict()

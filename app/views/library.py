@@ -170,8 +170,9 @@ def build(svc: Services) -> LibraryHandles:
                 unlock_btn = gr.Button("Unlock this session", elem_id="ae-unlock")
                 unlock_msg = gr.Markdown()
     with gr.Accordion("Trained models: training log", open=False):
-        gr.Markdown("Train below (“Train a model”) or with `python app.py train autoencoder|selfsup|contrastive "
-                    "--library NAME ...`; the trained model is then listed above and can be indexed like any other.")
+        gr.Markdown("Train below (“Train a model”) or with `python app.py train "
+                    "autoencoder|selfsup|finetune|contrastive --library NAME ...`; the trained model is then "
+                    "listed above and can be indexed like any other.")
         with gr.Row():
             trained = gr.Dropdown([], label="Trained model", scale=3)
             show = gr.Button("Show loss")

@@ -1,5 +1,6 @@
 """Train a model from the Library tab: the supervised-contrastive head on the model picked above,
-the self-supervised library model, or the conditioned autoencoder (a library or one long file
+the self-supervised library model, a pretrained model (VGG / MusiCNN) fine-tuned self-supervised on
+the library, or the conditioned autoencoder (a library or one long file
 of it). The run goes on in the background (other sessions keep searching); this view polls its
 progress bar, per-epoch loss and log; Stop ends it after the current epoch (best weights kept);
 when done the model is listed with the others and one click indexes the library with it."""
@@ -12,7 +13,7 @@ import gradio as gr
 
 from app.components import error_md
 from app.services import Services
-from app.services.training import KINDS
+from app.services.training import FINETUNE_BASES, KINDS
 from app.views import PRIVATE, bind
 from app.views.library import loss_figure
 
@@ -39,13 +40,17 @@ def status_html(job) -> str:
 
 
 def start(svc: Services, kind: str, library: str | None, base: str | None, name: str | None, epochs: float | None,
-          file: str | None = None, overwrite: bool = False, request: gr.Request | None = None) -> tuple:
-    """(status, job id, poll timer): start a run in the background."""
+          file: str | None = None, overwrite: bool = False, ft_base: str | None = None,
+          minutes: float | None = None, request: gr.Request | None = None) -> tuple:
+    """(status, job id, poll timer): start a run in the background (`base`: the model picked above, for
+    the contrastive head; `ft_base`: the pretrained start of a fine-tuning run; `minutes`: time limit,
+    0 for none, empty for the kind's default)."""
     try:
         svc.access.require(request, f"training a model on library '{library}'", library)
-        job = svc.training.start(kind, library, name=name, base=base if kind == "contrastive" else None,
+        start_from = base if kind == "contrastive" else ft_base if kind == "finetune" else None
+        job = svc.training.start(kind, library, name=name, base=start_from,
                                  epochs=int(epochs) if epochs else None, file=file if kind == "autoencoder" else None,
-                                 overwrite=bool(overwrite))
+                                 overwrite=bool(overwrite), minutes=None if minutes is None else float(minutes))
     except Exception as exc:
         return error_md(exc), gr.skip(), gr.update(active=False)
     return status_html(job), job.id, gr.update(active=True)
@@ -97,13 +102,18 @@ def build(svc: Services, library: gr.Dropdown, model: gr.Dropdown) -> TrainHandl
     """Lay out the training section and wire its events."""
     with gr.Accordion("Train a model (in the background)", open=False, elem_id="ae-train-section"):
         gr.Markdown("Trains on the library picked at the top. The contrastive head is trained on the "
-                    "**model picked at the top** (its frozen vectors) and the library's labels.")
+                    "**model picked at the top** (its frozen vectors) and the library's labels; fine-tuning starts "
+                    "from the pretrained model picked below and uses no labels.")
         with gr.Row():
             kind = gr.Radio([(f"{k}: {v}", k) for k, v in KINDS.items()], value="contrastive", label="What to train",
                             scale=3)
             with gr.Column(scale=1):
                 name = gr.Textbox(label="Name (default: the library's)", placeholder="my-head")
                 epochs = gr.Number(value=20, precision=0, label="Epochs (at most; early stopping)")
+                minutes = gr.Number(value=10, label="Time limit, minutes (0: none; best weights kept)")
+        with gr.Row():
+            ft_base = gr.Dropdown(list(FINETUNE_BASES), value=FINETUNE_BASES[0], scale=3,
+                                  label="Fine-tuning: the pretrained model to start from")
         with gr.Row():
             file = gr.Textbox(label="Autoencoder: one long file of the library only (its path), or empty",
                               scale=3)
@@ -119,7 +129,8 @@ def build(svc: Services, library: gr.Dropdown, model: gr.Dropdown) -> TrainHandl
     shown = gr.State("")
     timer = gr.Timer(POLL_S, active=False)
 
-    go.click(bind(start, svc), [kind, library, model, name, epochs, file, overwrite], [status, job_id, timer],
+    go.click(bind(start, svc), [kind, library, model, name, epochs, file, overwrite, ft_base, minutes],
+             [status, job_id, timer],
              **PRIVATE)
     timer.tick(bind(poll, svc), [job_id, shown], [status, loss, shown, timer], **PRIVATE)
     halt.click(bind(stop, svc), job_id, status, **PRIVATE)

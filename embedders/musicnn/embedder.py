@@ -29,8 +29,8 @@ import numpy as np
 from ..base import Embedder, Frames
 from .models import (FAMILY, HOP_LENGTH, MIN_TAIL_FRAMES, N_FFT, PATCH_FRAMES, PRECISIONS,
                      SAMPLE_RATE, Variant)
-from .nets import load_net
-from .plans import cpu_workers, load_plan
+from .nets import load_finetuned, load_net
+from .plans import build_plan, cpu_workers, load_plan
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -102,13 +102,16 @@ class MusicnnEmbedder(Embedder):
     `embed_frames_batch` share that work.
     `hop_frames` < 187 gives overlapping patches (frame_hop_s = hop_frames * 256 / 16000).
     `precision` "bf16" (default: the variant's) runs the plan in bfloat16 (see BF16_VARIANTS).
+    `weights` (a file written by self-supervised fine-tuning, `embedders.training.finetune`) runs the
+    variant's network and layer with those weights instead of the checkpoint's; its taggram is then
+    not the tagger's any more, so such an embedder has no tags.
     """
 
     family = FAMILY
     sample_rate = SAMPLE_RATE
 
     def __init__(self, variant: Variant, data_dir: Path, hop_frames: int = PATCH_FRAMES,
-                 precision: str | None = None):
+                 precision: str | None = None, weights: str | Path | None = None):
         if not 1 <= hop_frames <= PATCH_FRAMES:
             raise ValueError(f"hop_frames must be in 1..{PATCH_FRAMES}")
         self.precision = precision or variant.precision
@@ -122,8 +125,13 @@ class MusicnnEmbedder(Embedder):
         self.tag_names = variant.tag_names
         self.hop_frames = hop_frames
         self.frame_hop_s = hop_frames * HOP_LENGTH / SAMPLE_RATE
-        self.net, self.mel_fb = load_net(variant.checkpoint, Path(data_dir))
-        self.plan = load_plan(variant.checkpoint, Path(data_dir), self.precision)
+        if weights is None:
+            self.net, self.mel_fb = load_net(variant.checkpoint, Path(data_dir))
+            self.plan = load_plan(variant.checkpoint, Path(data_dir), self.precision)
+        else:
+            self.net, self.mel_fb = load_finetuned(variant.checkpoint, Path(data_dir), Path(weights))
+            self.plan = build_plan(self.net, self.precision) if self.mel_fb.device.type == "cpu" else None
+            self.tag_names = None
 
     def patches(self, wave: np.ndarray) -> "torch.Tensor":
         """[n_patches, 187, 96] log-mel patches of one wave (the network's input)."""
@@ -181,11 +189,12 @@ class MusicnnEmbedder(Embedder):
         per_wave = self._map(self.patches, list(waves))
         counts = [p.shape[0] for p in per_wave]
         out = self.forward_patches(torch.cat(per_wave))
-        vectors, tags = out[self.layer], out["taggram"]
+        vectors, tags = out[self.layer], out["taggram"] if self.tag_names is not None else None
         frames, start = [], 0
         for n in counts:
             frames.append(Frames(times_s=self._times(n),
                                  vectors=np.ascontiguousarray(vectors[start:start + n], np.float32),
-                                 tags=np.ascontiguousarray(tags[start:start + n], np.float32)))
+                                 tags=None if tags is None else np.ascontiguousarray(tags[start:start + n],
+                                                                                     np.float32)))
             start += n
         return frames

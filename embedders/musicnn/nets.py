@@ -201,3 +201,19 @@ def load_net(checkpoint: str, data_dir: Path):
         entry = (net, payload["mel_fb"].to(device))
         _net_cache[key] = entry
         return entry
+
+
+def load_finetuned(checkpoint: str, data_dir: Path, weights_file: Path):
+    """(torch module in eval mode, mel filterbank) of a network fine-tuned from `checkpoint`: its
+    architecture and front end, the weights saved in `weights_file` ({"net": state dict})."""
+    import torch
+
+    base, mel_fb = load_net(checkpoint, data_dir)
+    try:
+        state = torch.load(weights_file, map_location="cpu", weights_only=True)
+        net = build_net(base.arch)
+        net.load_state_dict(state["net"], strict=True)
+    except Exception as exc:  # corrupt or foreign file: say which
+        raise EmbedderError(f"cannot read fine-tuned weights {weights_file} ({exc.__class__.__name__}: "
+                            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''})") from exc
+    return net.eval().to(mel_fb.device), mel_fb

@@ -228,6 +228,7 @@ class TrainConfig:
     min_delta: float = 1e-4  # an improvement smaller than this does not count
     seed: int = 0
     device: str | None = None  # None: runtime.pick_device() ($AUDIO_EXPLORER_DEVICE, else cuda when available)
+    max_minutes: float = 0.0  # > 0: stop after the epoch during which this much training time has passed
 
 
 @dataclass
@@ -281,6 +282,11 @@ class EpochLoop:
         self.stopped_early = False
         self.items_trained = 0
         self.train_s = 0.0
+        self.deadline: float | None = None  # perf_counter time at which max_minutes is reached (set by run)
+
+    def time_up(self) -> bool:
+        """Whether this run's training-time limit (cfg.max_minutes) has been reached."""
+        return self.deadline is not None and time.perf_counter() >= self.deadline
 
     def restore(self) -> None:
         """Load checkpoint.pt: weights, optimizer state, epoch and early-stopping state."""
@@ -307,6 +313,8 @@ class EpochLoop:
             items_per_epoch: int, progress: Progress | None = None) -> None:
         """Epochs from the saved one up to cfg.epochs, stopping early after `patience` bad epochs."""
         start_epoch = self.epoch
+        minutes = float(getattr(self.cfg, "max_minutes", 0) or 0)
+        self.deadline = time.perf_counter() + 60.0 * minutes if minutes > 0 else None
         if self.stopped_early:
             self.log(f"resuming after early stop at epoch {self.epoch}: patience reset")
             self.bad_epochs, self.stopped_early = 0, False
@@ -340,6 +348,12 @@ class EpochLoop:
                 self._checkpoint()
                 self.log(f"stopped by the user after epoch {e} (best {self.best_loss:.5f} at epoch "
                          f"{self.best_epoch}; --resume continues)")
+                break
+            if self.time_up() and e < self.cfg.epochs:
+                self.stopped_early = True
+                self._checkpoint()
+                self.log(f"time limit: {minutes:g} min of training reached after epoch {e} (best "
+                         f"{self.best_loss:.5f} at epoch {self.best_epoch}; --resume continues)")
                 break
             if self.bad_epochs >= self.cfg.patience and e < self.cfg.epochs:
                 self.stopped_early = True
