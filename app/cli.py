@@ -129,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--library", required=True)
     p.add_argument("--model", required=True)
     p.add_argument("-k", type=int, default=5, help="neighbours for agreement (default 5)")
+    p.add_argument("--cross", default=None, metavar="FIELD",
+                   help="also agreement@k with neighbours whose FIELD differs (artist, kit, source, album: "
+                        "the artist effect left out)")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("export", help="a static page of a map (open it from disk) plus vectors for notebooks")
@@ -472,7 +475,7 @@ def cmd_classes(args) -> int:
     from app.services.formatting import number
     from index.classes import class_stats_json
 
-    stats = _services(args).queries.class_stats(args.library, args.model, k=args.k)
+    stats = _services(args).queries.class_stats(args.library, args.model, k=args.k, cross=args.cross)
     if args.json:
         print(json.dumps(class_stats_json(stats)))
         return 0
@@ -483,9 +486,16 @@ def cmd_classes(args) -> int:
         est = (f"; sampled: {s['n']} of {s['of']} clips, {s['per_class']} per class, neighbours searched among "
                f"all clips")
     print(f"overall agreement@{args.k}: {number(stats['overall_agreement'])}  ({stats['n_labelled']} labelled clips{est})")
-    rows = [{"label": lb, "count": stats["counts"][lb], f"agreement@{args.k}": number(stats['agreement'][lb])}
+    cross = stats.get("cross_agreement")
+    xcol = f"other {cross['field']}" if cross else None
+    if cross:
+        est = f", {cross['sampled']} sampled" if cross["sampled"] else ""
+        print(f"agreement@{args.k} with neighbours of another {cross['field']} only: {number(cross['overall'])}  "
+              f"({cross['n']} clips scored, {cross['sources']} distinct values of {cross['field']}{est})")
+    rows = [{"label": lb, "count": stats["counts"][lb], f"agreement@{args.k}": number(stats['agreement'][lb]),
+             **({xcol: number(cross["per_label"].get(lb, float("nan")))} if cross else {})}
             for lb in stats["labels"]]
-    print(_table(rows, ["label", "count", f"agreement@{args.k}"]))
+    print(_table(rows, ["label", "count", f"agreement@{args.k}"] + ([xcol] if cross else [])))
     labels = stats["labels"]
     print("\ncentroid cosine similarity:")
     print(_table([{"": a, **{b: f"{stats['centroid_similarity'][i][j]:.2f}" for j, b in enumerate(labels)}}

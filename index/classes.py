@@ -111,6 +111,53 @@ def agreement(store: Store, library: str, model: str, k: int = 5, sample: int | 
             "sampled": None if rows is None else len(rows)}
 
 
+def cross_agreement(store: Store, library: str, model: str, field: str, k: int = 5,
+                    sample: int | None = AGREEMENT_SAMPLE, seed: int = 0) -> dict:
+    """Agreement@k with neighbours from other sources only: each labelled clip's k nearest labelled
+    clips whose ``field`` (artist, kit, source, ...) differs from its own (a Qdrant must-not filter
+    per source value), so that takes of one recording or songs of one artist do not count (the
+    artist effect). Clips without the field are not scored. Above ``sample`` scored clips a seeded
+    random sample of them is queried (against all labelled clips). Returns {"field", "overall",
+    "per_label", "n": clips scored, "sampled": m or None, "sources": distinct values}."""
+    coll = _collection(store, library, model)
+    labelled = {"__not__": {"label": None}}
+    records = sorted(store.scroll(coll, labelled), key=lambda r: r.id)
+    ids = [r.id for r in records]
+    labels = [r.payload.get("label") for r in records]
+    row_of = {pid: i for i, pid in enumerate(ids)}
+    have = [i for i, r in enumerate(records) if r.payload.get(field) not in (None, "")]
+    if not have:
+        raise LibraryError(f"no labelled clip of library '{library}' has a '{field}' field")
+    values = {i: records[i].payload.get(field) for i in have}
+    if len({str(v) for v in values.values()}) < 2:
+        raise LibraryError(f"every labelled clip of library '{library}' has the same '{field}': "
+                           "there is no other source to take neighbours from")
+    rows = np.asarray(have, dtype=np.int64)
+    sampled = None
+    if sample and len(rows) > sample:
+        rows = rows[sample_rows(len(rows), sample, seed)]
+        sampled = len(rows)
+    by_value: dict[str, list[int]] = {}
+    for i in rows.tolist():
+        by_value.setdefault(str(values[i]), []).append(i)
+    neighbours = np.full((len(rows), k), -1, dtype=np.int64)
+    out_row = {int(i): n for n, i in enumerate(rows.tolist())}
+    for members in by_value.values():
+        value = values[members[0]]
+        found = {r.id: r.vector for r in store.retrieve(coll, [ids[i] for i in members], with_vectors=True)}
+        members = [i for i in members if ids[i] in found]
+        if not members:
+            continue
+        hits = store.query_batch(coll, np.stack([found[ids[i]] for i in members]), k,
+                                 {"__not__": [{"label": None}, {field: value}]})
+        for i, row_hits in zip(members, hits):
+            others = [row_of[h.id] for h in row_hits if h.id in row_of][:k]
+            neighbours[out_row[i], :len(others)] = others
+    return {"field": field, "overall": knn_agreement(neighbours, labels, rows),
+            "per_label": knn_agreement_per_class(neighbours, labels, rows), "n": len(rows), "sampled": sampled,
+            "sources": len({str(v) for v in values.values()})}
+
+
 def _sampled_neighbours(store: Store, coll: str, k: int, labelled: dict, sample: int,
                         seed: int) -> tuple[list, np.ndarray, np.ndarray]:
     """(labels of all labelled clips in point-id order, neighbour rows [sample, k] (-1: none),
@@ -132,7 +179,7 @@ def _sampled_neighbours(store: Store, coll: str, k: int, labelled: dict, sample:
 
 
 def class_stats(store: Store, library: str, model: str, k: int = 5, nearest: int = 5,
-                exact_max: int | None = None, per_class: int | None = None) -> dict:
+                exact_max: int | None = None, per_class: int | None = None, cross: str | None = None) -> dict:
     """Label counts, agreement@k (overall and per class), centroid cosine matrix, the most typical
     members of each class (nearest its centroid) and the nearest clips from outside the class
     (Qdrant recommend, average-vector strategy, which leaves the class's own clips out), both as
@@ -140,7 +187,17 @@ def class_stats(store: Store, library: str, model: str, k: int = 5, nearest: int
 
     Above ``exact_max`` labelled clips (default CLASS_STATS_EXACT) every number is estimated from
     ``per_class`` (default `sample_per_class`) clips per class (`_sampled_class_stats`); ``sampled`` says
-    {"n": clips sampled, "of": labelled clips, "per_class": ...}, None when exact."""
+    {"n": clips sampled, "of": labelled clips, "per_class": ...}, None when exact.
+
+    ``cross`` (a payload field such as artist or source): also agreement@k with neighbours from other
+    values of it only (`cross_agreement`), as ``cross_agreement``."""
+    stats = _class_stats(store, library, model, k, nearest, exact_max, per_class)
+    stats["cross_agreement"] = cross_agreement(store, library, model, cross, k) if cross else None
+    return stats
+
+
+def _class_stats(store: Store, library: str, model: str, k: int, nearest: int, exact_max: int | None,
+                 per_class: int | None) -> dict:
     coll = _collection(store, library, model)
     counts = label_counts(store, library, model)
     if len(counts) < 1:
@@ -213,7 +270,11 @@ def class_stats_json(stats: dict) -> dict:
     def number(x: float) -> float | None:
         return None if math.isnan(x) else x
 
-    return {**stats, "overall_agreement": number(stats["overall_agreement"]),
+    cross = stats.get("cross_agreement")
+    if cross:
+        cross = {**cross, "overall": number(cross["overall"]),
+                 "per_label": {lb: number(v) for lb, v in cross["per_label"].items()}}
+    return {**stats, "overall_agreement": number(stats["overall_agreement"]), "cross_agreement": cross,
             "agreement": {lb: number(v) for lb, v in stats["agreement"].items()},
             "typical": {lb: [h.to_dict(detail=False) for h in hits] for lb, hits in stats["typical"].items()},
             "nearest": {lb: [h.to_dict(detail=False) for h in hits] for lb, hits in stats["nearest"].items()}}

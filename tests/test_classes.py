@@ -115,3 +115,51 @@ def test_sampled_class_stats_are_close_to_the_exact_ones(store):
     assert js["sampled"]["n"] == 240
     from app.views.classes import summary  # the UI says so
     assert "Sampled: 240 of 600 clips" in summary(est, "m") and "Sampled" not in summary(exact, "m")
+
+
+@pytest.mark.parametrize("backend", ["edge", "memory"])
+def test_cross_source_agreement_leaves_the_artist_effect_out(backend, tmp_path):
+    """Each artist's songs sit in a tight cluster of their own and each artist plays one genre: plain
+    agreement is near 1 (neighbours are the same artist's songs); with neighbours from other artists
+    only it is what the genre signal gives, and it equals numpy's brute force over those neighbours."""
+    from index.store import ClientStore
+
+    st = EdgeStore(tmp_path / "qdrant") if backend == "edge" else ClientStore.in_memory()
+    rng = np.random.default_rng(5)
+    n_art, per, d = 12, 15, 16
+    genre_c = rng.standard_normal((4, d)).astype(np.float32)
+    art_c = rng.standard_normal((n_art, d)).astype(np.float32)
+    art = np.repeat(np.arange(n_art), per)
+    gen = art % 4
+    X = 0.9 * genre_c[gen] + 2.0 * art_c[art] + 0.3 * rng.standard_normal((len(art), d)).astype(np.float32)
+    ids = [index.point_id(f"{i:040x}") for i in range(len(art))]
+    pays = [{"path": f"{i}.mp3", "label": f"g{gen[i]}", **({"artist": f"a{art[i]}"} if i % 17 else {})}
+            for i in range(len(art))]
+    coll = index.collection_name("music", "m")
+    st.create_collection(coll, d, indexes={"label": "keyword", "artist": "keyword"})
+    st.upsert(coll, ids, X, pays)
+    save_library(st, Library(name="music", root=str(tmp_path / "audio"), models=["m"]))
+    try:
+        k = 5
+        plain = classes.agreement(st, "music", "m", k=k)["overall"]
+        got = classes.class_stats(st, "music", "m", k=k, cross="artist")["cross_agreement"]
+        assert plain > 0.95 and got["overall"] < plain - 0.2  # the artist effect, measured
+        # numpy: for each clip with an artist, its k nearest among clips of another artist (cosine)
+        unit = X / np.linalg.norm(X, axis=1, keepdims=True)
+        a = np.array([p.get("artist") for p in pays], dtype=object)
+        scored = [i for i in range(len(art)) if a[i] is not None]
+        fracs, per_label = [], {}
+        for i in scored:
+            sim = unit @ unit[i]
+            sim[a == a[i]] = -np.inf  # same artist (itself included): left out; clips without one stay
+            nbr = np.argsort(-sim, kind="stable")[:k]
+            f = float(np.mean(gen[nbr] == gen[i]))
+            fracs.append(f)
+            per_label.setdefault(f"g{gen[i]}", []).append(f)
+        assert got["n"] == len(scored) and got["sources"] == n_art and got["sampled"] is None
+        assert got["overall"] == pytest.approx(float(np.mean(fracs)), abs=1e-12)
+        assert got["per_label"] == pytest.approx({g: float(np.mean(v)) for g, v in per_label.items()}, abs=1e-12)
+        with pytest.raises(index.LibraryError, match="has a 'kit' field"):
+            classes.cross_agreement(st, "music", "m", "kit")
+    finally:
+        st.close()

@@ -4,8 +4,11 @@ index time into the payload, `--labels tag:genre` as the label source, the map's
 and artist as the source field of grouped folds."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +17,8 @@ import soundfile as sf
 import index
 from app.services import Services
 from index import filetags
+
+ROOT = Path(__file__).resolve().parent.parent
 
 FFMPEG = shutil.which("ffmpeg")
 pytestmark = pytest.mark.skipif(FFMPEG is None, reason="needs ffmpeg (apt-get install ffmpeg)")
@@ -126,6 +131,20 @@ def test_tag_genre_labels_a_flat_folder(tagged, tmp_path):
     assert q.grouped_by == "source: artist" and q.n_groups == 4
     qf = svc.labels.quality("music", "dsp", by="file")
     assert qf.grouped_by == "file" and qf.n_groups == 16
+    # the Classes view with neighbours from other artists only (the artist effect left out)
+    from app.views import classes
+
+    head, rows, _fig, _html = classes.compute(svc, "music", "dsp", 3, "artist")
+    assert "with neighbours of another artist only" in head and "16 clips scored, 4 distinct values of artist" in head
+    assert rows["headers"][-1] == "other artist" and len(rows["value"][0]) == 4
+    x = svc.queries.class_stats("music", "dsp", k=3, cross="artist")["cross_agreement"]
+    assert x["n"] == 16 and set(x["per_label"]) == {"ambient", "techno"}
+    svc.store.close()  # the CLI opens the Edge shard itself
+    out = subprocess.run([sys.executable, "app.py", "classes", "--library", "music", "--model", "dsp", "-k", "3",
+                          "--cross", "artist"], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "AUDIO_EXPLORER_DATA": str(tmp_path / "data")})
+    assert out.returncode == 0, out.stderr
+    assert "agreement@3 with neighbours of another artist only:" in out.stdout and "other artist" in out.stdout
     # the folder label source still reads the tags into the payload
     svc2 = Services(tmp_path / "data2")
     svc2.libs.index("music", folder=str(folder), models=["dsp"])

@@ -154,6 +154,7 @@ def test_classes_compute_counts_agreement_heatmap_and_typical_clips(lib):
     svc, _ = lib
     head, rows, fig, html_ = classes.compute(svc, "demo", "dsp", 3)
     assert head.startswith("**Overall agreement@3: ")
+    rows = rows["value"]
     assert [r[0] for r in rows] == ["hihat", "kick", "pad", "voice"] and [r[1] for r in rows] == [4, 4, 5, 4]
     assert fig.data[0].type == "heatmap" and len(fig.data[0].z) == 4
     assert "'kick': most typical clips" in html_ and html_.count("<audio") >= 8

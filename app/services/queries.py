@@ -68,9 +68,10 @@ class QueryService:
         """Labels present in (library, model), by name."""
         return sorted(class_queries.label_counts(self._svc.store, library, model))
 
-    def class_stats(self, library: str, model: str, k: int = 5) -> dict:
-        """Label counts, agreement@k, centroid similarity and nearest clips per class."""
-        return class_queries.class_stats(self._svc.store, library, model, k=k)
+    def class_stats(self, library: str, model: str, k: int = 5, cross: str | None = None) -> dict:
+        """Label counts, agreement@k, centroid similarity and nearest clips per class; with `cross` (a
+        payload field: artist, kit, source...) also agreement@k with neighbours of other values only."""
+        return class_queries.class_stats(self._svc.store, library, model, k=k, cross=cross or None)
 
     def taggram(self, library: str, model: str, rel_path: str) -> dict:
         """Tag scores over time for a clip (models with a taggram)."""

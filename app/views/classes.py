@@ -38,31 +38,46 @@ def summary(stats: dict, model: str) -> str:
                    "from the kNN graph" + (f" (estimated from {sampled:,} clips drawn at random)." if sampled else "."))
 
 
-def compute(svc: Services, library: str | None, model: str | None, k: float = 5):
-    """(headline, per-class rows, heatmap figure, typical/nearest clips HTML)."""
+CROSS_FIELDS = ("(none)", "artist", "source", "kit", "album")  # "neighbours from another ...": the artist effect
+
+
+def compute(svc: Services, library: str | None, model: str | None, k: float = 5, cross: str | None = None):
+    """(headline, per-class rows, heatmap figure, typical/nearest clips HTML); with `cross` a field
+    (artist, source...), a column of agreement with neighbours of another value of it only."""
     if not library or not model:
         return EMPTY, None, None, ""
+    cross = None if cross in (None, "", CROSS_FIELDS[0]) else cross
     try:
-        st = svc.queries.class_stats(library, model, k=int(k))
+        st = svc.queries.class_stats(library, model, k=int(k), cross=cross)
     except Exception as exc:
         return error_md(exc), None, None, ""
-    rows = [[lb, st["counts"][lb], number(st["agreement"][lb])] for lb in st["labels"]]
+    x = st.get("cross_agreement")
+    rows = [[lb, st["counts"][lb], number(st["agreement"][lb])]
+            + ([number(x["per_label"].get(lb, float("nan")))] if x else []) for lb in st["labels"]]
     parts = []
     for lb in st["labels"]:
         parts.append(hits_html(library, st["typical"][lb], f"'{lb}': most typical clips (nearest the centroid)"))
         parts.append(hits_html(library, st["nearest"][lb],
                                f"'{lb}': nearest clips from other classes (recommend, average vector)"))
-    return summary(st, model), rows, heatmap_figure(st), "".join(parts)
+    head = summary(st, model)
+    if x:
+        head += (f"\n\n**Agreement@{st['k']} with neighbours of another {x['field']} only: {number(x['overall'])}** "
+                 f"({x['n']:,} clips scored, {x['sources']:,} distinct values of {x['field']}"
+                 + (f", {x['sampled']:,} sampled" if x["sampled"] else "") + ").")
+    headers = ["label", "clips", "agreement@k"] + ([f"other {x['field']}"] if x else [])
+    return head, gr.update(value=rows, headers=headers), heatmap_figure(st), "".join(parts)
 
 
 def build(svc: Services, library: gr.Dropdown, model: gr.Dropdown) -> None:
     """Lay out the classes view and wire its own events."""
     with gr.Row():
         k = gr.Slider(1, 20, value=5, step=1, label="k (neighbours for agreement)")
+        cross = gr.Dropdown(list(CROSS_FIELDS), value=CROSS_FIELDS[0], label="Also: neighbours from another…",
+                            elem_id="ae-classes-cross")
         go_btn = gr.Button("Compute", variant="primary")
     status = gr.Markdown()
     with gr.Row():
         table = gr.Dataframe(headers=["label", "clips", "agreement@k"], interactive=False, label="Per class")
         plot = gr.Plot(label="Centroid similarity", elem_id="ae-heatmap")
     nearest = gr.HTML()
-    go_btn.click(bind(compute, svc), [library, model, k], [status, table, plot, nearest], **PRIVATE)
+    go_btn.click(bind(compute, svc), [library, model, k, cross], [status, table, plot, nearest], **PRIVATE)

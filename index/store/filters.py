@@ -9,6 +9,7 @@ Filters are a small dict spec::
     {"label": None}                        field missing, null or empty
     several keys                           all must hold (AND)
     {"__not__": {...same spec...}}         the inner spec must not hold (NOT of its AND)
+    {"__not__": [{...}, {...}]}            none of the inner specs may hold
     {"__ids__": ["<uuid>", ...]}           only these point ids (search inside a set)
 
 :func:`translate_filter` walks the spec once; a :class:`FilterMaker` per backend builds the
@@ -75,9 +76,10 @@ def translate_filter(spec: Filter | None, make: FilterMaker) -> Any:
     must_not: list = []
     for key, value in spec.items():
         if key == "__not__":
-            inner = translate_filter(value, make)
-            if inner is not None:
-                must_not.append(inner)
+            for part in (value if isinstance(value, list) else [value]):
+                inner = translate_filter(part, make)
+                if inner is not None:
+                    must_not.append(inner)
             continue
         if key == "__ids__":
             must.append(make.has_id([str(i) for i in value]))
