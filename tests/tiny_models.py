@@ -379,3 +379,16 @@ def write_tiny_birdnet(folder: Path, n_classes: int = 7, dim: int = 16, seed: in
     (folder / birdnet.MODEL_FILE).write_bytes(tf.lite.TFLiteConverter.from_keras_model(tf.keras.Model(inp, out)).convert())
     (folder / birdnet.LABELS_FILE).write_text("".join(f"Genus species{i}_Sound {i}\n" for i in range(n_classes)))
     return folder
+
+
+def write_random_aisfx_checkpoint(path: Path, seed: int = 0) -> Path:
+    """An aisfx-format checkpoint ((state dict with `embedding_net.` keys, datasets)) of a random network."""
+    import torch
+
+    from embedders import aisfx
+
+    torch.manual_seed(seed)
+    state = {f"embedding_net.{k}": v for k, v in aisfx.network().state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save((state, {"stand-in": (0, 3)}), path)
+    return path
