@@ -281,10 +281,15 @@ def _build(case: Case, request, monkeypatch, tmp_path):
                 pytest.skip("tensorflow is not installed")
             from tests.tiny_models import write_tiny_birdnet
 
-            monkeypatch.setenv(runtime.MODEL_PATHS_ENV, f"birdnet={write_tiny_birdnet(tmp_path / 'birdnet')}")
-            if case.family == "fusion":  # its other parts: random musicnn weights
+            paths = f"birdnet={write_tiny_birdnet(tmp_path / 'birdnet')}"
+            if case.family == "fusion":  # its other parts: random aisfx and musicnn weights
+                from tests.tiny_models import write_random_aisfx_checkpoint
+
+                paths += f";aisfx={write_random_aisfx_checkpoint(tmp_path / 'aisfx.pth')}"
+                monkeypatch.setenv(runtime.DEVICE_ENV, "cpu")
                 data = request.getfixturevalue("random_musicnn")
                 monkeypatch.delenv(runtime.WEIGHTS_ENV_VAR, raising=False)
+            monkeypatch.setenv(runtime.MODEL_PATHS_ENV, paths)
     elif case.family == "trained":
         data = request.getfixturevalue("trained_data")
     spec = embedders.get_spec(case.name, data)
