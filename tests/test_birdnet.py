@@ -31,6 +31,7 @@ def stand_in(tmp_path, monkeypatch):
     return spec.build(data_dir=tmp_path)
 
 
+@pytest.mark.slow  # ~12 s: TensorFlow import and a tflite conversion
 def test_windows_follow_birdnet_analyzer(stand_in):
     """Non-overlapping 3 s windows; a tail under 1.5 s is dropped unless it is the only window."""
     assert stand_in.windows(np.ones(int(0.05 * SR), np.float32)).shape == (1, birdnet.WINDOW)
