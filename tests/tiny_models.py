@@ -357,3 +357,38 @@ def write_random_crepe_weights(path: Path, capacity: str, seed: int = 0) -> Path
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(crepe._network(capacity).state_dict(), path)
     return path
+
+
+def write_tiny_birdnet(folder: Path, n_classes: int = 7, dim: int = 16, seed: int = 0) -> Path:
+    """A folder with a tiny random TFLite model shaped like BirdNET V2.4 (input [-1, 144000], a
+    GLOBAL_AVG_POOL embedding, a class layer) and its `Scientific_Common` label file."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    from embedders import birdnet
+
+    tf.random.set_seed(seed)
+    inp = tf.keras.Input((birdnet.WINDOW,), name="INPUT")
+    x = tf.keras.layers.Reshape((300, birdnet.WINDOW // 300))(inp)
+    x = tf.keras.layers.Dense(dim, activation="relu")(x)
+    x = tf.keras.layers.GlobalAveragePooling1D(name="GLOBAL_AVG_POOL")(x)
+    out = tf.keras.layers.Dense(n_classes, name="CLASS_DENSE_LAYER")(x)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / birdnet.MODEL_FILE).write_bytes(tf.lite.TFLiteConverter.from_keras_model(tf.keras.Model(inp, out)).convert())
+    (folder / birdnet.LABELS_FILE).write_text("".join(f"Genus species{i}_Sound {i}\n" for i in range(n_classes)))
+    return folder
+
+
+def write_random_aisfx_checkpoint(path: Path, seed: int = 0) -> Path:
+    """An aisfx-format checkpoint ((state dict with `embedding_net.` keys, datasets)) of a random network."""
+    import torch
+
+    from embedders import aisfx
+
+    torch.manual_seed(seed)
+    state = {f"embedding_net.{k}": v for k, v in aisfx.network().state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save((state, {"stand-in": (0, 3)}), path)
+    return path
