@@ -31,25 +31,6 @@ def test_search_file_and_by_id(client, served_app):
     assert again[0]["id"] == hits[0]["id"] and len(again) == 3
 
 
-def test_search_steered_by_aspects(client, served_app):
-    _, _, folder = served_app
-    q = folder / "kick" / "kick_01.wav"
-    hits = client.predict("demo", "dsp", handle_file(str(q)), 5, "deep=0,envelope=1", api_name="/search_file")
-    assert hits[0]["file"] == "kick/kick_01.wav" and len(hits) == 5
-    for h in hits:  # the score is the envelope similarity alone; every aspect is reported
-        assert set(h["aspects"]) == {"deep", "timbre", "spectrum", "pitch", "envelope"}
-        assert h["score"] == pytest.approx(h["aspects"]["envelope"], abs=1e-5) and h["why"]
-    by_id = client.predict("demo", "dsp", hits[0]["id"], 4, "deep=1,timbre=1", api_name="/search_by_id")
-    assert by_id[0]["id"] == hits[0]["id"]
-    assert all(h["score"] == pytest.approx((h["aspects"]["deep"] + h["aspects"]["timbre"]) / 2, abs=1e-5)
-               for h in by_id)
-    plain = client.predict("demo", "dsp", hits[0]["id"], 4, api_name="/search_by_id")  # the parameter is optional
-    assert "why" not in plain[0]
-    with pytest.raises(Exception) as exc:
-        client.predict("demo", "dsp", hits[0]["id"], 4, "loudness=1", api_name="/search_by_id")
-    assert "bad aspects" in str(exc.value)
-
-
 def test_map_coordinates(client):
     doc = client.predict("demo", "dsp", "pca", 3, 0, api_name="/map_coordinates")
     assert doc["dims"] == 3 and doc["n"] == 19 and len(doc["points"]) == 19

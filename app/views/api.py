@@ -49,24 +49,8 @@ def list_models(svc: Services) -> list[dict]:
     return svc.libs.models()
 
 
-def _steered(svc: Services, library: str, model: str, aspects: str, k: int, **query) -> list[dict]:
-    """A search steered by aspect weights ("deep=1,timbre=0.5"): hits with `aspects` and `why`."""
-    from index.aspects import parse_weights
-
-    try:
-        weights = parse_weights(aspects)
-    except ValueError as exc:
-        raise gr.Error(f"bad aspects: {exc}") from None
-    hits, why = svc.queries.search(library, model, weights=weights, k=k, **query)
-    return [{**h, "why": w} for h, w in zip(api_json(hits), why)]
-
-
-def search_by_id(svc: Services, library: str, model: str, point_id: str, k: int = 10,
-                 aspects: str = "") -> list[dict]:
-    """The k clips nearest a clip of the library (itself first); `aspects` ("deep=1,timbre=0.5",
-    empty: the deep model alone) steers it, and each hit then has per-aspect similarities and a why line."""
-    if aspects and aspects.strip():
-        return _steered(svc, library, model, aspects, int(k), point_id=point_id)
+def search_by_id(svc: Services, library: str, model: str, point_id: str, k: int = 10) -> list[dict]:
+    """The k clips nearest a clip of the library (itself first)."""
     return api_json(svc.queries.search_id(library, model, point_id, k=int(k)))
 
 
@@ -98,10 +82,8 @@ def tag_clips(svc: Services, library: str, ids: list[str], add: list[str] | None
     return {"changed": res.changed, "clips": res.clips, "collections": res.collections, "missing": res.missing}
 
 
-def search_file(svc: Services, library: str, model: str, path: str, k: int = 10, aspects: str = "") -> list[dict]:
-    """The k clips most similar to an uploaded audio file; `aspects` steers it as in `search_by_id`."""
-    if aspects and aspects.strip():
-        return _steered(svc, library, model, aspects, int(k or 10), path=path)
+def search_file(svc: Services, library: str, model: str, path: str, k: int = 10) -> list[dict]:
+    """The k clips most similar to an uploaded audio file."""
     return api_json(svc.queries.search_file(library, model, path, k=int(k or 10)))
 
 
@@ -113,7 +95,6 @@ def build(svc: Services) -> None:
         lib, model = gr.Textbox(), gr.Textbox()
         f = gr.File(type="filepath")
         k = gr.Number(value=10, precision=0)
-        aspects = gr.Textbox(value="")
         out = gr.JSON()
         btn = gr.Button()
-    btn.click(bind(search_file, svc), [lib, model, f, k, aspects], out, api_name="search_file")
+    btn.click(bind(search_file, svc), [lib, model, f, k], out, api_name="search_file")
