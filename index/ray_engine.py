@@ -218,6 +218,9 @@ class EmbedWorker:
         rep.failed, rep.added, rep.unchanged, rep.audio_s = [], 0, 0, 0.0
         self.store.start_batch()
         run.copies = {}
+        # copies across batches are the driver's to settle (`_apply`, in the file order); an actor that
+        # remembered earlier batches would report a re-sent earlier path as the copy of a later one
+        run.seen = {}
         paths = [Path(str(p)) for p in batch["paths"][0]]
         if bool(batch["long"][0]):
             return self._long(paths[0])

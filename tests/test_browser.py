@@ -29,6 +29,14 @@ def launch_chromium(args: list[str] = ARGS):
             b.close()
 
 
+def wait_ready(page, map_sel: str = "#ae-map-main", timeout: int = 120000) -> None:
+    """The page is usable: the map is drawn (since the first map is prefetched, that can be before
+    Gradio's load chain ran) and the library / model pickers hold their values."""
+    page.wait_for_selector(f"{map_sel} .ae-map[data-rendered]", timeout=timeout)
+    page.wait_for_function("() => ['#ae-library', '#ae-model'].every(s => { const i = document.querySelector("
+                           "s + ' input'); return i && i.value; })", timeout=timeout)
+
+
 @pytest.fixture(scope="module")
 def page(served_app, tmp_path_factory):
     if not Path(CHROMIUM).exists():
@@ -43,7 +51,7 @@ def page(served_app, tmp_path_factory):
         errors = []
         pg.on("pageerror", lambda e: errors.append(str(e)))
         pg.goto(url + "/")
-        pg.wait_for_selector("#ae-map-main .ae-map[data-rendered]", timeout=120000)
+        wait_ready(pg)
         pg.wait_for_timeout(2500)  # let the load chain (selectors, colour options) settle
         pg.shots, pg.js_errors = shots, errors
         yield pg

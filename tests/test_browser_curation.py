@@ -5,7 +5,7 @@ import zipfile
 
 import pytest
 
-from tests.test_browser import launch_chromium
+from tests.test_browser import launch_chromium, wait_ready
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 MAP = "#ae-map-main"
@@ -22,7 +22,7 @@ def open_page(browser, url):
     pg.js_errors = []
     pg.on("pageerror", lambda e: pg.js_errors.append(str(e)))
     pg.goto(url + "/")
-    pg.wait_for_selector(f"{MAP} .ae-map[data-rendered]", timeout=120000)
+    wait_ready(pg, MAP)
     pg.wait_for_timeout(2000)
     return pg
 
@@ -96,7 +96,7 @@ def test_select_tag_reload_colour_audition_and_export(browser, served_app, tmp_p
 
     # reload: a new session; colour by the tag shows the tagged points
     page.reload()
-    page.wait_for_selector(f"{MAP} .ae-map[data-rendered]", timeout=120000)
+    wait_ready(page, MAP)
     page.wait_for_timeout(1500)
     page.locator("#ae-color input").click()
     page.get_by_role("option", name="user tag: keep").click()

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from tests.conftest import ROOT, serving
-from tests.test_browser import launch_chromium
+from tests.test_browser import launch_chromium, wait_ready
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 COUNTS = "#ae-review-counts .ae-review-counts"
@@ -59,7 +59,7 @@ def test_accept_two_suggestions_and_see_the_counts_change(browser, review_app, t
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(review_app + "/")
-    page.wait_for_selector("#ae-map-main .ae-map[data-rendered]", timeout=120000)
+    wait_ready(page)
     page.get_by_role("tab", name="Review").click()
     page.click("#ae-review-go")
     page.wait_for_selector(f"{COUNTS}", timeout=60000)
