@@ -87,15 +87,16 @@ def library_files(store: Store, library: str) -> list[TrainFile]:
     return [by_path[k] for k in sorted(by_path)]
 
 
-def _decode_mels(files: list[TrainFile], log: Log, progress: Progress | None = None) -> list[np.ndarray]:
-    """Raw log-mel spectrograms of the files (a file that cannot be decoded is reported and skipped)."""
+def _decode_all(files: list[TrainFile], sr: int, to_mel: Callable[[np.ndarray], np.ndarray], log: Log,
+                progress: Progress | None = None) -> list[np.ndarray]:
+    """`to_mel` of each file decoded at `sr` (a file that cannot be decoded is reported and skipped)."""
     t0 = time.perf_counter()
     mels, failed, audio_s = [], [], 0.0
     for i, f in enumerate(files):
         try:
-            wave, _ = decode(f.path, tcommon.SAMPLE_RATE)
-            audio_s += len(wave) / tcommon.SAMPLE_RATE
-            mels.append(tcommon.log_mel(wave))
+            wave, _ = decode(f.path, sr)
+            audio_s += len(wave) / sr
+            mels.append(to_mel(wave))
         except Exception as exc:  # one bad file never stops the run
             failed.append((f.rel, str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__))
         if progress:
@@ -106,30 +107,19 @@ def _decode_mels(files: list[TrainFile], log: Log, progress: Progress | None = N
     if not mels:
         raise TrainingError("no file of the library could be decoded")
     return mels
+
+
+def _decode_mels(files: list[TrainFile], log: Log, progress: Progress | None = None) -> list[np.ndarray]:
+    """Raw log-mel spectrograms of the files (the trained models' 22.05 kHz front end)."""
+    return _decode_all(files, tcommon.SAMPLE_RATE, tcommon.log_mel, log, progress)
 
 
 def _decode_mel_power(files: list[TrainFile], mel_fb, log: Log, progress: Progress | None = None) -> list[np.ndarray]:
-    """Mel power arrays of the files on musicnn's 16 kHz front end (a bad file is reported and skipped)."""
-    from embedders.training import finetune
+    """Mel power arrays of the files on musicnn's 16 kHz front end (for fine-tuning)."""
     from embedders.musicnn import SAMPLE_RATE
+    from embedders.training import finetune
 
-    t0 = time.perf_counter()
-    mels, failed, audio_s = [], [], 0.0
-    for i, f in enumerate(files):
-        try:
-            wave, _ = decode(f.path, SAMPLE_RATE)
-            audio_s += len(wave) / SAMPLE_RATE
-            mels.append(finetune.mel_power(wave, mel_fb))
-        except Exception as exc:  # one bad file never stops the run
-            failed.append((f.rel, str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__))
-        if progress:
-            progress(i + 1, len(files), f.rel)
-    for rel, why in failed:
-        log(f"skipped {rel}: {why}")
-    log(f"decoded {len(mels)} files ({audio_s:.0f} s of audio) in {time.perf_counter() - t0:.1f} s")
-    if not mels:
-        raise TrainingError("no file of the library could be decoded")
-    return mels
+    return _decode_all(files, SAMPLE_RATE, lambda w: finetune.mel_power(w, mel_fb), log, progress)
 
 
 def _folder(ddir: Path, name: str, resume: bool, overwrite: bool, library: str) -> Path:
