@@ -88,15 +88,16 @@ def test_map_renders_points(page):
     shot(page, "1-map")
 
 
-def test_clicking_a_point_plays_it_and_lists_neighbours(page):
-    page.locator("#ae-map-main .ae-plot").scroll_into_view_if_needed()
+def click_centre_point(page, sel: str = "#ae-map-main") -> None:
+    """Click the map's point nearest the centre of its plot until the map says it plays it."""
+    page.locator(f"{sel} .ae-plot").scroll_into_view_if_needed()
     # the point nearest the centre of the plot area (pixel coordinates inside the plot div)
-    xy = page.evaluate("""() => { const gd = document.querySelector('#ae-map-main .ae-plot'); const fl = gd._fullLayout;
+    xy = page.evaluate("""() => { const gd = document.querySelector('SEL .ae-plot'); const fl = gd._fullLayout;
         const cx = fl._size.l + fl._size.w / 2, cy = fl._size.t + fl._size.h / 2; let best = null;
         gd._fullData.forEach(t => t.x.forEach((x, i) => { const px = fl._size.l + fl.xaxis.l2p(x),
           py = fl._size.t + fl.yaxis.l2p(t.y[i]), d = (px - cx) ** 2 + (py - cy) ** 2;
-          if (!best || d < best[2]) best = [px, py, d]; })); return best; }""")
-    box = page.locator("#ae-map-main .ae-plot").bounding_box()
+          if (!best || d < best[2]) best = [px, py, d]; })); return best; }""".replace("SEL", sel))
+    box = page.locator(f"{sel} .ae-plot").bounding_box()
     x, y = box["x"] + xy[0], box["y"] + xy[1]
     for attempt in range(4):  # WebGL picking needs the pointer to settle on the point first
         page.mouse.move(x - 3, y - 3)
@@ -104,12 +105,15 @@ def test_clicking_a_point_plays_it_and_lists_neighbours(page):
         page.wait_for_timeout(600)
         page.mouse.click(x, y)
         try:
-            page.wait_for_function("() => document.querySelector('#ae-map-main .ae-map').dataset.playing",
-                                   timeout=4000)
-            break
+            page.wait_for_function(f"() => document.querySelector('{sel} .ae-map').dataset.playing", timeout=4000)
+            return
         except Exception:
             if attempt == 3:
                 raise
+
+
+def test_clicking_a_point_plays_it_and_lists_neighbours(page):
+    click_centre_point(page)
     playing = dataset(page, "#ae-map-main")["playing"]
     try:
         page.wait_for_function("() => { const a = document.querySelector('#ae-map-main audio');"
@@ -124,6 +128,29 @@ def test_clicking_a_point_plays_it_and_lists_neighbours(page):
     page.wait_for_selector(".ae-hit", timeout=30000)
     assert "Nearest to " + playing in page.content()
     shot(page, "1-map-clicked")
+
+
+def test_a_new_page_answers_a_click_before_its_load_events_ran(served_app):
+    """The first map is drawn from the page head's prefetch, before Gradio's load events have run;
+    the pickers already hold the library and model then, so a click at once lists neighbours."""
+    url, _, _ = served_app
+    with launch_chromium() as b:
+        pg = b.new_page(viewport={"width": 1400, "height": 1000})
+        held, released = [], []  # Gradio's queue held back: no load event (pickers' refresh, draw) runs meanwhile
+        pg.route("**/gradio_api/queue/join*", lambda route: route.continue_() if released else held.append(route))
+        pg.goto(url + "/")
+        pg.wait_for_selector("#ae-map-main .ae-map[data-rendered]", timeout=120000)
+        assert dataset(pg, "#ae-map-main").get("prefetched") == "1"
+        values = pg.evaluate("() => ['#ae-library', '#ae-model'].map(s => document.querySelector(s + ' input').value)")
+        assert values[0] == "demo" and values[1], values
+        click_centre_point(pg)
+        playing = dataset(pg, "#ae-map-main")["playing"]
+        released.append(True)
+        for route in held:  # the load events, then the click, as the browser sent them
+            route.continue_()
+        pg.wait_for_selector(".ae-hit", timeout=60000)
+        pg.wait_for_function("(p) => document.body.innerText.includes('Nearest to ' + p)", arg=playing, timeout=60000)
+        assert "No library yet" not in pg.inner_text("#ae-map-main") + pg.inner_text("body")
 
 
 def test_playback_marker_follows_the_audio(page):
