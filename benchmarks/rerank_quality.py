@@ -20,7 +20,12 @@ Methods (X = the library-adapted vectors of the fused default model, unit rows; 
   * DBA(k): each stored vector replaced by the similarity-weighted mean of itself and its k nearest;
   * alpha-QE(k): the query replaced by the weighted mean of itself and its k nearest, re-searched;
   * k-reciprocal re-ranking (Zhong et al. 2017, Jaccard distance of k-reciprocal sets, lambda 0.3);
-  * ensembles: per-model adapted vectors fused (adapt before fusion), other weights, more models.
+  * diffusion (Iscen et al. 2017): random walk with restart on the mutual kNN graph, over the whole
+    set ("full-graph") or, as the app does (index/adapt.py), over the query's pool of RERANK_POOL
+    raw nearest clips ("pool"; projections/diffusion.py; measured through retrieval_quality's
+    `evaluate_search`, the app's search path, with cross-source searches filtered before pooling);
+  * ensembles: per-model adapted vectors fused (adapt before fusion), other weights, more models;
+    "per-part" = the app's whitening of a fused model part by part (projections/whitening.py blocks).
 
 "held-out" rows compute every library statistic (r_k, DBA neighbours, MP normals) without the
 query clip, as for an uploaded clip; the other rows keep it in (a stored clip searched from the
@@ -258,6 +263,21 @@ def rows_for(labels, sources, vecs) -> list[tuple[str, np.ndarray]]:
         out.append((f"alpha-QE k={k}", alpha_qe(x, k)))
     out.append(("k-reciprocal k1=20 k2=6", k_reciprocal(s)))
     out.append(("diffusion k=20", diffusion(s)))
+    from index.adapt import model_blocks
+    from retrieval_quality import evaluate_search
+
+    blocks = model_blocks(DEFAULT, vecs[DEFAULT].shape[1])
+    wp = fit_whitening(vecs[DEFAULT], blocks=blocks)
+    xp = wp.apply(vecs[DEFAULT]).astype(np.float64)
+    out.append(("per-part adapted (whitening by part)", xp @ xp.T))
+    out.append(("per-part + full-graph diffusion k=20 a=0.8", diffusion(xp @ xp.T, 20, 0.8)))
+    for name, w_, kw in (("adapted + pool diffusion k=30 a=0.8", fit_whitening(vecs[DEFAULT]), {}),
+                         ("per-part + pool diffusion k=30 a=0.8 (new default)", wp, {}),
+                         ("per-part + pool diffusion k=20 a=0.8", wp, {"k": 20}),
+                         ("per-part + pool diffusion k=30 a=0.9", wp, {"alpha": 0.9}),
+                         ("per-part + pool diffusion k=50 a=0.8", wp, {"k": 50})):
+        r = evaluate_search(vecs[DEFAULT], w_, labels, sources, diffusion=kw)
+        out.append((name, (r["p_at_k"], r["p_at_k_cross_source"])))
     parts = {n: vecs[n] for n, _ in PARTS}
     out.append(("ens: parts adapted, then fused+adapted", (lambda z: z @ z.T)(fused(parts, PARTS, True, True))))
     out.append(("ens: parts adapted, fused (no 2nd adapt)", (lambda z: z @ z.T)(fused(parts, PARTS, True, False))))
@@ -292,8 +312,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"--adapt first", file=sys.stderr)
             return 1
         for method, s in rows_for(labels, sources, vecs):
-            p, px = scores_eval(s, labels, sources, args.k)
-            res.setdefault(method, {})[name] = (p, px, hubness(s, args.k))
+            if isinstance(s, tuple):  # measured on the product's search path (pool of RERANK_POOL)
+                p, px, hub = s[0], s[1], float("nan")
+            else:
+                (p, px), hub = scores_eval(s, labels, sources, args.k), hubness(s, args.k)
+            res.setdefault(method, {})[name] = (p, px, hub)
             print(f"  {name:5} {method:<44} {p:.3f} {px:.3f}  hub {res[method][name][2]:.2f}", flush=True)
     base = res["baseline: adapted cosine (default)"]
     k = args.k

@@ -278,11 +278,12 @@ def evaluate(vectors: np.ndarray, labels, sources, k: int = 5) -> dict:
     }
 
 
-def evaluate_search(vectors: np.ndarray, w, labels, sources, k: int = 5) -> dict:
+def evaluate_search(vectors: np.ndarray, w, labels, sources, k: int = 5, diffusion: dict | None = None) -> dict:
     """Leave-one-out P@k as the app's adapted search ranks (index/adapt.py `rerank`): the
     RERANK_POOL nearest by raw cosine (other sources only for cross-source), adapted by `w`,
     ranked by pool diffusion (projections/diffusion.py; by adapted cosine when
-    AUDIO_EXPLORER_DIFFUSION=0), a copy of the query first. Same keys as `evaluate`."""
+    AUDIO_EXPLORER_DIFFUSION=0), a copy of the query first. Same keys as `evaluate`.
+    `diffusion`: other pool_diffusion parameters (k, alpha, gamma)."""
     from index.adapt import RERANK_POOL, SAME_CLIP, diffusion_enabled
     from projections.diffusion import diffusion_from_sims
 
@@ -303,7 +304,7 @@ def evaluate_search(vectors: np.ndarray, w, labels, sources, k: int = 5) -> dict
         pool = pool[np.isfinite(r[pool])]
         cos = sa[i, pool]
         nodes = np.concatenate([[i], pool])
-        rank = diffusion_from_sims(sa[np.ix_(nodes, nodes)]) if diffuse and len(pool) > 1 else cos
+        rank = diffusion_from_sims(sa[np.ix_(nodes, nodes)], **(diffusion or {})) if diffuse and len(pool) > 1 else cos
         rank = np.where(cos >= SAME_CLIP, np.inf, rank)
         return pool[np.lexsort((-cos, -rank))][:k]
 

@@ -60,6 +60,7 @@ class Whitening:
         x = np.atleast_2d(x)
         if x.shape[1] != self.dim:
             raise ValueError(f"whitening was fitted on {self.dim}-d vectors, got {x.shape[1]}-d")
+        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)  # as in the fit (and as Qdrant stores them)
         if self.blocks:
             y = np.empty_like(x)
             for a, b, wt in self.blocks:
