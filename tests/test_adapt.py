@@ -179,7 +179,8 @@ def test_diffusion_follows_chains_of_neighbours_on_both_backends(tmp_path, monke
         for flag in ("1", "0"):
             monkeypatch.setenv(adapt.DIFFUSION_ENV, flag)
             for kind, st in zip(("edge", "memory"), stores):
-                got[kind, flag] = [[h.id for h in queries.search_id(st, "lib", "m", pid, k=6)] for pid in st.ids]
+                some = st.ids if kind == "edge" else st.ids[::6]  # the other backend: a sample, to agree on
+                got[kind, flag] = [[h.id for h in queries.search_id(st, "lib", "m", pid, k=6)] for pid in some]
         st = stores[0]
         label = dict(zip(st.ids, st.y))
 
@@ -189,7 +190,8 @@ def test_diffusion_follows_chains_of_neighbours_on_both_backends(tmp_path, monke
 
         diffused, cosine = p5(got["edge", "1"]), p5(got["edge", "0"])
         assert diffused > cosine + 0.015, (cosine, diffused)
-        assert got["edge", "1"] == got["memory", "1"] and got["edge", "0"] == got["memory", "0"]
+        assert got["edge", "1"][::6] == got["memory", "1"] and got["edge", "0"][::6] == got["memory", "0"]
+        assert got["edge", "1"] != got["edge", "0"]
         # the score stays the adapted cosine whatever the order
         hits = queries.search_id(st, "lib", "m", st.ids[5], k=6)
         w = adapt.load_adaptation(st, "lib", "m")
