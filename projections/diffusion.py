@@ -9,9 +9,9 @@ is only moderately close to the query itself, which is what "sounds like this" n
 of sound varies gradually (footsteps on several surfaces, takes of one engine). No labels, no
 statistics kept: everything comes from the pool's own vectors.
 
-Measured on the two real benchmark sets (`benchmarks/rerank_quality.py`, pool = the 100 raw nearest,
-k 30, alpha 0.8, gamma 3): music P@5 0.797 -> 0.799 (cross-source 0.683 -> 0.714), sfx 0.569 ->
-0.590 with per-part adapted fusion vectors (see README for the whole table).
+Measured on the two real benchmark sets (`benchmarks/rerank_quality.py`, the app's path: pool =
+the 100 raw nearest, per-part whitened fusion vectors, k 30, alpha 0.8, gamma 3): music P@5 0.797
+-> 0.799 (cross-source 0.683 -> 0.714), sfx 0.560 -> 0.590 (0.324 -> 0.331); see README.
 """
 from __future__ import annotations
 
