@@ -278,6 +278,52 @@ def evaluate(vectors: np.ndarray, labels, sources, k: int = 5) -> dict:
     }
 
 
+def evaluate_search(vectors: np.ndarray, w, labels, sources, k: int = 5, diffusion: dict | None = None) -> dict:
+    """Leave-one-out P@k as the app's adapted search ranks (index/adapt.py `rerank`): the
+    RERANK_POOL nearest by raw cosine (other sources only for cross-source), adapted by `w`,
+    ranked by pool diffusion (projections/diffusion.py; by adapted cosine when
+    AUDIO_EXPLORER_DIFFUSION=0), a copy of the query first. Same keys as `evaluate`.
+    `diffusion`: other pool_diffusion parameters (k, alpha, gamma)."""
+    from index.adapt import RERANK_POOL, SAME_CLIP, diffusion_enabled
+    from projections.diffusion import diffusion_from_sims
+
+    labels, sources = np.asarray(labels), np.asarray(sources)
+    n = len(labels)
+    raw = np.asarray(vectors, np.float64)
+    raw = raw / np.maximum(np.linalg.norm(raw, axis=1, keepdims=True), 1e-12)
+    sr = raw @ raw.T
+    xa = np.asarray(w.apply(vectors), np.float64)
+    sa = xa @ xa.T
+    same_label = labels[:, None] == labels[None, :]
+    same_source = sources[:, None] == sources[None, :]
+    diffuse = diffusion_enabled()
+
+    def top(i: int, exclude: np.ndarray) -> np.ndarray:
+        r = np.where(exclude, -np.inf, sr[i])
+        pool = np.argsort(-r, kind="stable")[:max(RERANK_POOL, 10 * k)]
+        pool = pool[np.isfinite(r[pool])]
+        cos = sa[i, pool]
+        nodes = np.concatenate([[i], pool])
+        rank = diffusion_from_sims(sa[np.ix_(nodes, nodes)], **(diffusion or {})) if diffuse and len(pool) > 1 else cos
+        rank = np.where(cos >= SAME_CLIP, np.inf, rank)
+        return pool[np.lexsort((-cos, -rank))][:k]
+
+    eye = np.eye(n, dtype=bool)
+    p_all = np.asarray([same_label[i, top(i, eye[i])].mean() for i in range(n)])
+    eligible = (same_label & ~same_source).any(axis=1)
+    rows_x = np.flatnonzero(eligible)
+    p_cross = np.asarray([same_label[i, top(i, same_source[i])].mean() for i in rows_x])
+    base = evaluate(xa, labels, sources, k)
+    per_label = {}
+    for lab in sorted(set(labels.tolist())):
+        m, mx = labels == lab, labels[rows_x] == lab
+        per_label[str(lab)] = {"n": int(m.sum()), "p_at_k": float(p_all[m].mean()),
+                               "p_at_k_cross_source": float(p_cross[mx].mean()) if mx.any() else None}
+    return {**base, "p_at_k": float(p_all.mean()),
+            "p_at_k_cross_source": float(p_cross.mean()) if len(rows_x) else float("nan"),
+            "per_label": per_label}
+
+
 # ----------------------------------------------------------------------------- packages
 
 def _installed(pkg: str) -> bool:
@@ -812,7 +858,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", choices=["music", "sfx", "both"], default="music",
                     help="labelled set: music (this file's), sfx (benchmarks/sfx_set.py) or both side by side")
     ap.add_argument("--adapt", action="store_true",
-                    help="also score each model's library-adapted vectors (projections/whitening.py)")
+                    help="also score each model's library-adapted search as the app runs it (index/adapt.py: "
+                         "whitening, per part for a fusion, and pool diffusion; AUDIO_EXPLORER_DIFFUSION=0: "
+                         "adapted cosine)")
     args = ap.parse_args(argv)
     if args.set == "both":
         return _both_sets(argv or sys.argv[1:], args)
@@ -869,10 +917,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  P@{args.k} {metrics['p_at_k']:.3f}  cross-source {metrics['p_at_k_cross_source']:.3f}"
               f"  ({got['embed_s']:.1f} s{', cached' if got['cached'] else ''})", flush=True)
         if args.adapt:
+            from index.adapt import model_blocks
             from projections.whitening import fit_whitening
 
-            adapted_vecs[model] = fit_whitening(vecs).apply(vecs)
-            adapted = evaluate(adapted_vecs[model], labels, sources, k=args.k)
+            w = fit_whitening(vecs, blocks=model_blocks(model, vecs.shape[1]))  # per part for a fusion
+            adapted_vecs[model] = w.apply(vecs)
+            adapted = evaluate_search(vecs, w, labels, sources, k=args.k)  # the app's adapted search
             results.append({**results[-1], **adapted, "model": f"{model} +adapt"})
             print(f"  +adapt: P@{args.k} {adapted['p_at_k']:.3f}  cross-source "
                   f"{adapted['p_at_k_cross_source']:.3f}", flush=True)

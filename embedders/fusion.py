@@ -58,6 +58,22 @@ def _part_dim(name: str, data_dir: Path) -> int | None:
     return None
 
 
+def part_blocks(name: str, data_dir: Path | None = None) -> list[tuple[int, int, float]] | None:
+    """A fused model's parts as (start, end, weight) column ranges of its vectors (None: not a
+    fusion, or a part's dimension unknown); what library adaptation whitens part by part."""
+    f = FUSIONS.get(name)
+    if f is None:
+        return None
+    out, at = [], 0
+    for part, wt in f.parts:
+        d = _part_dim(part, Path(data_dir) if data_dir else Path("."))
+        if not d:
+            return None
+        out.append((at, at + int(d), float(wt)))
+        at += int(d)
+    return out
+
+
 def specs(data_dir: Path) -> list[ModelSpec]:
     """Every fused model; dims from the parts' registry entries (cheap: nothing is loaded)."""
     out = []

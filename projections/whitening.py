@@ -17,6 +17,11 @@ clips, text-tower vectors), and returns unit-length rows for cosine search.
 same shrinkage: y = (x - mean) / sqrt(var + alpha * mean(var))): measured on the project's
 two real sets (benchmarks/retrieval_quality.py --adapt) it beats full PCA-whitening, which
 over-amplifies the many weak directions of a 1506-d embedding fitted on a few hundred clips.
+
+`blocks` (a fused model's parts: (start, end, weight) column ranges) fits and applies the "diag"
+transform to each part on its own and re-weights the adapted parts, so the cosine of two adapted
+vectors stays the weighted mean of the parts' adapted cosines (whitening the concatenation as one
+vector gives every dimension unit variance and so undoes the fusion's weights).
 """
 from __future__ import annotations
 
@@ -42,6 +47,7 @@ class Whitening:
     n_fit: int
     diag: np.ndarray | None = None  # method "diag": per-dimension scale [d] (components unused)
     method: str = "pca"
+    blocks: list[tuple[int, int, float]] | None = None  # per-part transform: (start, end, weight), weights sum^2 = 1
 
     @property
     def dim(self) -> int:
@@ -54,6 +60,16 @@ class Whitening:
         x = np.atleast_2d(x)
         if x.shape[1] != self.dim:
             raise ValueError(f"whitening was fitted on {self.dim}-d vectors, got {x.shape[1]}-d")
+        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)  # as in the fit (and as Qdrant stores them)
+        if self.blocks:
+            y = np.empty_like(x)
+            for a, b, wt in self.blocks:
+                part = x[:, a:b] / np.maximum(np.linalg.norm(x[:, a:b], axis=1, keepdims=True), 1e-12)
+                c = (part - self.mean[a:b]) * self.diag[a:b]
+                y[:, a:b] = wt * c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
+            y /= np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
+            y = y.astype(np.float32)
+            return y[0] if one else y
         c = x - self.mean
         if self.diag is not None:
             y = c * self.diag
@@ -69,21 +85,51 @@ class Whitening:
         return {"mean": self.mean, "components": self.components, "scale": self.scale,
                 "residual_scale": np.float64(self.residual_scale), "alpha": np.float64(self.alpha),
                 "n_fit": np.int64(self.n_fit), "method": np.str_(self.method),
-                "diag": self.diag if self.diag is not None else np.zeros(0)}
+                "diag": self.diag if self.diag is not None else np.zeros(0),
+                "blocks": np.asarray(self.blocks or np.zeros((0, 3)), np.float64)}
 
     @classmethod
     def from_arrays(cls, a) -> "Whitening":
         """Inverse of `to_arrays` (accepts an np.load result)."""
         diag = np.asarray(a["diag"], np.float64) if "diag" in a else np.zeros(0)
+        bl = np.asarray(a["blocks"]) if "blocks" in a else np.zeros((0, 3))
+        blocks = [(int(r[0]), int(r[1]), float(r[2])) for r in bl] or None
         return cls(np.asarray(a["mean"], np.float64), np.asarray(a["components"], np.float64),
                    np.asarray(a["scale"], np.float64), float(a["residual_scale"]), float(a["alpha"]),
-                   int(a["n_fit"]), diag if diag.size else None, str(a["method"]) if "method" in a else "pca")
+                   int(a["n_fit"]), diag if diag.size else None, str(a["method"]) if "method" in a else "pca", blocks)
+
+
+def check_blocks(blocks, d: int) -> list[tuple[int, int, float]]:
+    """Validated part ranges covering [0, d) in order, weights normalised to sum of squares 1."""
+    out, at = [], 0
+    for a, b, wt in blocks:
+        a, b, wt = int(a), int(b), float(wt)
+        if a != at or b <= a or wt <= 0:
+            raise ValueError(f"blocks must cover 0..{d} in order with positive weights, got {list(blocks)}")
+        out.append((a, b, wt))
+        at = b
+    if at != d:
+        raise ValueError(f"blocks cover 0..{at}, the vectors have {d} dimensions")
+    norm = float(np.sqrt(sum(w * w for _, _, w in out)))
+    return [(a, b, w / norm) for a, b, w in out]
 
 
 def fit_whitening(x: np.ndarray, alpha: float = DEFAULT_ALPHA, method: str = DEFAULT_METHOD,
-                  max_components: int | None = None) -> Whitening:
+                  max_components: int | None = None, blocks=None) -> Whitening:
     """Fit centering + shrunk whitening ("diag", "pca" or "center" only) on [n, d] vectors
-    (rows L2-normalised first)."""
+    (rows L2-normalised first); with `blocks`, "diag" per part (module docstring)."""
+    if blocks:
+        x = np.asarray(x, np.float64)
+        if x.ndim != 2 or not np.all(np.isfinite(x)):
+            raise ValueError("fit_whitening needs a finite [n, d] matrix")
+        if method != "diag":
+            raise ValueError("per-part (blocks) whitening is 'diag' only")
+        bl = check_blocks(blocks, x.shape[1])
+        if len(x) < MIN_FIT:
+            return fit_whitening(x, alpha, method)
+        fits = [fit_whitening(x[:, a:b], alpha, method) for a, b, _ in bl]
+        return Whitening(np.concatenate([f.mean for f in fits]), np.zeros((x.shape[1], 0)), np.zeros(0), 1.0,
+                         alpha, len(x), np.concatenate([f.diag for f in fits]), method, bl)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}")
     x = np.asarray(x, np.float64)

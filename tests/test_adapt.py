@@ -137,3 +137,99 @@ def test_the_best_measured_model_is_preselected(tmp_path, monkeypatch):
         assert model_update["value"] == "good"
     finally:
         st.close()
+
+
+def _chains(n_cls: int = 8, n: int = 30, d: int = 12, step: float = 0.4, noise: float = 0.15, seed: int = 0):
+    """Kinds of sound that vary gradually: each class a random walk on the sphere (a chain of
+    close neighbours), the chains crossing each other in 12 dimensions."""
+    rng = np.random.default_rng(seed)
+    x, y = [], []
+    for c in range(n_cls):
+        v, direction = rng.normal(size=d), rng.normal(size=d)
+        v /= np.linalg.norm(v)
+        for _ in range(n):
+            direction /= np.linalg.norm(direction)
+            v = v + step * direction
+            v /= np.linalg.norm(v)
+            direction = direction + 0.3 * rng.normal(size=d)
+            x.append(v + noise * rng.normal(size=d))
+            y.append(f"k{c}")
+    return np.asarray(x, np.float32), y
+
+
+def _chain_store(kind: str, path):
+    st = EdgeStore(path) if kind == "edge" else ClientStore.in_memory()
+    x, y = _chains()
+    coll = index.collection_name("lib", "m")
+    st.create_collection(coll, x.shape[1], indexes={"label": "keyword", "path": "keyword"})
+    ids = [index.point_id(f"{i:040x}") for i in range(len(x))]
+    st.upsert(coll, ids, x, [{"path": f"{lab}/{i}.wav", "label": lab} for i, lab in enumerate(y)])
+    save_library(st, Library(name="lib", root=str(path / "audio"), models=["m"]))
+    st.ids, st.x, st.y = ids, x, y
+    adapt.fit_adaptation(st, "lib", "m")
+    return st
+
+
+def test_diffusion_follows_chains_of_neighbours_on_both_backends(tmp_path, monkeypatch):
+    """Ranking the pool by diffusion finds more of a gradually varying kind than adapted cosine does,
+    and Qdrant Edge and qdrant-client give the same hits."""
+    stores = [_chain_store(kind, tmp_path / kind) for kind in ("edge", "memory")]
+    try:
+        got = {}
+        for flag in ("1", "0"):
+            monkeypatch.setenv(adapt.DIFFUSION_ENV, flag)
+            for kind, st in zip(("edge", "memory"), stores):
+                some = st.ids if kind == "edge" else st.ids[::6]  # the other backend: a sample, to agree on
+                got[kind, flag] = [[h.id for h in queries.search_id(st, "lib", "m", pid, k=6)] for pid in some]
+        st = stores[0]
+        label = dict(zip(st.ids, st.y))
+
+        def p5(lists):
+            assert all(ids[0] == pid for ids, pid in zip(lists, st.ids))  # the clip itself first
+            return float(np.mean([[label[i] == label[ids[0]] for i in ids[1:]] for ids in lists]))
+
+        diffused, cosine = p5(got["edge", "1"]), p5(got["edge", "0"])
+        assert diffused > cosine + 0.015, (cosine, diffused)
+        assert got["edge", "1"][::6] == got["memory", "1"] and got["edge", "0"][::6] == got["memory", "0"]
+        assert got["edge", "1"] != got["edge", "0"]
+        # the score stays the adapted cosine whatever the order
+        hits = queries.search_id(st, "lib", "m", st.ids[5], k=6)
+        w = adapt.load_adaptation(st, "lib", "m")
+        q = w.apply(st.x[5])
+        for h in hits:
+            assert h.score == pytest.approx(float(w.apply(st.x[st.ids.index(h.id)]) @ q), abs=1e-5)
+    finally:
+        for st in stores:
+            st.close()
+
+
+def test_fused_models_are_whitened_part_by_part(store):
+    """A fused model's transform keeps its parts and weights (embedders.fusion), and a stored one
+    without them is refitted."""
+    from embedders.fusion import part_blocks
+
+    name = "aisfx+birdnet+musicnn-mtt"
+    blocks = part_blocks(name)
+    dim = blocks[-1][1]
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, dim)).astype(np.float32)
+    coll = index.collection_name("lib", name)
+    store.create_collection(coll, dim)
+    store.upsert(coll, [index.point_id(f"{i:040x}") for i in range(len(x))], x, [{"path": f"{i}.wav"} for i in range(60)])
+    w = adapt.fit_adaptation(store, "lib", name)
+    assert [b[:2] for b in adapt.load_adaptation(store, "lib", name).blocks] == [b[:2] for b in blocks]
+    # cosine of adapted fused vectors = weighted mean of the parts' cosines, each part adapted on its own
+    from projections.whitening import fit_whitening
+
+    y = w.apply(x[:2])
+    wts = np.asarray([b[2] for b in blocks])
+    wts = wts ** 2 / (wts ** 2).sum()
+    cos = [float(np.prod(fit_whitening(x[:, a:b]).apply(x[:2, a:b]), axis=0).sum()) for a, b, _ in blocks]
+    assert float(y[0] @ y[1]) == pytest.approx(float(wts @ np.asarray(cos)), abs=1e-5)
+    # ... which whitening the concatenation as one vector does not keep
+    assert abs(float(np.prod(fit_whitening(x).apply(x[:2]), axis=0).sum()) - float(wts @ np.asarray(cos))) > 1e-3
+    old = adapt.load_adaptation(store, "lib", name)
+    old.blocks = None
+    adapt.save_adaptation(store, "lib", name, old)
+    assert adapt.refresh_adaptations(store, "lib", [name]) == [name]
+    assert adapt.load_adaptation(store, "lib", name).blocks is not None
