@@ -217,13 +217,19 @@ def sample_fit_table(args) -> int:
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     print(f"# projection_scale --sample-fit {args.sample_fit}: {args.dim}-d blobs, {args.classes} classes, "
           f"cores={len(os.sched_getaffinity(0))}; uptime: {os.popen('uptime').read().strip()}", flush=True)
+    header = ("n", "full fit s", f"sample {args.sample_fit:,}: fit s", "+ place s", "place points/s", "total s",
+              "x full", "trust full", "trust sampled", "agree map full", "agree map sampled",
+              "10-NN kept full", "10-NN kept sampled", "maps' 10-NN overlap", "peak RSS MB full / sampled", "load")
+    if not args.json:  # rows are printed as they are measured (a long run stopped part-way keeps them)
+        print("| " + " | ".join(header) + " |")
+        print("|" + "|".join("---" for _ in header) + "|", flush=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="projection-bench-") as out_dir:
         for n in sizes:
             got = {}
             for sample in (0, args.sample_fit):
                 if sample == 0 and n > args.full_max:
-                    got[0] = (None, f"full fit not run above --full-max {args.full_max:,}")
+                    got[0] = (None, f"not run (above --full-max {args.full_max:,})")
                     continue
                 if sample and n <= sample:
                     continue
@@ -238,32 +244,24 @@ def sample_fit_table(args) -> int:
             if full and sampled:
                 overlap = map_neighbour_overlap(np.load(Path(out_dir) / f"umap-{n}-0.npy"),
                                                 np.load(Path(out_dir) / f"umap-{n}-{args.sample_fit}.npy"))
-            rows.append({"n": n, "full": full, "full_note": got.get(0, (None, ""))[1], "sampled": sampled,
-                         "sampled_note": got.get(args.sample_fit, (None, ""))[1], "overlap": overlap,
-                         "load": os.getloadavg()[0]})
+            r = {"n": n, "full": full, "full_note": got.get(0, (None, ""))[1], "sampled": sampled,
+                 "sampled_note": got.get(args.sample_fit, (None, ""))[1], "overlap": overlap, "load": os.getloadavg()[0]}
+            rows.append(r)
+            if args.json:
+                continue
+            f, sm = r["full"] or {}, r["sampled"] or {}
+            ratio = sm["fit_s"] / f["fit_s"] if f and sm else None
+            cells = (f"{r['n']:,}", fmt(f.get("fit_s"), ".1f") if f else r["full_note"] or "-",
+                     fmt(sm.get("sample_fit_s"), ".1f"), fmt(sm.get("place_s"), ".1f"),
+                     fmt(sm.get("place_rate"), ",.0f"), fmt(sm.get("fit_s"), ".1f") if sm else r["sampled_note"] or "-",
+                     fmt(ratio, ".2f"), fmt(f.get("trust"), ".3f"), fmt(sm.get("trust"), ".3f"),
+                     fmt(f.get("agree_map"), ".3f"), fmt(sm.get("agree_map"), ".3f"),
+                     fmt(f.get("nn_preserved"), ".3f"), fmt(sm.get("nn_preserved"), ".3f"), fmt(r["overlap"], ".3f"),
+                     f"{fmt(f.get('peak_rss_mb'), '.0f')} / {fmt(sm.get('peak_rss_mb'), '.0f')}", f"{r['load']:.1f}")
+            print("| " + " | ".join(cells) + " |", flush=True)
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
-    header = ("n", "full fit s", f"sample {args.sample_fit:,}: fit s", "+ place s", "place points/s", "total s",
-              "x full", "trust full", "trust sampled", "agree map full", "agree map sampled",
-              "10-NN kept full", "10-NN kept sampled", "maps' 10-NN overlap",
-              "peak RSS MB full / sampled", "load")
-    table = [header]
-    for r in rows:
-        f, sm = r["full"] or {}, r["sampled"] or {}
-        ratio = sm["fit_s"] / f["fit_s"] if f and sm else None
-        table.append((f"{r['n']:,}", fmt(f.get("fit_s"), ".1f") if f else r["full_note"] or "-",
-                      fmt(sm.get("sample_fit_s"), ".1f"), fmt(sm.get("place_s"), ".1f"),
-                      fmt(sm.get("place_rate"), ",.0f"), fmt(sm.get("fit_s"), ".1f") if sm else r["sampled_note"] or "-",
-                      fmt(ratio, ".2f"), fmt(f.get("trust"), ".3f"), fmt(sm.get("trust"), ".3f"),
-                      fmt(f.get("agree_map"), ".3f"), fmt(sm.get("agree_map"), ".3f"),
-                      fmt(f.get("nn_preserved"), ".3f"), fmt(sm.get("nn_preserved"), ".3f"), fmt(r["overlap"], ".3f"),
-                      f"{fmt(f.get('peak_rss_mb'), '.0f')} / {fmt(sm.get('peak_rss_mb'), '.0f')}", f"{r['load']:.1f}"))
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    for i, row in enumerate(table):
-        print("| " + " | ".join(cell.ljust(widths[j]) for j, cell in enumerate(row)) + " |")
-        if i == 0:
-            print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     print(f"# uptime at the end: {os.popen('uptime').read().strip()}")
     return 0
 
