@@ -6,7 +6,6 @@ import importlib.abc
 import sys
 import threading
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -66,18 +65,15 @@ def _cache_compiled(umap_) -> None:
         import numba
         import umap.layouts as layouts
 
-        for module, name, nogil in (
-            (umap_, "smooth_knn_dist", False),
-            (umap_, "compute_membership_strengths", False),
-            # nogil: the chunks of a sampled fit's placement run in threads (the same code, the GIL released)
-            (layouts, "_nb_optimize_layout_euclidean_single_epoch", True),
+        for module, name in (
+            (umap_, "smooth_knn_dist"),
+            (umap_, "compute_membership_strengths"),
+            (layouts, "_nb_optimize_layout_euclidean_single_epoch"),
         ):
             fn = getattr(module, name, None)
             if fn is None or not hasattr(fn, "py_func") or getattr(fn, "_projections_cached", False):
                 continue
             options = {k: v for k, v in fn.targetoptions.items() if k != "nopython"}
-            if nogil:
-                options["nogil"] = True
             cached = numba.njit(cache=True, locals=dict(fn.locals), **options)(fn.py_func)
             cached._projections_cached = True
             setattr(module, name, cached)
@@ -211,20 +207,13 @@ class UMAPProjector(Projector):
         progress = self.progress
         if progress is not None:
             progress(0, rest.size, f"UMAP fitted on {rows.size:,} points; placing the other {rest.size:,}")
-
-        def place(start: int) -> np.ndarray:  # one chunk; the same result whichever thread runs it
+        for start in range(0, rest.size, PLACE_CHUNK):
             chunk = rest[start : start + PLACE_CHUNK]
             indices, dists = search.query(X[chunk], k)
-            return self._place(X[chunk], fitted, indices, dists, n_epochs, seed_offset=start)
-
-        starts = range(0, rest.size, PLACE_CHUNK)
-        # Annoy's queries and the layout epochs release the GIL: chunks run on every core
-        with ThreadPoolExecutor(max_workers=max(1, min(n_cores(), len(starts)))) as pool:
-            for start, placed in zip(starts, pool.map(place, starts)):
-                emb[rest[start : start + PLACE_CHUNK]] = placed
-                if progress is not None:
-                    done = min(rest.size, start + PLACE_CHUNK)
-                    progress(done, rest.size, f"placed {done:,} of {rest.size:,} points with transform")
+            emb[chunk] = self._place(X[chunk], fitted, indices, dists, n_epochs, seed_offset=start)
+            if progress is not None:
+                done = min(rest.size, start + PLACE_CHUNK)
+                progress(done, rest.size, f"placed {done:,} of {rest.size:,} points with transform")
         if not np.isfinite(emb).all():
             raise ProjectionError("UMAP placed points at NaN coordinates (duplicate or degenerate vectors?): try PCA")
         self.embedding_ = emb
