@@ -81,7 +81,7 @@ def test_a_big_umap_is_fitted_on_a_sample_and_every_other_clip_placed(svc, monke
 
 
 def test_below_the_threshold_umap_fits_every_clip_as_before(svc):
-    assert mapsvc.UMAP_SAMPLE_ABOVE == 50_000 and mapsvc.UMAP_FIT_SAMPLE == 20_000  # the defaults
+    assert mapsvc.UMAP_SAMPLE_ABOVE == 100_000 and mapsvc.UMAP_FIT_SAMPLE == 20_000  # the defaults
     value, status = svc.maps.value("small", "m", "umap", 2, quality=False)
     fit = svc.maps.fit("small", "m", "umap", 2, quality=False)
     assert "fitted on" not in status and value["n"] == 300 and fit.coords.shape == (300, 2)

@@ -42,7 +42,7 @@ DENSITY_GRID = 200  # cells per side of the density layer
 # benchmarks/README.md (projection_scale.py --sample-fit) for the measured times and quality.
 # AUDIO_EXPLORER_UMAP_SAMPLE=ABOVE,SAMPLE sets both (to see a sampled fit on a small library).
 _UMAP_ENV = [int(v) for v in os.environ.get("AUDIO_EXPLORER_UMAP_SAMPLE", "").split(",") if v.strip().isdigit()]
-UMAP_SAMPLE_ABOVE = _UMAP_ENV[0] if _UMAP_ENV else 50_000
+UMAP_SAMPLE_ABOVE = _UMAP_ENV[0] if _UMAP_ENV else 100_000
 UMAP_FIT_SAMPLE = min(_UMAP_ENV[1], UMAP_SAMPLE_ABOVE) if len(_UMAP_ENV) > 1 else min(20_000, UMAP_SAMPLE_ABOVE)
 # UMAP (sampled fit + transform) is refused above this many points
 MAX_UMAP_POINTS = 2_000_000
