@@ -461,7 +461,10 @@ def cmd_project(args) -> int:
     params = {k: v for k, v in {"n_neighbors": args.n_neighbors, "min_dist": args.min_dist,
                                 "metric": args.metric, "perplexity": args.perplexity}.items() if v is not None}
     doc = _services(args).maps.document(args.library, args.model, args.method, args.dims, seed=args.seed,
-                           params=params, quality=args.quality)
+                                        params=params, quality=args.quality,
+                                        progress=_progress_bar(f"{args.method} map of {args.library}"))
+    if doc.get("note"):
+        print(doc["note"], file=sys.stderr)
     text = json.dumps(doc)
     if args.out:
         Path(args.out).write_text(text)

@@ -25,6 +25,20 @@ sampled points) is computed after timing and not counted.
 Goals: UMAP on 100k points <= 60 s on 2 cores; cached re-open <= 1 s.
 A case that runs past ``--case-timeout`` seconds is stopped and reported as
 skipped.
+
+``--sample-fit S`` compares, per size, UMAP 2D fitted on every point (the
+baseline; skipped above ``--full-max``) with UMAP fitted on S random points and
+the rest placed by transform (the app's map above ``UMAP_SAMPLE_ABOVE``),
+each in its own process: wall time (the sampled one split into fit and
+placement, with the placement rate in points/s), trustworthiness and kNN label
+agreement in the map (on <= 3000 / 2000 sampled points, as the app computes
+them), the share of a point's 10 nearest neighbours in the full space that are
+among its 10 nearest in the map ("10-NN kept", 2000 sampled points), and the
+overlap of each point's 10 nearest map neighbours in the two maps (within a
+blob the data are isotropic noise, so two maps can differ there and be
+equally good: read it with the 10-NN kept columns).
+
+    nice -n 10 python benchmarks/projection_scale.py --sample-fit 20000 --sizes 50000,100000,200000,1000000
 """
 
 from __future__ import annotations
@@ -138,6 +152,120 @@ def run_case(method: str, dims: int, n: int, dim: int, classes: int, cache_dir: 
     return out
 
 
+def run_sampled_case(n: int, dim: int, classes: int, sample: int, out_dir: str) -> dict:
+    """Child process: UMAP 2D of n blobs, on every point (sample 0) or fitted on `sample` points and
+    the rest placed by transform; the coordinates go to out_dir for the comparison."""
+    import numpy as np
+
+    from projections import make, map_quality
+    from projections.umap_projector import import_umap
+
+    import_umap()
+    X, labels = make_blobs(n, dim, classes)
+    marks: dict[str, float] = {}
+    projector = make("umap", 2, **({"fit_sample": sample} if sample else {}))
+    t0 = time.perf_counter()
+    projector.progress = lambda done, total, msg: marks.setdefault("fitted", time.perf_counter()) if done == 0 else None
+    cpu0 = _cpu_s()
+    coords = projector.fit_transform(X)
+    fit_s = time.perf_counter() - t0
+    cpu_s = _cpu_s() - cpu0
+    np.save(Path(out_dir) / f"umap-{n}-{sample}.npy", coords)
+    q = map_quality(X, coords, labels, k=10)
+    out = {"fit_s": fit_s, "cpu_s": cpu_s, "peak_rss_mb": _peak_rss_mb(), "trust": q["trustworthiness"],
+           "agree_map": q["agreement_map"], "agree_full": q["agreement_full"],
+           "nn_preserved": neighbours_preserved(X, coords)}
+    if "fitted" in marks:
+        out["sample_fit_s"] = marks["fitted"] - t0
+        out["place_s"] = fit_s - out["sample_fit_s"]
+        out["place_rate"] = (n - sample) / out["place_s"]
+    return out
+
+
+def neighbours_preserved(X, coords, k: int = 10, n_query: int = 2000) -> float:
+    """Mean fraction of a point's k nearest neighbours in the full space (cosine) that are among
+    its k nearest in the map (n_query points drawn at random, seed 0)."""
+    import numpy as np
+
+    from projections.knn import ExactNeighbors
+    from projections.quality import sample_rows
+
+    rows = sample_rows(X.shape[0], n_query, 0)
+    full, _ = ExactNeighbors(X, "cosine").query(X[rows], k, self_index=rows)
+    mapped, _ = ExactNeighbors(coords, "euclidean").query(coords[rows], k, self_index=rows)
+    return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(full.tolist(), mapped.tolist())]))
+
+
+def map_neighbour_overlap(a, b, k: int = 10, n_query: int = 2000) -> float:
+    """Mean fraction of a point's k nearest neighbours in map `a` that are among its k nearest in
+    map `b` (n_query points drawn at random, seed 0)."""
+    import numpy as np
+
+    from projections.knn import ExactNeighbors
+    from projections.quality import sample_rows
+
+    rows = sample_rows(a.shape[0], n_query, 0)
+    na, _ = ExactNeighbors(a, "euclidean").query(a[rows], k, self_index=rows)
+    nb, _ = ExactNeighbors(b, "euclidean").query(b[rows], k, self_index=rows)
+    return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(na.tolist(), nb.tolist())]))
+
+
+def sample_fit_table(args) -> int:
+    """--sample-fit: full UMAP fit vs fit on a sample + transform, per size (see the docstring)."""
+    import numpy as np
+
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    print(f"# projection_scale --sample-fit {args.sample_fit}: {args.dim}-d blobs, {args.classes} classes, "
+          f"cores={len(os.sched_getaffinity(0))}; uptime: {os.popen('uptime').read().strip()}", flush=True)
+    header = ("n", "full fit s", f"sample {args.sample_fit:,}: fit s", "+ place s", "place points/s", "total s",
+              "x full", "trust full", "trust sampled", "agree map full", "agree map sampled",
+              "10-NN kept full", "10-NN kept sampled", "maps' 10-NN overlap", "peak RSS MB full / sampled", "load")
+    if not args.json:  # rows are printed as they are measured (a long run stopped part-way keeps them)
+        print("| " + " | ".join(header) + " |")
+        print("|" + "|".join("---" for _ in header) + "|", flush=True)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="projection-bench-") as out_dir:
+        for n in sizes:
+            got = {}
+            for sample in (0, args.sample_fit):
+                if sample == 0 and n > args.full_max:
+                    got[0] = (None, f"not run (above --full-max {args.full_max:,})")
+                    continue
+                if sample and n <= sample:
+                    continue
+                result, note = _child(["--dim", str(args.dim), "--classes", str(args.classes),
+                                       "--_sampled", str(n), str(sample), out_dir], args.case_timeout)
+                got[sample] = (result, note)
+                print(f"#   n={n:,} {'full' if not sample else f'sample {sample:,}'}: "
+                      f"{(result or {}).get('fit_s', float('nan')):.1f} s {note} (load {os.getloadavg()[0]:.1f})",
+                      file=sys.stderr, flush=True)
+            full, sampled = got.get(0, (None, ""))[0], got.get(args.sample_fit, (None, ""))[0]
+            overlap = None
+            if full and sampled:
+                overlap = map_neighbour_overlap(np.load(Path(out_dir) / f"umap-{n}-0.npy"),
+                                                np.load(Path(out_dir) / f"umap-{n}-{args.sample_fit}.npy"))
+            r = {"n": n, "full": full, "full_note": got.get(0, (None, ""))[1], "sampled": sampled,
+                 "sampled_note": got.get(args.sample_fit, (None, ""))[1], "overlap": overlap, "load": os.getloadavg()[0]}
+            rows.append(r)
+            if args.json:
+                continue
+            f, sm = r["full"] or {}, r["sampled"] or {}
+            ratio = sm["fit_s"] / f["fit_s"] if f and sm else None
+            cells = (f"{r['n']:,}", fmt(f.get("fit_s"), ".1f") if f else r["full_note"] or "-",
+                     fmt(sm.get("sample_fit_s"), ".1f"), fmt(sm.get("place_s"), ".1f"),
+                     fmt(sm.get("place_rate"), ",.0f"), fmt(sm.get("fit_s"), ".1f") if sm else r["sampled_note"] or "-",
+                     fmt(ratio, ".2f"), fmt(f.get("trust"), ".3f"), fmt(sm.get("trust"), ".3f"),
+                     fmt(f.get("agree_map"), ".3f"), fmt(sm.get("agree_map"), ".3f"),
+                     fmt(f.get("nn_preserved"), ".3f"), fmt(sm.get("nn_preserved"), ".3f"), fmt(r["overlap"], ".3f"),
+                     f"{fmt(f.get('peak_rss_mb'), '.0f')} / {fmt(sm.get('peak_rss_mb'), '.0f')}", f"{r['load']:.1f}")
+            print("| " + " | ".join(cells) + " |", flush=True)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    print(f"# uptime at the end: {os.popen('uptime').read().strip()}")
+    return 0
+
+
 def run_reopen(method: str, dims: int, n: int, cache_dir: str) -> dict:
     """Child process: re-open a stored map (a restart)."""
     t0 = time.perf_counter()
@@ -188,7 +316,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--case-timeout", type=float, default=600, help="seconds before a case is skipped")
     parser.add_argument("--no-quality", action="store_true", help="skip the quality columns")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
+    parser.add_argument("--sample-fit", type=int, default=0,
+                        help="compare UMAP fitted on every point with UMAP fitted on this many + transform")
+    parser.add_argument("--full-max", type=int, default=200_000, help="--sample-fit: no full fit above this size")
     parser.add_argument("--_case", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--_sampled", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--_reopen", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -197,6 +329,12 @@ def main(argv: list[str] | None = None) -> int:
         result = run_case(method, int(dims), int(n), args.dim, args.classes, cache_dir, quality == "1")
         print("RESULT " + json.dumps(result))
         return 0
+    if args._sampled:
+        n, sample, out_dir = args._sampled
+        print("RESULT " + json.dumps(run_sampled_case(int(n), args.dim, args.classes, int(sample), out_dir)))
+        return 0
+    if args.sample_fit:
+        return sample_fit_table(args)
     if args._reopen:
         method, dims, n, cache_dir = args._reopen
         print("RESULT " + json.dumps(run_reopen(method, int(dims), int(n), cache_dir)))

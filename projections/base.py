@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 
@@ -126,6 +126,9 @@ class Projector:
     #: search in the full space); they are never written to disk, so a
     #: projector rebuilt from the cache must be given them again.
     needs_training_vectors: ClassVar[bool] = False
+    #: Called as progress(done, total, message) during a long fit, by methods that report it
+    #: (UMAP fitted on a sample, while it places the other points); None: nobody listens.
+    progress: Callable[[int, int, str], None] | None = None
 
     def __init__(self, dims: int = 2, **params: Any) -> None:
         self.dims = check_dims(dims)

@@ -277,16 +277,19 @@ class MapCache:
         labels: Sequence[Any] | None = None,
         *,
         quality_k: int | None = 10,
+        progress: Callable[[int, int, str], None] | None = None,
     ) -> Projection:
         """The cached map for ``key``, or fit it on ``X`` (rows in the key's id
         order), add quality numbers (unless ``quality_k`` is None), store and
-        return it."""
+        return it. ``progress(done, total, message)`` hears a long fit's
+        progress where the method reports it (see ``Projector.progress``)."""
         if key.labels_hash and labels_hash(labels) != key.labels_hash:
             raise ProjectionError("these labels are not the ones the map key was built with: rebuild the key")
         cached = self.get(key)
         if cached is not None:
             return cached
         projector = make(key.method, key.dims, **key.params)
+        projector.progress = progress
         coords = projector.fit_transform(X, labels)
         quality = None if quality_k is None else map_quality(X, coords, labels, k=quality_k)
         projection = projector.to_projection(quality=quality)

@@ -197,3 +197,61 @@ def _annoy_graph(X, k, metric, include_self, seed, n_jobs):
         fix_i, fix_d = search.query(X[short], k, self_index=None if include_self else short)
         indices[short], dists[short] = fix_i, fix_d
     return indices, dists.astype(np.float32)
+
+
+#: Annoy settings for placing many points among a fitted sample (``AnnoyNeighbors``): on 20k
+#: clustered 200-d vectors 32 trees and search_k 1,000 found 0.99 of the exact 15 neighbours at
+#: ~4x the exact search's rate (5,500 against ~1,300 queries/s, load ~8).
+PLACE_TREES = 32
+PLACE_SEARCH_K = 1000
+
+
+class AnnoyNeighbors:
+    """Approximate k nearest reference points of many query points (Annoy, the copy bundled
+    with openTSNE), with ExactNeighbors' distance conventions: for placing a whole library
+    into a map fitted on a sample of it, where exact search would cost a full distance
+    matrix. Built single-threaded with a fixed seed, so the same reference and queries give
+    the same neighbours."""
+
+    def __init__(self, ref: np.ndarray, metric: str = "cosine", *, n_trees: int = PLACE_TREES,
+                 search_k: int = PLACE_SEARCH_K, seed: int | None = 0) -> None:
+        try:
+            from openTSNE.dependencies.annoy import AnnoyIndex
+        except ImportError:  # pragma: no cover - openTSNE without its bundled Annoy
+            from annoy import AnnoyIndex
+
+        self.metric = check_metric(metric)
+        self.ref = np.ascontiguousarray(ref, dtype=np.float32)
+        self.n, d = self.ref.shape
+        self.search_k = int(search_k)
+        data = self.ref - self.ref.mean(axis=1, keepdims=True) if metric == "correlation" else self.ref
+        self._annoy_metric = {"cosine": "angular", "correlation": "angular"}.get(metric, metric)
+        self._index = AnnoyIndex(d, self._annoy_metric)
+        self._index.set_seed(0 if seed is None else int(seed))
+        for i in range(self.n):
+            self._index.add_item(i, data[i])
+        self._index.build(int(n_trees), n_jobs=1)
+        self._exact: ExactNeighbors | None = None
+
+    def query(self, Q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Indices [m, k] (int64) and distances [m, k] (float32), nearest first; rows for
+        which Annoy finds fewer than k candidates are searched exactly."""
+        Q = np.ascontiguousarray(Q, dtype=np.float32)
+        data = Q - Q.mean(axis=1, keepdims=True) if self.metric == "correlation" else Q
+        k = max(1, min(int(k), self.n))
+        m = Q.shape[0]
+        indices = np.full((m, k), -1, dtype=np.int64)
+        dists = np.zeros((m, k), dtype=np.float64)
+        for i in range(m):
+            got, dist = self._index.get_nns_by_vector(data[i], k, search_k=self.search_k, include_distances=True)
+            j = min(k, len(got))
+            indices[i, :j] = got[:j]
+            dists[i, :j] = dist[:j]
+        if self._annoy_metric == "angular":  # Annoy's angular distance is sqrt(2 (1 - cos))
+            dists = dists**2 / 2.0
+        short = np.flatnonzero((indices < 0).any(axis=1))
+        if short.size:
+            if self._exact is None:
+                self._exact = ExactNeighbors(self.ref, self.metric)
+            indices[short], dists[short] = self._exact.query(Q[short], k)
+        return indices, dists.astype(np.float32)

@@ -64,6 +64,6 @@ def test_a_map_above_the_threshold_sends_a_subset_and_a_density_and_clicks_still
     small, _ = maps.draw(svc, "demo", "dsp", "pca", "2D", "label")
     assert small["n"] == 18 and "density" not in svc.maps.tokens.points(small["token"])
     # UMAP / t-SNE above their size limit are refused with one line
-    monkeypatch.setattr(mapsvc, "MAX_NONLINEAR_POINTS", 10)
+    monkeypatch.setattr(mapsvc, "MAX_UMAP_POINTS", 10)
     value, _ = maps.draw(svc, "demo", "dsp", "umap", "2D", "label")
     assert value["message"].startswith("Error: UMAP of 18 points would take") and "PCA" in value["message"]

@@ -16,9 +16,18 @@ def number(value: float | None, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
-def map_status(n: int, model: str, method: str, dims: int, cached: bool, quality: dict | None) -> str:
-    """'N clips, UMAP 2D of M (cached) · trustworthiness ... · kNN label agreement ...'."""
+def fitted_on_note(method: str, fitted_on: int, n: int) -> str:
+    """'UMAP fitted on 20,000 of 180,000 clips; the rest placed by transform'."""
+    return f"{METHOD_LABELS[method]} fitted on {fitted_on:,} of {n:,} clips; the rest placed by transform"
+
+
+def map_status(n: int, model: str, method: str, dims: int, cached: bool, quality: dict | None,
+               fitted_on: int | None = None) -> str:
+    """'N clips, UMAP 2D of M (cached) · trustworthiness ... · kNN label agreement ...'; with
+    ``fitted_on`` (a map fitted on a sample) it says so."""
     status = f"{n} clips, {METHOD_LABELS[method]} {dims}D of {model}" + (" (cached)" if cached else "")
+    if fitted_on is not None and fitted_on < n:
+        status += " · " + fitted_on_note(method, fitted_on, n)
     if not quality:
         return status + " · computing its quality numbers…"
     if quality.get("trustworthiness") is not None:

@@ -16,7 +16,7 @@ import index
 import projections
 
 from app.errors import ServiceError
-from app.services.formatting import DESCRIPTORS, METHOD_LABELS, compare_title, map_status
+from app.services.formatting import DESCRIPTORS, METHOD_LABELS, compare_title, fitted_on_note, map_status
 
 if TYPE_CHECKING:
     from app.services import Services
@@ -37,7 +37,18 @@ LOD_THRESHOLD = _LOD_ENV[0] if _LOD_ENV else 150_000
 LOD_CAP = min(_LOD_ENV[1], LOD_THRESHOLD) if len(_LOD_ENV) > 1 else min(50_000, LOD_THRESHOLD)
 LOD_GRID = 256     # cells per side of the grid the drawn subset is stratified over
 DENSITY_GRID = 200  # cells per side of the density layer
-# UMAP and t-SNE fit every point: minutes past this size on a few cores (UMAP of 1M ~15 min); refused, use PCA
+# UMAP above UMAP_SAMPLE_ABOVE points is fitted on UMAP_FIT_SAMPLE of them (drawn at random, seeded) and the
+# others are placed into that map with transform (projections.UMAPProjector's fit_sample); see
+# benchmarks/README.md (projection_scale.py --sample-fit) for the measured times and quality.
+# AUDIO_EXPLORER_UMAP_SAMPLE=ABOVE,SAMPLE sets both (to see a sampled fit on a small library).
+_UMAP_ENV = [int(v) for v in os.environ.get("AUDIO_EXPLORER_UMAP_SAMPLE", "").split(",") if v.strip().isdigit()]
+UMAP_SAMPLE_ABOVE = _UMAP_ENV[0] if _UMAP_ENV else 100_000
+UMAP_FIT_SAMPLE = min(_UMAP_ENV[1], UMAP_SAMPLE_ABOVE) if len(_UMAP_ENV) > 1 else min(20_000, UMAP_SAMPLE_ABOVE)
+# UMAP (sampled fit + transform) is refused above this many points: 1M took 11 min here (fit on 20k 61 s, the
+# rest placed at ~1,600 points/s; 2 cores shared, load 9-14; projection_scale.py --sample-fit)
+MAX_UMAP_POINTS = 1_000_000
+MAX_UMAP_TIME = "11 min"
+# t-SNE fits every point (no sampled fit here): minutes past this size on a few cores; refused, use PCA or UMAP
 MAX_NONLINEAR_POINTS = 200_000
 POINT_FIELDS = ("path", "label", "label_source", "tags", "cluster", "cluster_name", "top_tags", "start_s", "end_s",
                 "file_id", "pred_label", "pred_conf", "genre", "artist", "album", "title") + DESCRIPTORS
@@ -175,9 +186,11 @@ class MapService:
 
     # ---- fitting --------------------------------------------------------------------------
     def fit(self, library: str, model: str, method: str, dims: int, seed: int = 0,
-            params: dict | None = None, quality: bool = True) -> MapFit:
+            params: dict | None = None, quality: bool = True, progress=None) -> MapFit:
         """The map (fitted once, then read from the cache); with ``quality`` its quality numbers
-        too (computed apart from the fit, so a map drawn meanwhile need not wait for them)."""
+        too (computed apart from the fit, so a map drawn meanwhile need not wait for them).
+        UMAP above ``UMAP_SAMPLE_ABOVE`` points is fitted on a sample, the rest placed by
+        transform; ``progress(done, total, message)`` hears that placement."""
         ids, X, pays = self._svc.vectors.read(library, model)
         if len(ids) == 0:
             raise ServiceError(f"library '{library}' has no clips for model '{model}'")
@@ -195,14 +208,22 @@ class MapService:
             q = projections.map_quality(X, coords, labels, k=k)
             return MapFit(ids, X, pays, None, projections.Projection(coords=coords, method="latent", dims=3, quality=q,
                                                                      params={"raw_latent": raw}), True)
-        if method in ("umap", "tsne") and len(ids) > MAX_NONLINEAR_POINTS:
-            raise ServiceError(f"{METHOD_LABELS[method]} of {len(ids):,} points would take many minutes here (UMAP of 1M "
-                               f"~15 min): above {MAX_NONLINEAR_POINTS:,} points use PCA or LDA")
-        key = projections.MapKey.build(library, model, method, dims, params={"seed": seed, **(params or {})},
+        params = dict(params or {})
+        if method == "umap":
+            if len(ids) > MAX_UMAP_POINTS:
+                raise ServiceError(f"UMAP of {len(ids):,} points would take too long here (measured: {MAX_UMAP_TIME} for "
+                                   f"1,000,000 on 2 busy cores): above {MAX_UMAP_POINTS:,} points use PCA or LDA")
+            if len(ids) > UMAP_SAMPLE_ABOVE and "fit_sample" not in params:
+                params["fit_sample"] = UMAP_FIT_SAMPLE
+        elif method == "tsne" and len(ids) > MAX_NONLINEAR_POINTS:
+            raise ServiceError(f"t-SNE of {len(ids):,} points would take many minutes here (it fits every point): "
+                               f"above {MAX_NONLINEAR_POINTS:,} points use UMAP (fitted on a sample above "
+                               f"{UMAP_SAMPLE_ABOVE:,}), PCA or LDA")
+        key = projections.MapKey.build(library, model, method, dims, params={"seed": seed, **params},
                                        labels=labels, ids_digest=self._ids_digest(ids))
         hits_before = self.cache.stats.hits
         with self._svc.locks(("fit", key.digest)):  # one fit per map, however many events ask at once
-            proj = self.cache.get_or_fit(key, X, labels, quality_k=None)
+            proj = self.cache.get_or_fit(key, X, labels, quality_k=None, progress=progress)
         cached = self.cache.stats.hits > hits_before
         if quality and proj.quality is None:
             with self._svc.locks(("quality", key.digest)):
@@ -246,9 +267,11 @@ class MapService:
 
     # ---- what the faces get ----------------------------------------------------------------
     def document(self, library: str, model: str, method: str = "umap", dims: int = 2, seed: int = 0,
-                 params: dict | None = None, quality: bool = False) -> dict:
-        """Coordinates plus payload (path, label, tags, descriptors) of every clip, JSON-ready."""
-        fit = self.fit(library, model, method, dims, seed, params, quality)
+                 params: dict | None = None, quality: bool = False, progress=None) -> dict:
+        """Coordinates plus payload (path, label, tags, descriptors) of every clip, JSON-ready;
+        ``fitted_on``: how many clips the map was fitted on (fewer than ``n`` for a UMAP fitted
+        on a sample, the rest placed by transform; ``note`` then says so)."""
+        fit = self.fit(library, model, method, dims, seed, params, quality, progress=progress)
         pts = []
         for i, (pid, p) in enumerate(zip(fit.ids, fit.payloads)):
             row = {"id": pid, "x": float(fit.coords[i, 0]), "y": float(fit.coords[i, 1])}
@@ -256,8 +279,11 @@ class MapService:
                 row["z"] = float(fit.coords[i, 2])
             row.update({k: p[k] for k in POINT_FIELDS if k in p})
             pts.append(row)
+        fitted_on = self.fitted_on(fit)
         doc = {"library": library, "model": model, "method": method, "dims": dims, "params": fit.projection.params,
-               "n": len(pts), "cached": fit.cached, "points": pts}
+               "n": len(pts), "fitted_on": fitted_on, "cached": fit.cached, "points": pts}
+        if fitted_on < len(pts):
+            doc["note"] = fitted_on_note(method, fitted_on, len(pts))
         if quality:
             doc["quality"] = fit.projection.quality
         return doc
@@ -322,19 +348,26 @@ class MapService:
 
     def value(self, library: str, model: str, method: str, dims: int, color_by: str = "label",
               seed: int = 0, params: dict | None = None, highlight_ids: list[str] | None = None,
-              quality: bool = True, selected_ids: list[str] | None = None) -> tuple[dict, str]:
+              quality: bool = True, selected_ids: list[str] | None = None, progress=None) -> tuple[dict, str]:
         """(value for the map component, one-line status). With ``quality=False`` a map fitted now
         skips its quality numbers (seconds at 50k points; `status` computes them after)."""
-        fit = self.fit(library, model, method, dims, seed, params, quality)
+        fit = self.fit(library, model, method, dims, seed, params, quality, progress=progress)
         value = self.points_value(library, model, method, dims, fit, color_by=color_by, highlight_ids=highlight_ids,
                                   selected_ids=selected_ids)
-        return value, map_status(len(fit.ids), model, method, dims, fit.cached, fit.projection.quality)
+        return value, map_status(len(fit.ids), model, method, dims, fit.cached, fit.projection.quality,
+                                 self.fitted_on(fit))
 
     def status(self, library: str, model: str, method: str, dims: int, seed: int = 0,
                params: dict | None = None) -> str:
         """The map's one-line status with its quality numbers (computed and cached if missing)."""
         fit = self.fit(library, model, method, dims, seed, params)
-        return map_status(len(fit.ids), model, method, dims, True, fit.projection.quality)
+        return map_status(len(fit.ids), model, method, dims, True, fit.projection.quality, self.fitted_on(fit))
+
+    @staticmethod
+    def fitted_on(fit: MapFit) -> int:
+        """How many of the map's points it was fitted on (all but for UMAP fitted on a sample)."""
+        sample = fit.projection.params.get("fit_sample")
+        return len(fit.ids) if sample is None else min(int(sample), len(fit.ids))
 
     def points_value(self, library: str, model: str, method: str, dims: int, fit: MapFit,
                      color_by: str = "label", highlight_ids: list[str] | None = None,

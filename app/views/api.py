@@ -56,7 +56,9 @@ def search_by_id(svc: Services, library: str, model: str, point_id: str, k: int 
 
 def map_coordinates(svc: Services, library: str, model: str, method: str = "umap", dims: int = 2,
                     seed: int = 0) -> dict:
-    """Map coordinates with payload (path, label, tags) of every clip."""
+    """Map coordinates with payload (path, label, tags) of every clip; `params` the method's
+    parameters, `fitted_on` the clips the map was fitted on: a UMAP of more than 100,000 clips is
+    fitted on a random 20,000 (`params.fit_sample`) and the rest placed by transform (`note`)."""
     return api_json(svc.maps.document(library, model, method, int(dims), seed=int(seed)))
 
 

@@ -38,10 +38,14 @@ def draw(svc: Services, library: str | None, model: str | None, method: str, dim
     if not library or not model:
         return {"message": EMPTY}, ""
     progress(0.05, desc=f"{METHOD_LABELS.get(method, method)} map of {library} · {model} (fitted once, then cached)")
+
+    def placing(done: int, total: int, msg: str) -> None:  # a UMAP fitted on a sample places the rest
+        progress(0.1 + 0.85 * done / max(total, 1), desc=msg)
+
     try:
         return svc.maps.value(library, model, method, dims_of(dims), color_by=color_by, seed=int(seed or 0),
                               params=method_params(method, n_neighbors, min_dist, perplexity), quality=False,
-                              selected_ids=selected)
+                              selected_ids=selected, progress=placing)
     except Exception as exc:
         return {"message": f"Error: {one_line(exc)}"}, error_html(exc)
 
