@@ -14,7 +14,7 @@ def build_app(svc: Services) -> gr.Blocks:
     with gr.Blocks(title="Audio embedding explorer") as demo:
         gr.Markdown("## Audio embedding explorer")
         mode_banner = gr.Markdown(elem_id="ae-mode")
-        top = pickers.build(svc)
+        top = pickers.build()
         with gr.Tab("Map", id="map"):
             mapv = maps.build(svc, top.library, top.model)
             sel = selection.build(svc, top.library, top.model, mapv.view, mapv.selection)

@@ -82,20 +82,30 @@ class TokenStore:
         self._lock = threading.Lock()
         self._held: "OrderedDict[str, tuple[dict, list[str], tuple | None]]" = OrderedDict()
         self._bytes: "OrderedDict[str, bytes]" = OrderedDict()  # the JSON of held points, made once
+        self._source: dict[str, tuple[str, str]] = {}
 
     def publish(self, points: dict, ids: list[str], every: tuple[np.ndarray, list[str], list[dict]] | None = None,
-                token: str | None = None) -> str:
+                token: str | None = None, source: tuple[str, str] | None = None) -> str:
         """Hold `points` (and their ids) under a new token (or `token`: the same points published
         again); with `every` = (coords [M, 2], ids, payloads) of all the map's points when only some
-        are drawn, for `nearest`."""
+        are drawn, for `nearest`; `source` = the (library, model) the map shows."""
         token = token or uuid.uuid4().hex
         with self._lock:
             self._held[token] = (points, ids, every)
             self._held.move_to_end(token)
+            if source is not None:
+                self._source[token] = source
             while len(self._held) > self._keep:
                 old, _ = self._held.popitem(last=False)
                 self._bytes.pop(old, None)
+                self._source.pop(old, None)
         return token
+
+    def source(self, token: str | None) -> tuple[str, str] | None:
+        """The (library, model) a held map shows (a click on a map drawn before the page's pickers
+        were set names its map by token only)."""
+        with self._lock:
+            return self._source.get(str(token))
 
     def points_json(self, token: str) -> bytes | None:
         """The published points of `token` as JSON bytes (serialised once per token: 4.8 MB at the
@@ -385,7 +395,7 @@ class MapService:
                 self._published.move_to_end(memo)
                 _, token, pts, shown, extra = got
                 self.tokens.publish(pts, shown, (fit.coords[:, :2], ids, pays) if "n_total" in extra else None,
-                                    token=token)
+                                    token=token, source=(library, model))
                 return self._points_out(library, model, method, dims, token, shown, extra, highlight_ids, own_ids,
                                         selected_ids)
         idx = np.arange(n)
@@ -426,7 +436,8 @@ class MapService:
             pts["pred_conf"] = [pays[i].get("pred_conf") for i in idx]
         if density is not None:  # with the points (fetched by the browser), not in the component's value
             pts["density"] = density
-        token = self.tokens.publish(pts, shown, (fit.coords[:, :2], ids, pays) if density is not None else None)
+        token = self.tokens.publish(pts, shown, (fit.coords[:, :2], ids, pays) if density is not None else None,
+                                    source=(library, model))
         extra = {"n": len(idx), "note": note, "color": color}
         if density is not None:
             extra["n_total"] = n

@@ -77,6 +77,8 @@ def click(svc: Services, library: str, model: str, k: float, token: str | None, 
     pid = point_id or svc.maps.tokens.point_id(token, index_)
     if not pid:
         return "", None
+    if not library or not model:  # the prefetched first map, clicked before the page's pickers were set
+        library, model = svc.maps.tokens.source(token) or (library, model)
     try:
         hits = svc.queries.search_id(library, model, pid, k=int(k) + 1)
     except Exception as exc:

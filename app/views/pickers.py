@@ -42,26 +42,10 @@ def models_for(svc: Services, library: str | None) -> dict:
         return choices([])
 
 
-def initial(svc: Services | None) -> tuple[list[str], str | None, list[str], str | None]:
-    """(libraries, first library, its models, its preselected model) when the page is built, so a
-    new page has values before its load events run (the prefetched map can be clicked at once);
-    empty on any error (the page's load refreshes them anyway)."""
-    if svc is None:
-        return [], None, [], None
-    try:
-        names = svc.libs.names()
-        lib = names[0] if names else None
-        models = svc.libs.models_of(lib) if lib else []
-        return names, lib, models, (svc.libs.default_model(lib) if models else None)
-    except Exception:
-        return [], None, [], None
-
-
-def build(svc: Services | None = None) -> Pickers:
-    """Lay out the pickers (with the libraries and models there are now, refreshed on page load)."""
-    names, lib, models, model = initial(svc)
+def build() -> Pickers:
+    """Lay out the pickers."""
     banner = gr.Markdown()
     with gr.Row():
-        library = gr.Dropdown(names, value=lib, label="Library", elem_id="ae-library")
-        model = gr.Dropdown(models, value=model, label="Model", elem_id="ae-model")
+        library = gr.Dropdown([], label="Library", elem_id="ae-library")
+        model = gr.Dropdown([], label="Model", elem_id="ae-model")
     return Pickers(library, model, banner)
