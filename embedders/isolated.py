@@ -164,7 +164,10 @@ class IsolatedDecoder:
         self._closed = False
         self.started = 0  # children started (1 + crashes, in a normal life)
         if start:  # start the child now: it imports while the caller does other work
-            self._start()
+            try:
+                self._start()
+            except AudioError:
+                pass  # each request says why (one line per file)
 
     def __enter__(self) -> "IsolatedDecoder":
         return self
@@ -212,6 +215,10 @@ class IsolatedDecoder:
             raise DecoderClosed(f"{printable(name)}: not decoded: indexing is stopping")
         if self._proc is None:
             self._start()
+            if self._closed:  # closed by another thread meanwhile: no child may outlive close()
+                self._proc.kill()
+                self._reap()
+                raise DecoderClosed(f"{printable(name)}: not decoded: indexing is stopping")
         try:
             self._conn.send(msg)
             reply = self._conn.recv()
