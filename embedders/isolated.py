@@ -112,7 +112,7 @@ def _child_main(fd: int) -> None:
                 reply: tuple = ("ok", audio.info(msg[1]))
             elif op == "decode":
                 wave, sr = audio.decode(msg[1], max_duration_s=msg[2])
-                reply = ("ok", wave, sr)
+                reply = ("wave", wave, sr)
             elif op == "stream":
                 if blocks is not None:
                     blocks.close()
@@ -121,7 +121,7 @@ def _child_main(fd: int) -> None:
             elif op == "next":
                 try:
                     block, sr = next(blocks)
-                    reply = ("ok", block, sr)
+                    reply = ("wave", block, sr)
                 except StopIteration:
                     blocks = None
                     reply = ("end",)
@@ -137,7 +137,12 @@ def _child_main(fd: int) -> None:
                 blocks = None
             reply = _error_reply(exc)
         try:
-            conn.send(reply)
+            if reply[0] == "wave":  # the samples go as raw bytes: no pickled copy on either side
+                wave = np.ascontiguousarray(reply[1], np.float32)
+                conn.send(("wave", wave.size, reply[2]))
+                conn.send_bytes(memoryview(wave).cast("B"))
+            else:
+                conn.send(reply)
         except (BrokenPipeError, EOFError, OSError):
             return
 
@@ -222,6 +227,13 @@ class IsolatedDecoder:
         try:
             self._conn.send(msg)
             reply = self._conn.recv()
+            if reply[0] == "wave":
+                buf = bytearray(4 * reply[1])
+                if reply[1]:
+                    self._conn.recv_bytes_into(buf)
+                else:
+                    self._conn.recv_bytes()
+                reply = ("ok", np.frombuffer(buf, np.float32), reply[2])  # writable, owns its bytes
         except (EOFError, OSError):
             code = self._reap()
             if self._closed:
