@@ -25,6 +25,13 @@ then Ray with 1 and 2 actors on a local Ray cluster the run starts (`ray.init`, 
 reports clips/s, the ratio to the local engine, Ray's start-up (cluster + actors loading the model:
 the time before the first batch came back), and the driver's share (replaying the actors' writes
 into Qdrant Edge). `--skip-growth` runs only this comparison.
+
+`--decode-clips N` (default 400; 0 skips it): the local engine decoding in a child process (the
+default, `embedders.isolated`: a decoder crash costs only that child) against decoding in its own
+process (`AUDIO_EXPLORER_DECODE_IN_PROCESS=1`), the same N clips, alternated A/B/A/B in fresh
+subprocesses (the best of two each); then decoding alone, in this process vs through the child
+(files/s and the child's start-up), for these short clips and for 30 s 44.1 kHz clips (where
+the wave sent back over the socket is largest).
 """
 from __future__ import annotations
 
@@ -101,12 +108,12 @@ def dir_mb(path: Path, apparent: bool = False) -> float:
 
 
 def run_index(folder: Path, data: Path, lib: str, models: list[str], batch: int, timeout_s: float,
-              engine: str = "local", workers: int = 1) -> dict:
+              engine: str = "local", workers: int = 1, env_extra: dict | None = None) -> dict:
     """Index `folder` in a fresh subprocess; its JSON report plus peak RSS (of the driver)."""
     code = CHILD.format(root=str(ROOT), data=str(data), lib=lib, folder=str(folder), models=models, batch=batch,
                         engine=engine, workers=workers)
     env = {**os.environ, "AUDIO_EXPLORER_DATA": str(data), "AUDIO_EXPLORER_WEIGHTS": WEIGHTS,
-           **THREAD_ENV}
+           **THREAD_ENV, **(env_extra or {})}
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout_s, env=env)
     if res.returncode != 0:
         raise RuntimeError(res.stderr.strip().splitlines()[-1] if res.stderr.strip() else "indexing failed")
@@ -139,6 +146,8 @@ def main() -> int:
     ap.add_argument("--json", default=None, help="also write the rows as JSON here")
     ap.add_argument("--ray-clips", type=int, default=400, help="clips for the Ray engine comparison (0: skip)")
     ap.add_argument("--skip-growth", action="store_true", help="run only the Ray engine comparison")
+    ap.add_argument("--decode-clips", type=int, default=400,
+                    help="clips for the child-process vs in-process decode comparison (0: skip)")
     ap.add_argument("--blas-threads", type=int, default=None,
                     help="OPENBLAS/OMP/MKL thread count for the indexing subprocesses (default: the libraries' own)")
     args = ap.parse_args()
@@ -218,6 +227,7 @@ def main() -> int:
                           "speedup": round(slow["index_wall_s"] / fast["index_wall_s"], 2)})
 
     ray_rows = ray_engine_rows(args, models, work, grow, fill, lambda: have) if args.ray_clips else []
+    dec_rows, dec_only = decode_rows(args, models, work, grow, fill) if args.decode_clips else ([], [])
 
     print("\n## Ingest at scale (one library per model, grown in steps; Qdrant Edge on disk)")
     cols = [("model", "model"), ("clips", "clips"), ("added", "added"), ("step_wall_s", "step s"),
@@ -240,11 +250,19 @@ def main() -> int:
         print(f"\n## Ray engine vs the local engine ({args.ray_clips} clips, batch {args.batch_size}; a local Ray "
               f"cluster on this machine; each run in a fresh process and data folder)")
         print(fmt_table(ray_rows, [(k, k) for k in ray_rows[0]]))
+    if dec_rows:
+        print(f"\n## Decoding in a child process (default) vs in the indexing process ({args.decode_clips} clips, "
+              f"batch {args.batch_size}; fresh subprocess and data folder per run, best of 2, alternated; "
+              f"load average before {dec_rows[0]['load_before']})")
+        print(fmt_table(dec_rows, [(k, k) for k in dec_rows[0] if k != "load_before"]))
+        print("\n## Decoding alone: in this process vs through the decoder child (same files, same run)")
+        print(fmt_table(dec_only, [(k, k) for k in dec_only[0]]))
     print(f"\ntotal {(time.perf_counter() - t_start) / 60:.1f} min; {os.cpu_count()} cores; "
           f"load average now {os.getloadavg()[0]:.1f}; threads: {THREAD_ENV or 'library defaults'}")
     if args.json:
         Path(args.json).write_text(json.dumps({"growth": rows, "pipeline": pipe_rows, "skipped": skipped,
-                                               "ray": ray_rows}, indent=1))
+                                               "ray": ray_rows, "decode": dec_rows, "decode_only": dec_only},
+                                              indent=1))
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
     return 0
@@ -281,6 +299,66 @@ def ray_engine_rows(args, models: list[str], work: Path, grow, fill, have) -> li
             out.append(row)
             print(fmt_table(out[-1:], [(k, k) for k in out[-1]]), file=sys.stderr)
     return out
+
+
+def decode_rows(args, models: list[str], work: Path, grow, fill) -> tuple[list[dict], list[dict]]:
+    """Indexing with the decoder child vs in-process (A/B/A/B), then decoding alone both ways."""
+    from embedders import audio
+    from embedders.isolated import IsolatedDecoder
+
+    n = args.decode_clips
+    grow(n)
+    sub = work / "decode-audio"
+    fill(sub, n)
+    load_before = f"{os.getloadavg()[0]:.1f}"
+    out = []
+    for model in models:
+        best: dict[str, dict] = {}
+        for rep_i in range(2):
+            for mode, env in (("child process", {}), ("in-process", {"AUDIO_EXPLORER_DECODE_IN_PROCESS": "1"})):
+                d = work / f"decode-{model}-{rep_i}-{mode[:5]}"
+                r = run_index(sub, d, "dec", [model], args.batch_size, timeout_s=3600, env_extra=env)
+                shutil.rmtree(d, ignore_errors=True)
+                if mode not in best or r["index_wall_s"] < best[mode]["index_wall_s"]:
+                    best[mode] = r
+        base = best["in-process"]["index_wall_s"]
+        for mode in ("in-process", "child process"):
+            r = best[mode]
+            out.append({"model": model, "decode": mode, "added": r["added"], "wall_s": round(r["index_wall_s"], 2),
+                        "clips_per_s": round(r["added"] / r["index_wall_s"], 1),
+                        "vs_in_process": round(base / r["index_wall_s"], 3), "peak_rss_mb": round(r["peak_rss_mb"]),
+                        "load_before": load_before})
+            print(fmt_table(out[-1:], [(k, k) for k in out[-1]]), file=sys.stderr)
+
+    long_dir = work / "decode-30s"
+    long_dir.mkdir(exist_ok=True)
+    import soundfile as sf
+
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        p = long_dir / f"song_{i:02d}.wav"
+        if not p.exists():
+            sf.write(p, (0.1 * rng.standard_normal((30 * 44100, 2))).astype(np.float32), 44100, subtype="PCM_16")
+    only = []
+    for label, files in ((f"{n} short clips (0.25-2 s, 22.05 kHz)", sorted(sub.rglob("*.wav"))),
+                         ("40 clips of 30 s (44.1 kHz stereo)", sorted(long_dir.glob("*.wav")))):
+        t0 = time.perf_counter()
+        for p in files:
+            audio.decode(p)
+        inproc = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        with IsolatedDecoder() as dec:
+            dec.decode(files[0])
+            start = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            for p in files:
+                dec.decode(p)
+            child = time.perf_counter() - t1
+        only.append({"files": label, "in_process_files_per_s": round(len(files) / inproc, 1),
+                     "child_files_per_s": round(len(files) / child, 1), "ratio": round(inproc / child, 3),
+                     "child_start_s": round(start, 3), "load": f"{os.getloadavg()[0]:.1f}"})
+        print(fmt_table(only[-1:], [(k, k) for k in only[-1]]), file=sys.stderr)
+    return out, only
 
 
 if __name__ == "__main__":

@@ -533,17 +533,21 @@ def _stream_ffmpeg(path: Path, block_s: float, sample_rate: int | None,
 
 
 def stream_segments(path: str | os.PathLike, segment_s: float, hop_s: float, block_s: float = 30.0,
-                    max_duration_s: float | None = None) -> Iterator[tuple[float, float, np.ndarray, int]]:
+                    max_duration_s: float | None = None,
+                    blocks=None) -> Iterator[tuple[float, float, np.ndarray, int]]:
     """Fixed-length segments (start_s, end_s, wave, rate) of a file, streamed block by block.
 
-    Memory holds one block plus one segment. The last segment may be shorter than `segment_s`."""
+    Memory holds one block plus one segment. The last segment may be shorter than `segment_s`.
+    `blocks`: what streams the blocks, called like `stream_blocks` (the default), e.g. a decoder
+    in a child process (`embedders.isolated.IsolatedDecoder.stream_blocks`)."""
     if segment_s <= 0 or hop_s <= 0:
         raise ValueError("segment and hop lengths must be positive")
     buf = np.zeros(0, np.float32)
     offset = 0  # sample index of buf[0]
     next_start = 0
     sr = None
-    for block, sr in stream_blocks(path, block_s=max(block_s, segment_s * 2), max_duration_s=max_duration_s):
+    for block, sr in (blocks or stream_blocks)(path, block_s=max(block_s, segment_s * 2),
+                                               max_duration_s=max_duration_s):
         buf = np.concatenate([buf, block])
         seg, hop = int(round(segment_s * sr)), max(1, int(round(hop_s * sr)))
         while next_start + seg <= offset + len(buf):

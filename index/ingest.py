@@ -15,6 +15,15 @@ block either, and reads no more than the size the file had when opened. A file t
 grows or is replaced between hashing and decoding is skipped ("vanished while indexing",
 "changed while indexing"); decoding has its own guards (`embedders.audio`).
 
+Decoder crashes: the local engine reads audio (headers, whole clips, long files' blocks) in a child
+process (`embedders.isolated`, one per run), so a native crash in libsndfile or ffmpeg's libraries
+(a SIGSEGV, an abort, an out-of-memory kill) kills only that child. The file it was reading is tried
+once more in a fresh child; if that dies too, the file is reported ("the decoder crashed on it
+(signal SIGSEGV); skipped, nothing of it written") and the run goes on with a new child. A long file
+whose decoder dies part-way has its segments written so far removed, as for any long file that fails.
+`$AUDIO_EXPLORER_DECODE_IN_PROCESS=1` decodes in this process instead (a crash ends the run). Ray
+actors decode in their own process: Ray isolates them (`index.ray_engine`).
+
 Guards: the data folder must be writable (checked before anything is written), and indexing
 stops with a one-line error, between batches, when the data folder's disk has less than
 `$AUDIO_EXPLORER_MIN_FREE_MB` (default 64) MB free: Qdrant Edge writes through memory maps,
@@ -41,6 +50,7 @@ from embedders.audio import (AudioError, NotRegularFile, decode, file_kind, info
                              resample, stream_segments, trim_to_peak)
 from embedders.base import Embedder, l2_normalise
 from embedders.descriptors import describe, write_thumbnail
+from embedders.isolated import DecoderCrashed, IsolatedDecoder, in_process_requested
 from embedders.paths import data_dir as resolve_data_dir
 
 from . import filetags
@@ -329,13 +339,67 @@ def _embed_and_write(store: Store, library: str, emb: Embedder, items: list[_Ite
     store.upsert(c_coll, ids, np.asarray(vecs, np.float32), merge_edits(store, library, ids, pays))
 
 
+class _InProcessDecoder:
+    """Audio read in this process (a Ray actor, which Ray isolates, or `$AUDIO_EXPLORER_DECODE_IN_PROCESS`).
+    Calls this module's `info`, `decode` and `stream_segments` when used (tests may wrap them)."""
+
+    def info(self, p: Path):
+        return info(p)
+
+    def decode(self, p: Path) -> tuple[np.ndarray, int]:
+        return decode(p)
+
+    def segments(self, p: Path, segment_s: float, hop_s: float) -> Iterator[tuple[float, float, np.ndarray, int]]:
+        return stream_segments(p, segment_s, hop_s)
+
+    def close(self) -> None:
+        pass
+
+
+class _ChildDecoder:
+    """Audio read in a child process (`embedders.isolated.IsolatedDecoder`): a decoder crash costs the
+    child, not the run. A file whose child died is tried once more in a fresh child before it is
+    reported, so a crash caused by an earlier file's leftovers does not blame an innocent one."""
+
+    def __init__(self) -> None:
+        self.child = IsolatedDecoder(start=True)  # it starts while the run reads the library
+
+    def _twice(self, fn: Callable, p: Path):
+        try:
+            return fn(p)
+        except DecoderCrashed:
+            return fn(p)  # a fresh child; a second crash is the file's own
+
+    def info(self, p: Path):
+        return self._twice(self.child.info, p)
+
+    def decode(self, p: Path) -> tuple[np.ndarray, int]:
+        return self._twice(self.child.decode, p)
+
+    def segments(self, p: Path, segment_s: float, hop_s: float) -> Iterator[tuple[float, float, np.ndarray, int]]:
+        return stream_segments(p, segment_s, hop_s, blocks=self.child.stream_blocks)  # no retry: segments were written
+
+    def close(self) -> None:
+        self.child.close()
+
+
+def open_decoder(isolated: bool | None = None) -> _InProcessDecoder | _ChildDecoder:
+    """The decoder of a local indexing run: in a child process unless `isolated` is False (default:
+    unless `$AUDIO_EXPLORER_DECODE_IN_PROCESS` is set)."""
+    if isolated is None:
+        isolated = not in_process_requested()
+    return _ChildDecoder() if isolated else _InProcessDecoder()
+
+
 class _Run:
     """State of one indexing run."""
 
     def __init__(self, store: Store, library: str, root: Path, embs: list[Embedder], ddir: Path,
-                 opts: IngestOptions, labeler: Labeler, report: IngestReport):
+                 opts: IngestOptions, labeler: Labeler, report: IngestReport,
+                 decoder: _InProcessDecoder | _ChildDecoder | None = None):
         self.store, self.library, self.root, self.embs = store, library, root, embs
         self.ddir, self.opts, self.labeler, self.report = ddir, opts, labeler, report
+        self.decoder = decoder or _InProcessDecoder()
         self.seen: dict[str, str] = {}  # whole-file point id -> relative path, to report duplicate files
         self.copies: dict[str, set[str]] = {}  # point id -> other paths of the same bytes
         self.long_written: list[tuple[str, str]] | None = None  # (model, point id) of the long file being indexed
@@ -389,7 +453,7 @@ class _Run:
         if self.opts.segment == "never":
             return False
         try:
-            return info(p).duration_s > LONG_FILE_S
+            return self.decoder.info(p).duration_s > LONG_FILE_S
         except AudioError:
             return False
 
@@ -410,7 +474,7 @@ class _Run:
                 if it.error:
                     continue
                 try:
-                    it.wave, it.sr = decode(it.path)
+                    it.wave, it.sr = self.decoder.decode(it.path)
                 except Exception as exc:  # one bad file never stops a batch
                     it.error = _one_line(exc, it.path.name)
                     continue
@@ -526,7 +590,7 @@ class _Run:
         self.long_written = []
         added, audio_s = self.report.added, self.report.audio_s
         try:
-            for i, (start, end, wave, sr) in enumerate(stream_segments(p, self.opts.segment_s, self.opts.hop_s)):
+            for i, (start, end, wave, sr) in enumerate(self.decoder.segments(p, self.opts.segment_s, self.opts.hop_s)):
                 it = _Item(path=p, rel=base.rel, label=base.label, extra=dict(base.extra), sha1=base.sha1,
                            file_id=base.file_id, id=point_id(base.sha1, f"seg:{start:.3f}-{end:.3f}"),
                            start_s=start, end_s=end, segment=i, wave=wave, sr=sr)
@@ -617,32 +681,13 @@ def index_files(store: Store, library: str, root: str | os.PathLike, files: Sequ
         lib.models = list(dict.fromkeys(lib.models + [e.name for e in embs]))
         save_library(store, lib)
 
-        run = _Run(store, library, root, embs, ddir, opts, labeler, report)
+        decoder = open_decoder()  # with Ray, the driver only reads headers (long or not) with it
+        run = _Run(store, library, root, embs, ddir, opts, labeler, report, decoder)
+        try:
+            done = _index_all(run, files, batch_size, progress, engine, engine_options)
+        finally:
+            decoder.close()  # no decoder process outlives the run
         total = len(files)
-        report.files_seen = total
-        long_files = [p for p in files if run.is_long(p)]
-        long_set = set(long_files)
-        short_files = [p for p in files if p not in long_set]
-        done = 0
-        batches = [short_files[i:i + batch_size] for i in range(0, len(short_files), batch_size)]
-        if engine == "ray" and files:
-            from .ray_engine import run_files
-            done = run_files(run, short_files, long_files, batch_size, progress, total, **(engine_options or {}))
-            batches, long_files = [], []
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pending = pool.submit(run.prepare, batches[0]) if batches else None
-            for bi in range(len(batches)):
-                items = pending.result()
-                pending = pool.submit(run.prepare, batches[bi + 1]) if bi + 1 < len(batches) else None
-                run.process(items)
-                done += len(items)
-                if progress:
-                    progress(done, total, printable(items[-1].rel) if items else "")
-        for p in long_files:
-            run.index_long(p)
-            done += 1
-            if progress:
-                progress(done, total, printable(p.name))
         run.write_copies()
         store.flush()
         if report.added:
@@ -652,6 +697,40 @@ def index_files(store: Store, library: str, root: str | os.PathLike, files: Sequ
             adapt.refresh_adaptations(store, library, list(lib.models))
     report.wall_s = time.perf_counter() - t0
     return report
+
+
+def _index_all(run: _Run, files: Sequence[Path], batch_size: int, progress: Progress | None, engine: str,
+               engine_options: dict | None) -> int:
+    """Index the files of a prepared run (whole clips in batches, then long files); files handled."""
+    total = len(files)
+    run.report.files_seen = total
+    long_files = [p for p in files if run.is_long(p)]
+    long_set = set(long_files)
+    short_files = [p for p in files if p not in long_set]
+    done = 0
+    batches = [short_files[i:i + batch_size] for i in range(0, len(short_files), batch_size)]
+    if engine == "ray" and files:
+        from .ray_engine import run_files
+        return run_files(run, short_files, long_files, batch_size, progress, total, **(engine_options or {}))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        try:
+            pending = pool.submit(run.prepare, batches[0]) if batches else None
+            for bi in range(len(batches)):
+                items = pending.result()
+                pending = pool.submit(run.prepare, batches[bi + 1]) if bi + 1 < len(batches) else None
+                run.process(items)
+                done += len(items)
+                if progress:
+                    progress(done, total, printable(items[-1].rel) if items else "")
+        except BaseException:
+            run.decoder.close()  # Ctrl-C or an error: the prefetch thread's decode stops now, not after its batch
+            raise
+    for p in long_files:
+        run.index_long(p)
+        done += 1
+        if progress:
+            progress(done, total, printable(p.name))
+    return done
 
 
 def build_search_index(store: Store, library: str, models: Sequence[str],

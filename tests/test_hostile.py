@@ -510,6 +510,7 @@ def test_files_that_change_vanish_or_fail_mid_read(edge, data_dir, tmp_path, mon
         return FailsMidRead(fh) if Path(path).name == "eio.wav" else fh
 
     size = (lib / "grows.wav").stat().st_size
+    monkeypatch.setenv("AUDIO_EXPLORER_DECODE_IN_PROCESS", "1")  # the wrapped decode runs in this process
     monkeypatch.setattr(ingest, "decode", decode)
     monkeypatch.setattr(naming, "open_regular", open_regular)
     files, _ = index.scan_folder(lib)
