@@ -1,5 +1,6 @@
 """A big map's level of detail in Chromium (threshold lowered to 10 points): a subset drawn over the
-density image, and a click on the density (no drawn point there) plays the nearest clip of all."""
+density image, drawn off-screen before Gradio mounted the map component (which adopted it), and a
+click on the density (no drawn point there) plays the nearest clip of all."""
 import os
 import shutil
 import subprocess
@@ -50,6 +51,15 @@ def test_a_click_on_the_density_plays_the_nearest_hidden_clip(tmp_path, demo_fol
                     images: (gd._fullLayout.images || []).length,
                     note: document.querySelector('#ae-map-main .ae-note').textContent}; }""")
         assert got["n"] == 6 and got["images"] == 1 and got["note"].startswith("drawing 6 of 18 points")
+        # drawn before Gradio mounted the map component, off-screen, and adopted by it: drawn once, in its place
+        ds = pg.evaluate("() => ({...document.querySelector('#ae-map-main .ae-map').dataset})")
+        marks = pg.evaluate("() => Object.fromEntries(performance.getEntriesByType('mark').map(m => [m.name, m.startTime]))")
+        assert ds.get("early") == "1" and ds.get("draws") == "1", ds
+        assert marks["ae:draw-end"] < marks["ae:mount"] < marks["ae:painted"], marks
+        assert pg.evaluate("() => !document.querySelector('.ae-early')")  # the stand-in is gone
+        plot_w = pg.evaluate("() => { const gd = document.querySelector('#ae-map-main .ae-plot');"
+                             " return [gd._fullLayout.width, gd.clientWidth]; }")
+        assert abs(plot_w[0] - plot_w[1]) < 2  # drawn at (or resized to) its place's width
         drawn = pg.evaluate("() => document.querySelector('#ae-map-main .ae-map').__aeState.pts.path")
         pg.locator("#ae-map-main .ae-plot").scroll_into_view_if_needed()
         px, py, gap = pg.evaluate(FAR_CELL)
