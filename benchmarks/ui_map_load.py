@@ -17,7 +17,7 @@ points are in the page, 'plotly' plotly.js has run, 'draw'/'drawn' Plotly's draw
 'mounted' Gradio mounted the map component, 'painted' the map is on screen in it (two animation
 frames after its draw, or after the component adopted the map drawn off-screen).
 --modes measures the page's early-map modes (app/assets.py early_mode) in the same run, one server
-each, one after another: 'draw' (default: drawn off-screen before Gradio mounts), 'fetch' (fetched
+each (on a copy of the library), their page opens interleaved: 'draw' (default: drawn off-screen before Gradio mounts), 'fetch' (fetched
 from the first bytes, drawn at mount), 'off' (fetched once Gradio's head is in, drawn at mount: the
 baseline, as before).
 
@@ -87,63 +87,80 @@ def runs(opens: int) -> list[tuple[str, bool]]:
     return [("cold", True)] + [("warm", True)] * max(0, opens - 2) + [("return", False)]
 
 
-def measure(data: Path, settle: float = 0.0, lod_cap: int | None = None, mode: str = "draw",
+def measure(data: Path, settle: float = 0.0, lod_cap: int | None = None, modes: tuple[str, ...] = ("draw",),
             opens: int = 4) -> list[dict]:
-    """Serve the app and time page open -> drawn map: cold (the server's first page), warm (a
-    first visit by a new browser profile, server warm), return (a second visit in the same
-    profile: HTTP cache and V8's code cache)."""
+    """Serve the app (one server per early-map mode, each on its own copy of the library: a Qdrant
+    Edge shard has one owner) and time page open -> drawn map, the modes' page opens interleaved
+    (the same load for each): cold (the server's first page), warm (a first visit by a new browser
+    profile, server warm), return (a second visit in the same profile: HTTP cache and V8's code cache)."""
+    import shutil
+
     from playwright.sync_api import sync_playwright
 
-    port = free_port()
-    env = {**os.environ, "AUDIO_EXPLORER_DATA": str(data), "AUDIO_EXPLORER_MAP_EARLY": mode}
-    if lod_cap:
-        env["AUDIO_EXPLORER_MAP_LOD"] = f"150000,{lod_cap}"
-    proc = subprocess.Popen([sys.executable, "app.py", "serve", "--no-demo", "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/"
-    for _ in range(360):
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except Exception:
-            time.sleep(0.5)
+    servers = []
+    for k, mode in enumerate(modes):
+        copy = data if k == 0 else data.with_name(f"{data.name}-copy{k}")
+        if k and not copy.exists():
+            shutil.copytree(data, copy)
+        port = free_port()
+        env = {**os.environ, "AUDIO_EXPLORER_DATA": str(copy), "AUDIO_EXPLORER_MAP_EARLY": mode}
+        if lod_cap:
+            env["AUDIO_EXPLORER_MAP_LOD"] = f"150000,{lod_cap}"
+        proc = subprocess.Popen([sys.executable, "app.py", "serve", "--no-demo", "--port", str(port)], cwd=ROOT,
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        servers.append({"mode": mode, "proc": proc, "url": f"http://127.0.0.1:{port}/", "copy": copy, "ctx": None})
+    for srv in servers:
+        for _ in range(360):
+            try:
+                urllib.request.urlopen(srv["url"], timeout=2)
+                break
+            except Exception:
+                time.sleep(0.5)
     time.sleep(settle)  # let the server's prewarm (vector read, map, quality) finish first
     out = []
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=ARGS)
-            ctx = None
             for run, fresh in runs(opens):
-                if fresh or ctx is None:
-                    if ctx is not None:
-                        ctx.close()
-                    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
-                pg = ctx.new_page()
-                t0 = time.perf_counter()
-                pg.goto(url)
-                pg.wait_for_selector("#ae-map-main .ae-map[data-painted]", timeout=600000)
-                total = time.perf_counter() - t0
-                ds = pg.evaluate("() => ({...document.querySelector('#ae-map-main .ae-map').dataset})")
-                marks = pg.evaluate(MARKS)
-                t1 = time.perf_counter()  # responsiveness: a hover after the draw
-                pg.mouse.move(700, 700)
-                pg.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
-                frame = time.perf_counter() - t1
-                kb = pg.evaluate("() => performance.getEntriesByType('resource').filter(e => "
-                                 "(e.name.includes('/mapdata/') || e.name.includes('/mapdefault'))).map(e => e.encodedBodySize).pop() || 0") / 1000
-                ms = lambda k: int(ds.get(k, -1))  # noqa: E731
-                out.append({"run": run, "total_s": total, "mode": mode, "marks": marks, "early": ds.get("early") == "1",
-                            "resized": ms("resized") > 0, "draw_ms": int(ds["drawMs"]), "mount_ms": ms("mountAt"),
-                            "prefetch_ms": ms("prefetchAt"), "react_ms": ms("reactAt"), "paint_ms": ms("paintMs"),
-                            "draws": ms("draws"),
-                            "points": int(ds["nPoints"]), "frame_after_s": frame, "json_kb": kb})
-                pg.close()
-            ctx.close()
+                for srv in servers:
+                    if fresh or srv["ctx"] is None:
+                        if srv["ctx"] is not None:
+                            srv["ctx"].close()
+                        srv["ctx"] = browser.new_context(viewport={"width": 1400, "height": 1000})
+                    out.append({"mode": srv["mode"], **open_page(srv["ctx"], srv["url"], run)})
+            for srv in servers:
+                srv["ctx"].close()
             browser.close()
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        for srv in servers:
+            srv["proc"].terminate()
+            srv["proc"].wait(timeout=30)
+            if srv["copy"] != data:
+                shutil.rmtree(srv["copy"], ignore_errors=True)
     return out
+
+
+def open_page(ctx, url: str, run: str) -> dict:
+    """One page open in `ctx`: the time to the painted map and the page's own breakdown."""
+    pg = ctx.new_page()
+    t0 = time.perf_counter()
+    pg.goto(url)
+    pg.wait_for_selector("#ae-map-main .ae-map[data-painted]", timeout=600000)
+    total = time.perf_counter() - t0
+    ds = pg.evaluate("() => ({...document.querySelector('#ae-map-main .ae-map').dataset})")
+    marks = pg.evaluate(MARKS)
+    t1 = time.perf_counter()  # responsiveness: a hover after the draw
+    pg.mouse.move(700, 700)
+    pg.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    frame = time.perf_counter() - t1
+    kb = pg.evaluate("() => performance.getEntriesByType('resource').filter(e => "
+                     "(e.name.includes('/mapdata/') || e.name.includes('/mapdefault'))).map(e => e.encodedBodySize).pop() || 0") / 1000
+    ms = lambda k: int(ds.get(k, -1))  # noqa: E731
+    pg.close()
+    return {"run": run, "total_s": total, "marks": marks, "early": ds.get("early") == "1",
+            "resized": ms("resized") > 0, "draw_ms": int(ds["drawMs"]), "mount_ms": ms("mountAt"),
+            "prefetch_ms": ms("prefetchAt"), "react_ms": ms("reactAt"), "paint_ms": ms("paintMs"),
+            "draws": ms("draws"), "points": int(ds["nPoints"]), "frame_after_s": frame, "json_kb": kb}
 
 
 def main() -> None:
@@ -159,7 +176,8 @@ def main() -> None:
     ap.add_argument("--build-only", action="store_true", help="build the libraries (with --keep), measure nothing")
     ap.add_argument("--opens", type=int, default=6, help="page opens per server: cold, warm..., return (>= 2)")
     ap.add_argument("--modes", default="draw",
-                    help="early-map modes to measure, one server each (draw, fetch, off; 'off' is the baseline)")
+                    help="early-map modes to measure, one server each, page opens interleaved (draw, fetch, off; "
+                         "'off' is the baseline)")
     args = ap.parse_args()
     global LOAD0
     LOAD0 = os.getloadavg()[0]
@@ -177,9 +195,9 @@ def main() -> None:
                 continue
             caps = [int(c) for c in args.caps.split(",") if c.strip()] if n > 150_000 else []
             for cap in caps or [None]:
-                for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
-                    for r in measure(data, args.settle, cap, mode, args.opens):
-                        rows.append({"n": n, "build_s": build_s, "cap": cap, **r})
+                modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+                for r in measure(data, args.settle, cap, modes, args.opens):
+                    rows.append({"n": n, "build_s": build_s, "cap": cap, **r})
     if not rows:
         return
     small = [r["total_s"] for r in rows if r["n"] == rows[0]["n"] and r["run"] != "cold" and r["mode"] == rows[0]["mode"]]

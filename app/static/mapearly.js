@@ -34,7 +34,7 @@
     // plotly.js's evaluation (~0.5 s) and the draw run when the page is idle: Gradio's own start (its
     // config read, the requests for its components' bundles) goes first; they overlap its downloads
     const idle = (cb) => window.requestIdleCallback ? requestIdleCallback(cb, { timeout: 1500 }) : setTimeout(cb, 0);
-    whenBody(() => idle(() => loadPlotly(() => code.then(src => {
+    whenBody(() => idle(() => loadPlotly(() => idle(() => code.then(src => {
       // the component mounted meanwhile (it took the prefetch), or the code is not there: it draws itself
       if (!src || window.__AE_MAPDEFAULT === null || window.__AE_EARLY) return;
       const holder = document.createElement('div');
@@ -57,6 +57,6 @@
           holder, (name, data) => { if (link.trigger) link.trigger(name, data); }, props, {}, null,
           (name, cb) => { link.watchers.push([name, cb]); });
       } catch (e) { holder.remove(); window.__AE_EARLY = null; }
-    }))));
+    })))));
   });
 })();
