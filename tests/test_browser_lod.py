@@ -43,7 +43,15 @@ def test_a_click_on_the_density_plays_the_nearest_hidden_clip(tmp_path, demo_fol
         pg = browser.new_page(viewport={"width": 1400, "height": 1000})
         errors = []
         pg.on("pageerror", lambda e: errors.append(str(e)))
+        # Gradio's HTML component bundle held back until the map was drawn off-screen: the map component
+        # then mounts after that draw, as it does on a loaded machine, and must adopt it
+        held, released = [], []
+        pg.route("**/assets/HTML-*.js", lambda route: route.continue_() if released else held.append(route))
         pg.goto(url + "/")
+        pg.wait_for_selector(".ae-early .ae-map[data-rendered]", state="attached", timeout=120000)
+        released.append(True)
+        for route in held:
+            route.continue_()
         pg.wait_for_selector("#ae-map-main .ae-map[data-painted]", timeout=120000)
         pg.wait_for_timeout(1500)
         got = pg.evaluate("""() => { const gd = document.querySelector('#ae-map-main .ae-plot');
