@@ -79,19 +79,34 @@ MAP_CSS = """
 .ae-cursor { position: absolute; top: 0; bottom: 0; width: 2px; background: #e00000; left: 0; pointer-events: none; }
 """
 
-# plotly.js fetched early, run by mapview.js once the app has mounted; the map a new page draws first
-# (/mapdefault) fetched at once, in parallel with Gradio's own load, and drawn by mapview.js as soon as
-# it mounts (the page's draw event then returns the same map: benchmarks/ui_map_load.py)
-# (plotly.js is run as soon as that map has come: the same loader as mapview.js's loadPlotly)
-HEAD = ('<link rel="preload" href="/static/plotly.min.js" as="script">'
-        '<script>window.__AE_MAPDEFAULT = fetch("/mapdefault").then(r => r.ok ? r.json() : null)'
-        '.catch(() => null);'
-        'window.__AE_MAPDEFAULT.then(d => { if (!d || !d.value) return; const go = () => {'
-        ' if (window.__AE_PLOTLY || window.__AE_PLOTLY_LOADING) return; window.__AE_PLOTLY_LOADING = true;'
-        ' const s = document.createElement("script"); s.src = "/static/plotly.min.js"; s.async = true;'
-        ' s.onload = () => { window.__AE_PLOTLY = window.Plotly; }; document.head.appendChild(s); };'
-        ' if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", go); else go(); });'
-        '</script>')
+# the first map of a page, fetched and drawn off-screen while Gradio loads (app/static/mapearly.js;
+# the map component adopts it when it mounts); the server also puts it at the top of the page
+# (app/server.py), where it starts ~1 s before Gradio's own head arrives
+EARLY_MODES = ("draw", "fetch", "off")
+
+
+def early_mode() -> str:
+    """How early a page's first map comes (`$AUDIO_EXPLORER_MAP_EARLY`, a benchmark's baseline switch):
+    `draw` (default): fetched from the page's first bytes and drawn off-screen before Gradio mounts;
+    `fetch`: fetched from the first bytes, drawn when the map component mounts; `off`: fetched once
+    Gradio's head is in, drawn when the component mounts (before this mode existed)."""
+    import os
+
+    mode = os.environ.get("AUDIO_EXPLORER_MAP_EARLY", "draw").strip().lower() or "draw"
+    return mode if mode in EARLY_MODES else "draw"
+
+
+def head(mode: str | None = None) -> str:
+    """The page head: plotly.js preloaded and the early map script (see `early_mode`)."""
+    import json
+
+    mode = mode or early_mode()
+    early = (STATIC / "mapearly.js").read_text().replace("__AE_TEMPLATE__", json.dumps(MAP_TEMPLATE))
+    early = early.replace("__AE_EARLY_DRAW__", "true" if mode == "draw" else "false")
+    return f'<link rel="preload" href="/static/plotly.min.js" as="script"><script>{early}</script>'
+
+
+
 
 
 def mapview_js() -> str:

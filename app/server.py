@@ -5,6 +5,7 @@
 - `/thumb/{library}/{point_id}.png`: spectrogram thumbnails made at ingest.
 - `/mapdata/{token}`, `/mapnearest/{token}`: a drawn map's points, the clip nearest a click on it.
 - `/mapdefault`: the map a new page draws first, with its points (fetched while Gradio loads).
+- `/static/mapview.js`: the map component's code, for the early draw of the page head (app/static/mapearly.js).
 - `/static/plotly.min.js`: the map's plotly.js: `app/static/plotly-map.min.js` (scattergl + scatter3d
   only, built by scripts/plotly-bundle/build.sh), or the `plotly` package's full bundle without it.
 """
@@ -114,11 +115,19 @@ def create_app(svc: Services):
             raise HTTPException(status_code=404, detail="map expired: draw it again")
         return Response(orjson.dumps(got), media_type="application/json")
 
+    @api.get("/static/mapview.js")
+    def mapview_js():
+        """The map component's code, for the page head's early draw (app/static/mapearly.js)."""
+        return Response(assets.mapview_js(), media_type="application/javascript", headers={"Cache-Control": "no-cache"})
+
     @api.get("/static/plotly.min.js")
     def plotly_js():
         return FileResponse(assets.plotly_js_path(), media_type="application/javascript",
                             headers={"Cache-Control": "public, max-age=86400"})
 
+    head = assets.head()
+    if assets.early_mode() != "off":
+        api.add_middleware(HeadFirst, head=head)
     demo = build_app(svc)
     demo.queue(default_concurrency_limit=4)
     # Gradio keeps a copy of the UI's config per session (~0.33 MB for this UI), 10000 sessions by
@@ -126,13 +135,50 @@ def create_app(svc: Services):
     # server by ~440 MB/min (benchmarks/load_test.py --sessionless). The oldest sessions beyond
     # this many are dropped.
     demo.state_session_capacity = session_capacity()
-    app = gr.mount_gradio_app(api, demo, path="", head=assets.HEAD, css=assets.CSS, show_error=True,
+    app = gr.mount_gradio_app(api, demo, path="", head=head, css=assets.CSS, show_error=True,
                               max_file_size=assets.MAX_UPLOAD)
     # Gradio checks that a file sent to an input was uploaded (is in its cache) only once the
     # Blocks "has launched", which mount_gradio_app never sets: without this, an API call could
     # name any server path ({"path": "/etc/passwd"}) and the app would read it.
     demo.has_launched = True
     return app
+
+
+class HeadFirst:
+    """ASGI middleware: the page (`GET /`) gets `head` at the top of its <head>. Gradio itself adds
+    its `head=` only once its JS bundle has run and read the config (~1 s later on this machine):
+    from here the first map's fetches start with the page's first bytes."""
+
+    def __init__(self, app, head: str) -> None:
+        self.app, self.head = app, head.encode()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope.get("method") != "GET" or scope.get("path") != "/":
+            return await self.app(scope, receive, send)
+        start: dict = {}
+        body: list[bytes] = []
+
+        async def capture(message):
+            if message["type"] == "http.response.start":
+                start.update(message)
+                return
+            if message["type"] != "http.response.body":
+                return await send(message)
+            body.append(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            data = b"".join(body)
+            headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+            ctype = dict(headers).get(b"content-type", b"")
+            at = data.find(b"<head>")
+            if start.get("status") == 200 and ctype.startswith(b"text/html") and at >= 0:
+                charset = data.find(b"<meta charset", at)  # kept first
+                at = data.find(b">", charset) + 1 if 0 <= charset < at + 200 else at + len(b"<head>")
+                data = data[:at] + self.head + data[at:]
+            await send({**start, "headers": headers + [(b"content-length", str(len(data)).encode())]})
+            await send({"type": "http.response.body", "body": data})
+
+        await self.app(scope, receive, capture)
 
 
 def is_loopback(host: str) -> bool:

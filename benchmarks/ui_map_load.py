@@ -8,7 +8,18 @@ fitted by the server) and warm (map from the cache). Also reported: the browser-
 time alone (Plotly WebGL), the size of the points JSON, and how long the next frame takes
 after a hover (does the page stay responsive).
 
-    python benchmarks/ui_map_load.py [--sizes 10000,50000,100000,1000000] [--keep DIR]
+    python benchmarks/ui_map_load.py [--sizes 10000,50000,100000,1000000] [--keep DIR] [--opens 6]
+        [--modes draw,off]
+
+Each page open prints its breakdown, in seconds since the navigation started (the page's own
+performance marks): 'head' the first map's fetches start (app/static/mapearly.js), 'data' its
+points are in the page, 'plotly' plotly.js has run, 'draw'/'drawn' Plotly's draw started/ended,
+'mounted' Gradio mounted the map component, 'painted' the map is on screen in it (two animation
+frames after its draw, or after the component adopted the map drawn off-screen).
+--modes measures the page's early-map modes (app/assets.py early_mode) in the same run, one server
+each (on a copy of the library), their page opens interleaved: 'draw' (default: drawn off-screen before Gradio mounts), 'fetch' (fetched
+from the first bytes, drawn at mount), 'off' (fetched once Gradio's head is in, drawn at mount: the
+baseline, as before).
 
 Above 150k points (app/services/maps.py LOD_THRESHOLD) the map draws a <=50k subset stratified
 over a grid of the map plus a density image of the rest: 'drawn' is what the browser drew.
@@ -66,63 +77,90 @@ def free_port() -> int:
 
 
 LOAD0 = 0.0
-RUNS = (("cold", True), ("warm", True), ("warm", True), ("return", False))
+# the page's own timestamps (ms since navigation start): marks of app/static/mapearly.js and mapview.js
+MARKS = """() => { const m = {}; for (const e of performance.getEntriesByType('mark'))
+  if (e.name.startsWith('ae:') && !(e.name in m)) m[e.name.slice(3)] = Math.round(e.startTime); return m; }"""
 
 
-def measure(data: Path, settle: float = 0.0, lod_cap: int | None = None) -> list[dict]:
-    """Serve the app and time page open -> drawn map: cold (the server's first page), warm (a
-    first visit by a new browser profile, server warm), return (a second visit in the same
-    profile: HTTP cache and V8's code cache)."""
+def runs(opens: int) -> list[tuple[str, bool]]:
+    """Page opens: the server's first page, first visits by new browser profiles, a return visit."""
+    return [("cold", True)] + [("warm", True)] * max(0, opens - 2) + [("return", False)]
+
+
+def measure(data: Path, settle: float = 0.0, lod_cap: int | None = None, modes: tuple[str, ...] = ("draw",),
+            opens: int = 4) -> list[dict]:
+    """Serve the app (one server per early-map mode, each on its own copy of the library: a Qdrant
+    Edge shard has one owner) and time page open -> drawn map, the modes' page opens interleaved
+    (the same load for each): cold (the server's first page), warm (a first visit by a new browser
+    profile, server warm), return (a second visit in the same profile: HTTP cache and V8's code cache)."""
+    import shutil
+
     from playwright.sync_api import sync_playwright
 
-    port = free_port()
-    env = {**os.environ, "AUDIO_EXPLORER_DATA": str(data)}
-    if lod_cap:
-        env["AUDIO_EXPLORER_MAP_LOD"] = f"150000,{lod_cap}"
-    proc = subprocess.Popen([sys.executable, "app.py", "serve", "--no-demo", "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/"
-    for _ in range(360):
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except Exception:
-            time.sleep(0.5)
+    servers = []
+    for k, mode in enumerate(modes):
+        copy = data if k == 0 else data.with_name(f"{data.name}-copy{k}")
+        if k and not copy.exists():
+            shutil.copytree(data, copy)
+        port = free_port()
+        env = {**os.environ, "AUDIO_EXPLORER_DATA": str(copy), "AUDIO_EXPLORER_MAP_EARLY": mode}
+        if lod_cap:
+            env["AUDIO_EXPLORER_MAP_LOD"] = f"150000,{lod_cap}"
+        proc = subprocess.Popen([sys.executable, "app.py", "serve", "--no-demo", "--port", str(port)], cwd=ROOT,
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        servers.append({"mode": mode, "proc": proc, "url": f"http://127.0.0.1:{port}/", "copy": copy, "ctx": None})
+    for srv in servers:
+        for _ in range(360):
+            try:
+                urllib.request.urlopen(srv["url"], timeout=2)
+                break
+            except Exception:
+                time.sleep(0.5)
     time.sleep(settle)  # let the server's prewarm (vector read, map, quality) finish first
     out = []
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=ARGS)
-            ctx = None
-            for run, fresh in RUNS:
-                if fresh or ctx is None:
-                    if ctx is not None:
-                        ctx.close()
-                    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
-                pg = ctx.new_page()
-                t0 = time.perf_counter()
-                pg.goto(url)
-                pg.wait_for_selector("#ae-map-main .ae-map[data-painted]", timeout=600000)
-                total = time.perf_counter() - t0
-                ds = pg.evaluate("() => ({...document.querySelector('#ae-map-main .ae-map').dataset})")
-                t1 = time.perf_counter()  # responsiveness: a hover after the draw
-                pg.mouse.move(700, 700)
-                pg.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
-                frame = time.perf_counter() - t1
-                kb = pg.evaluate("() => performance.getEntriesByType('resource').filter(e => "
-                                 "(e.name.includes('/mapdata/') || e.name.includes('/mapdefault'))).map(e => e.encodedBodySize).pop() || 0") / 1000
-                ms = lambda k: int(ds.get(k, -1))  # noqa: E731
-                out.append({"run": run, "total_s": total, "draw_ms": int(ds["drawMs"]), "mount_ms": ms("mountAt"),
-                            "prefetch_ms": ms("prefetchAt"), "react_ms": ms("reactAt"), "paint_ms": ms("paintMs"),
-                            "draws": ms("draws"),
-                            "points": int(ds["nPoints"]), "frame_after_s": frame, "json_kb": kb})
-                pg.close()
-            ctx.close()
+            for run, fresh in runs(opens):
+                for srv in servers:
+                    if fresh or srv["ctx"] is None:
+                        if srv["ctx"] is not None:
+                            srv["ctx"].close()
+                        srv["ctx"] = browser.new_context(viewport={"width": 1400, "height": 1000})
+                    out.append({"mode": srv["mode"], **open_page(srv["ctx"], srv["url"], run)})
+            for srv in servers:
+                srv["ctx"].close()
             browser.close()
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        for srv in servers:
+            srv["proc"].terminate()
+            srv["proc"].wait(timeout=30)
+            if srv["copy"] != data:
+                shutil.rmtree(srv["copy"], ignore_errors=True)
     return out
+
+
+def open_page(ctx, url: str, run: str) -> dict:
+    """One page open in `ctx`: the time to the painted map and the page's own breakdown."""
+    pg = ctx.new_page()
+    t0 = time.perf_counter()
+    pg.goto(url)
+    pg.wait_for_selector("#ae-map-main .ae-map[data-painted]", timeout=600000)
+    total = time.perf_counter() - t0
+    ds = pg.evaluate("() => ({...document.querySelector('#ae-map-main .ae-map').dataset})")
+    marks = pg.evaluate(MARKS)
+    t1 = time.perf_counter()  # responsiveness: a hover after the draw
+    pg.mouse.move(700, 700)
+    pg.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    frame = time.perf_counter() - t1
+    kb = pg.evaluate("() => performance.getEntriesByType('resource').filter(e => "
+                     "(e.name.includes('/mapdata/') || e.name.includes('/mapdefault'))).map(e => e.encodedBodySize).pop() || 0") / 1000
+    ms = lambda k: int(ds.get(k, -1))  # noqa: E731
+    pg.close()
+    return {"run": run, "total_s": total, "marks": marks, "early": ds.get("early") == "1",
+            "resized": ms("resized") > 0, "draw_ms": int(ds["drawMs"]), "mount_ms": ms("mountAt"),
+            "prefetch_ms": ms("prefetchAt"), "react_ms": ms("reactAt"), "paint_ms": ms("paintMs"),
+            "draws": ms("draws"), "points": int(ds["nPoints"]), "frame_after_s": frame, "json_kb": kb}
 
 
 def main() -> None:
@@ -136,6 +174,10 @@ def main() -> None:
     ap.add_argument("--caps", default="",
                     help="comma-separated drawn-point caps to measure each size above 150k with (default: the app's)")
     ap.add_argument("--build-only", action="store_true", help="build the libraries (with --keep), measure nothing")
+    ap.add_argument("--opens", type=int, default=6, help="page opens per server: cold, warm..., return (>= 2)")
+    ap.add_argument("--modes", default="draw",
+                    help="early-map modes to measure, one server each, page opens interleaved (draw, fetch, off; "
+                         "'off' is the baseline)")
     args = ap.parse_args()
     global LOAD0
     LOAD0 = os.getloadavg()[0]
@@ -153,26 +195,44 @@ def main() -> None:
                 continue
             caps = [int(c) for c in args.caps.split(",") if c.strip()] if n > 150_000 else []
             for cap in caps or [None]:
-                for r in measure(data, args.settle, cap):
+                modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+                for r in measure(data, args.settle, cap, modes, args.opens):
                     rows.append({"n": n, "build_s": build_s, "cap": cap, **r})
     if not rows:
         return
-    small = [r["total_s"] for r in rows if r["n"] == rows[0]["n"] and r["run"] != "cold"]
+    small = [r["total_s"] for r in rows if r["n"] == rows[0]["n"] and r["run"] != "cold" and r["mode"] == rows[0]["mode"]]
     base = sum(small) / len(small)
     print(f"\nload average at the start: {LOAD0:.1f}")
     print(f"\nmap load in headless Chromium (software WebGL), PCA 2D, {os.cpu_count()} cores; goal <= 3 s at 50k, "
           f"<= 5 s at 1M (above 150k a subset is drawn over a density image); first page {args.settle:.0f} s after "
-          f"the server answered\n")
-    print(f"{'points':>8s} {'cap':>7s} {'drawn':>8s} {'run':>6s} {'open->shown s':>14s} {'mounted s':>10s} "
-          f"{'map data s':>11s} {'react at s':>11s} {'plotly draw ms':>15s} {'draw->painted ms':>17s} "
-          f"{'next frame s':>13s} {f'vs {rows[0][chr(110)]:,} warm':>13s} {'JSON MB':>8s}")
-    sec = lambda v: f"{v / 1000:.2f}" if v >= 0 else "-"  # noqa: E731
+          f"the server answered; times in s since the navigation started\n")
+    cols = ("head", "data", "plotly", "draw-start", "draw-end", "mount", "painted")
+    print(f"{'points':>8s} {'cap':>5s} {'drawn':>7s} {'mode':>6s} {'run':>6s} {'open->shown':>11s} "
+          + " ".join(f"{c:>10s}" for c in cols)
+          + f" {'draw ms':>8s} {'early':>6s} {'next frame':>10s} {f'vs {rows[0][chr(110)]:,}':>10s} {'JSON MB':>8s}")
     for r in rows:
-        print(f"{r['n']:8d} {str(r['cap'] or 'app'):>7s} {r['points']:8d} {r['run']:>6s} {r['total_s']:14.2f} "
-              f"{sec(r['mount_ms']):>10s} {sec(r['prefetch_ms']):>11s} {sec(r['react_ms']):>11s} {r['draw_ms']:15d} "
-              f"{r['paint_ms']:17d} {r['frame_after_s']:13.3f} {r['total_s'] / base:13.2f} {r['json_kb'] / 1000:8.2f}")
-    print(f"\nload average: {os.getloadavg()[0]:.1f} at the end; 'map data': the first map's points in the page "
-          f"(/mapdefault, fetched while Gradio loads); 'mounted': the map component's JS ran")
+        m = r["marks"]
+        print(f"{r['n']:8d} {str(r['cap'] or 'app'):>5s} {r['points']:7d} {r['mode']:>6s} {r['run']:>6s} {r['total_s']:11.2f} "
+              + " ".join(f"{m[c] / 1000:10.2f}" if c in m else f"{'-':>10s}" for c in cols)
+              + f" {r['draw_ms']:8d} {('yes' if r['early'] else 'no') + ('*' if r['resized'] else ''):>6s} "
+              f"{r['frame_after_s']:10.3f} {r['total_s'] / base:10.2f} {r['json_kb'] / 1000:8.2f}")
+    print("\nopen -> shown over the page opens after the server's first (warm and return):")
+    print(f"{'points':>8s} {'mode':>6s} {'opens':>6s} {'median s':>9s} {'min s':>7s} {'max s':>7s} {'<= 5 s':>7s} "
+          f"{'median mount':>13s} {'median mount->painted':>22s}")
+    import statistics
+
+    for key in dict.fromkeys((r["n"], r["mode"]) for r in rows):
+        sel = [r for r in rows if (r["n"], r["mode"]) == key and r["run"] != "cold"]
+        if not sel:
+            continue
+        t = [r["total_s"] for r in sel]
+        mounts = [r["marks"]["mount"] / 1000 for r in sel if "mount" in r["marks"]]
+        gaps = [(r["marks"]["painted"] - r["marks"]["mount"]) / 1000 for r in sel if {"mount", "painted"} <= set(r["marks"])]
+        med = lambda v: f"{statistics.median(v):.2f}" if v else "-"  # noqa: E731
+        print(f"{key[0]:8d} {key[1]:>6s} {len(t):6d} {statistics.median(t):9.2f} {min(t):7.2f} {max(t):7.2f} "
+              f"{sum(x <= 5 for x in t):4d}/{len(t):<2d} {med(mounts):>13s} {med(gaps):>22s}")
+    print(f"\nload average: {os.getloadavg()[0]:.1f} at the end; 'early' yes: drawn off-screen before Gradio mounted and "
+          f"adopted by the map component (* resized to its place); 'open->shown' is Playwright's goto -> painted")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The programmatic API: every documented endpoint through gradio_client against the served app,
 and the audio route's fence."""
+import json
 import urllib.error
 import urllib.request
 
@@ -93,3 +94,17 @@ def test_a_client_sees_exactly_the_documented_endpoints(client):
     for hidden in ("/run_index", "/delete", "/draw", "/refresh", "/run"):
         with pytest.raises(Exception):
             client.predict(api_name=hidden)
+
+
+def test_the_page_starts_its_first_map_before_gradio_runs(served_app):
+    """The page's first bytes hold the early-map script (before Gradio's bundle), and the map
+    component's code it runs is served; the map it fetches is the session's first map."""
+    url, _, _ = served_app
+    html = urllib.request.urlopen(url + "/", timeout=30).read().decode()
+    head = html.index("<head>")
+    early, bundle = html.find("performance.mark('ae:head')"), html.find('<script type="module"')
+    assert head < early < bundle and early - head < 1000, (head, early, bundle)
+    code = urllib.request.urlopen(url + "/static/mapview.js", timeout=30).read().decode()
+    assert "early.adopt(element, trigger, props, watch)" in code
+    first = json.loads(urllib.request.urlopen(url + "/mapdefault", timeout=60).read())
+    assert first["value"]["library"] == "demo" and len(first["points"]["x"]) > 0

@@ -3,6 +3,13 @@
 // currentTime in the browser (no server round-trips). Runs as gr.HTML's js_on_load:
 // Function('element', 'trigger', 'props', 'server', 'upload', 'watch', code).
 (function () {
+  // the first map may have been drawn before this component mounted (app/static/mapearly.js): that
+  // stand-in's nodes move in here, Plotly's canvas with them, and its code serves this component
+  const early = window.__AE_EARLY;
+  if (!element.__aeEarly && early && !early.adopted && (element.querySelector('.ae-map') || element).closest('#ae-map-main')) {
+    early.adopt(element, trigger, props, watch);
+    return;
+  }
   const root = element;
   const box = root.querySelector('.ae-map');
   const plotDiv = root.querySelector('.ae-plot');
@@ -46,7 +53,7 @@
     const s = document.createElement('script');
     s.src = '/static/plotly.min.js';
     s.async = true;
-    s.onload = () => { window.__AE_PLOTLY = window.Plotly; };
+    s.onload = () => { window.__AE_PLOTLY = window.Plotly; performance.mark('ae:plotly'); };
     document.head.appendChild(s);
   }
 
@@ -145,10 +152,13 @@
   // (same token: `sig` matches) and nothing is drawn twice
   function prefetched() {
     const pre = window.__AE_MAPDEFAULT;
-    if (!pre || !box.closest('#ae-map-main')) return;
+    if (!pre || !(root.__aeEarly || box.closest('#ae-map-main'))) return;
     window.__AE_MAPDEFAULT = null;  // one component takes it
     loadPlotly();
-    box.dataset.mountAt = String(Math.round(performance.now()));
+    if (!root.__aeEarly) {
+      box.dataset.mountAt = String(Math.round(performance.now()));
+      performance.mark('ae:mount');
+    }
     state.pre = pre.then(d => {
       state.pre = null;
       box.dataset.prefetchAt = String(Math.round(performance.now()));
@@ -247,15 +257,21 @@
     const t0 = performance.now();
     box.dataset.draws = String(+(box.dataset.draws || 0) + 1);
     box.dataset.reactAt = String(Math.round(t0));
+    performance.mark('ae:draw-start');
     P.react(plotDiv, traces, layout, { responsive: true, displaylogo: false, scrollZoom: true }).then(() => {
       box.dataset.drawMs = String(Math.round(performance.now() - t0));
+      performance.mark('ae:draw-end');
       box.dataset.nPoints = String(state.pts.x.length);
       box.dataset.rendered = String(Date.now());
       showSelection();
       // painted: two animation frames later, the drawn map has reached the screen
       requestAnimationFrame(() => requestAnimationFrame(() => {
         box.dataset.paintMs = String(Math.round(performance.now() - t0));
-        box.dataset.painted = String(Date.now());
+        if (!box.isConnected || box.closest('.ae-early')) return;  // off-screen: painted once adopted
+        Promise.resolve(fitWidth()).then(() => {
+          box.dataset.painted = String(Date.now());
+          performance.mark('ae:painted');
+        });
       }));
       if (!plotDiv.__aeBound) {
         plotDiv.__aeBound = true;
@@ -309,6 +325,14 @@
       nowPlaying.textContent = v.audio_label || '';
       if (v.autoplay) audio.play().catch(() => {});
     }
+  }
+
+  // a map drawn off-screen (mapearly.js) at another width than its place's: resized to it
+  function fitWidth() {
+    const P = plotly(), fl = plotDiv._fullLayout;
+    if (!P || !fl || !plotDiv.classList.contains('js-plotly-plot') || Math.abs(fl.width - plotDiv.clientWidth) < 2) return null;
+    box.dataset.resized = String(+(box.dataset.resized || 0) + 1);
+    return P.Plots.resize(plotDiv);
   }
 
   function showSelection() {
@@ -536,8 +560,38 @@
     if (isFinite(audio.duration)) audio.currentTime = (ev.clientX - r.left) / r.width * audio.duration;
   });
   audio.addEventListener('ended', () => { box.dataset.ended = String(Date.now()); });
-  watch('value', render);
-  render();
-  prefetched();
+  if (root.__aeEarly) {
+    // drawn off-screen before the map component mounted: the component adopts these nodes
+    window.__AE_EARLY = {
+      adopted: false,
+      adopt(el, realTrigger, realProps, realWatch) {
+        this.adopted = true;
+        performance.mark('ae:mount');
+        box.dataset.mountAt = String(Math.round(performance.now()));
+        box.dataset.early = '1';
+        const link = window.__AE_EARLY_LINK;
+        link.trigger = realTrigger; link.props = realProps;
+        for (const [name, cb] of link.watchers) realWatch(name, cb);
+        const mine = el.querySelector('.ae-map');
+        if (mine) mine.replaceWith(box); else el.appendChild(box);
+        root.remove();
+        const drawn = box.dataset.rendered;
+        const cur = realProps.value;
+        if (cur && (cur.message || (cur.points_url && cur.points_url !== state.ptsUrl))) { render(); return; }  // another map asked for meanwhile
+        // drawn already: on screen once resized to its place (if its width differs) and painted; else the
+        // draw under way marks it (see draw)
+        if (drawn) Promise.resolve(fitWidth()).then(() => requestAnimationFrame(() => requestAnimationFrame(() => {
+          box.dataset.painted = String(Date.now());
+          performance.mark('ae:painted');
+        })));
+      },
+    };
+    watch('value', render);  // connected to the component's own watch once adopted
+    prefetched();
+  } else {
+    watch('value', render);
+    render();
+    prefetched();
+  }
   requestAnimationFrame(tick);
 })();
