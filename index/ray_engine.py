@@ -46,6 +46,7 @@ import pickle
 import shutil
 import tempfile
 import time
+import uuid
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -185,8 +186,11 @@ class EmbedWorker:
             inner = ClientStore.connect(cfg["url"], os.environ.get("QDRANT_API_KEY") or None)
         clip_colls = {collection_name(self.library, e.name) for e in embs}
         self.store = _RecordingStore(inner, existing["ids"], clip_colls, existing["collections"])
-        # thumbnails are written to a scratch folder here and sent to the driver
-        self.scratch = Path(tempfile.mkdtemp(prefix="audio-explorer-ray-"))
+        # thumbnails are written to a scratch folder here (made by the first thumbnail of a batch) and sent to
+        # the driver; it is removed after each batch, and it lies in the driver's run folder, which the driver
+        # removes at the end of the run (also what an actor killed mid-batch left)
+        base = Path(cfg.get("scratch") or tempfile.gettempdir())
+        self.scratch = base / f"actor-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         root = Path(cfg["root"])
         self.report = IngestReport(library=self.library, models=list(cfg["models"]))
         self.run = _Run(self.store, self.library, root, embs, self.scratch, IngestOptions(**cfg["options"]),
@@ -234,7 +238,12 @@ class EmbedWorker:
             t = thumbnail_path(self.scratch, self.library, it.id) if it.id else None
             if written and t is not None and t.exists():
                 thumbs[it.id] = t.read_bytes()
-                t.unlink()
+        shutil.rmtree(self.scratch, ignore_errors=True)  # sent: nothing is kept between batches
+        if self.cfg.get("scratch"):  # the run's folder too once empty (a batch still in flight after the
+            try:                     # driver stopped would otherwise leave it made again)
+                self.scratch.parent.rmdir()
+            except OSError:
+                pass
         out = {"items": rows, "failed": rep.failed, "ops": self.store.ops, "thumbs": thumbs,
                "copies": {k: sorted(v) for k, v in run.copies.items()}, "pid": os.getpid()}
         return {"result": np.array([pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)], dtype=object)}
@@ -338,8 +347,11 @@ def run_files(run: Any, files: Sequence[Path], long_files: Sequence[Path], batch
         clip_colls = [collection_name(library, e.name) for e in run.embs]
         existing = None if direct else [ray.put(_snapshot(store, library))]
         opts = asdict(run.opts)
+        scratch = tempfile.mkdtemp(prefix="audio-explorer-ray-")
+        closers.append(lambda: shutil.rmtree(scratch, ignore_errors=True))
         cfg = {"library": library, "root": str(run.root), "models": [e.name for e in run.embs],
-               "data_dir": str(run.ddir), "options": opts, "url": store.where if direct else None}
+               "data_dir": str(run.ddir), "options": opts, "url": store.where if direct else None,
+               "scratch": scratch}
         ctx = ray.data.DataContext.get_current()
         saved = (ctx.execution_options.preserve_order, ctx.enable_progress_bars, ctx.print_on_execution_start,
                  ctx.max_errored_blocks)

@@ -116,9 +116,16 @@ def test_ray_engine_gives_the_local_engines_points(ray_cluster, local_run, libra
         assert len(_points(st)) == 18 + 34
 
 
+def _scratch_dirs() -> set[Path]:
+    import tempfile
+
+    return set(Path(tempfile.gettempdir()).glob("audio-explorer-ray-*"))
+
+
 @pytest.mark.slow
 def test_killed_worker_and_crashed_driver_still_end_with_the_clean_count(ray_cluster, local_run, library, tmp_path):
     _, pts_local, frames_local, _ = local_run
+    scratch_before = _scratch_dirs()
     d = tmp_path / "data"
     killed: list[int] = []
 
@@ -156,6 +163,8 @@ def test_killed_worker_and_crashed_driver_still_end_with_the_clean_count(ray_clu
         assert (rep.added, rep.unchanged) == (len(pts_local) - first, first)
         assert set(_points(st)) == set(pts_local)
         assert st.count(index.frames_collection_name("lib", "dsp")) == frames_local
+    # killed actors and a crashed driver leave no scratch folders behind in the temp folder
+    assert _scratch_dirs() <= scratch_before
 
 
 def test_missing_ray_and_bad_engine_are_one_line_errors(monkeypatch, demo_folder, data_dir):
