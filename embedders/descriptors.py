@@ -97,16 +97,24 @@ def log_mel_image(wave: np.ndarray, sr: int, n_mels: int = 64, max_frames: int =
     return img[::-1]
 
 
-def write_thumbnail(wave: np.ndarray, sr: int, path: str | Path, size: tuple[int, int] = (160, 64)) -> Path:
-    """Write a small log-mel PNG (magma-like colours) of a wave."""
+def thumbnail_png(wave: np.ndarray, sr: int, size: tuple[int, int] = (160, 64)) -> bytes:
+    """A small log-mel PNG (magma-like colours) of a wave, as bytes."""
+    import io
+
     from PIL import Image
 
-    img = log_mel_image(wave, sr)
-    rgb = _colormap(img)
+    rgb = _colormap(log_mel_image(wave, sr))
+    buf = io.BytesIO()
+    Image.fromarray(rgb).resize(size, Image.BILINEAR).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def write_thumbnail(wave: np.ndarray, sr: int, path: str | Path, size: tuple[int, int] = (160, 64)) -> Path:
+    """Write a small log-mel PNG (magma-like colours) of a wave."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.png")
-    Image.fromarray(rgb).resize(size, Image.BILINEAR).save(tmp)
+    tmp.write_bytes(thumbnail_png(wave, sr, size))
     tmp.replace(path)
     return path
 

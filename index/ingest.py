@@ -49,7 +49,7 @@ import embedders
 from embedders.audio import (AudioError, NotRegularFile, decode, file_kind, info, is_audio_path, not_regular_reason, printable,
                              resample, stream_segments, trim_to_peak)
 from embedders.base import Embedder, l2_normalise
-from embedders.descriptors import describe, write_thumbnail
+from embedders.descriptors import describe, thumbnail_png, write_thumbnail
 from embedders.isolated import DecoderCrashed, IsolatedDecoder, in_process_requested
 from embedders.paths import data_dir as resolve_data_dir
 
@@ -399,6 +399,7 @@ class _Run:
                  decoder: _InProcessDecoder | _ChildDecoder | None = None):
         self.store, self.library, self.root, self.embs = store, library, root, embs
         self.ddir, self.opts, self.labeler, self.report = ddir, opts, labeler, report
+        self.thumb_sink: dict[str, bytes] | None = None  # thumbnails as PNG bytes instead of files under ddir
         self.decoder = decoder or _InProcessDecoder()
         self.seen: dict[str, str] = {}  # whole-file point id -> relative path, to report duplicate files
         self.copies: dict[str, set[str]] = {}  # point id -> other paths of the same bytes
@@ -544,7 +545,10 @@ class _Run:
                 rep.audio_s += len(it.wave) / it.sr
                 if self.opts.thumbnails and it.segment is None:
                     try:
-                        write_thumbnail(it.wave, it.sr, thumbnail_path(self.ddir, self.library, it.id))
+                        if self.thumb_sink is not None:  # kept in memory (a Ray actor sends them to the driver)
+                            self.thumb_sink[it.id] = thumbnail_png(it.wave, it.sr)
+                        else:
+                            write_thumbnail(it.wave, it.sr, thumbnail_path(self.ddir, self.library, it.id))
                     except Exception:
                         pass
             it.wave = None

@@ -43,10 +43,8 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import shutil
 import tempfile
 import time
-import uuid
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -186,15 +184,11 @@ class EmbedWorker:
             inner = ClientStore.connect(cfg["url"], os.environ.get("QDRANT_API_KEY") or None)
         clip_colls = {collection_name(self.library, e.name) for e in embs}
         self.store = _RecordingStore(inner, existing["ids"], clip_colls, existing["collections"])
-        # thumbnails are written to a scratch folder here (made by the first thumbnail of a batch) and sent to
-        # the driver; it is removed after each batch, and it lies in the driver's run folder, which the driver
-        # removes at the end of the run (also what an actor killed mid-batch left)
-        base = Path(cfg.get("scratch") or tempfile.gettempdir())
-        self.scratch = base / f"actor-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         root = Path(cfg["root"])
         self.report = IngestReport(library=self.library, models=list(cfg["models"]))
-        self.run = _Run(self.store, self.library, root, embs, self.scratch, IngestOptions(**cfg["options"]),
-                        make_labeler(cfg["options"].get("labels"), root), self.report)
+        # thumbnails are made in memory (`_Run.thumb_sink`) and sent with each batch: nothing is written here
+        self.run = _Run(self.store, self.library, root, embs, Path(tempfile.gettempdir()),
+                        IngestOptions(**cfg["options"]), make_labeler(cfg["options"].get("labels"), root), self.report)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Index one unit; a Python exception comes back as the result (only a process that dies
@@ -216,8 +210,6 @@ class EmbedWorker:
         return {"result": np.array([blob], dtype=object)}
 
     def _index(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from .ingest import thumbnail_path
-
         run, rep = self.run, self.report
         rep.failed, rep.added, rep.unchanged, rep.audio_s = [], 0, 0, 0.0
         self.store.start_batch()
@@ -225,25 +217,19 @@ class EmbedWorker:
         # copies across batches are the driver's to settle (`_apply`, in the file order); an actor that
         # remembered earlier batches would report a re-sent earlier path as the copy of a later one
         run.seen = {}
+        run.thumb_sink = {}
         paths = [Path(str(p)) for p in batch["paths"][0]]
         if bool(batch["long"][0]):
             return self._long(paths[0])
         items = run.prepare(paths)
         dur = {it.rel: (len(it.wave) / it.sr if it.wave is not None else 0.0) for it in items}
         run.process(items)
-        rows, thumbs = [], {}
+        rows = []
         for it in items:
             written = bool(it.id) and it.id in self.store.written
             rows.append((it.rel, it.id, it.error, bool(it.missing), written, dur[it.rel]))
-            t = thumbnail_path(self.scratch, self.library, it.id) if it.id else None
-            if written and t is not None and t.exists():
-                thumbs[it.id] = t.read_bytes()
-        shutil.rmtree(self.scratch, ignore_errors=True)  # sent: nothing is kept between batches
-        if self.cfg.get("scratch"):  # the run's folder too once empty (a batch still in flight after the
-            try:                     # driver stopped would otherwise leave it made again)
-                self.scratch.parent.rmdir()
-            except OSError:
-                pass
+        # thumbnails made in memory (run.thumb_sink) go back with the batch: nothing is written on this node
+        thumbs = {pid: png for pid, png in run.thumb_sink.items() if pid in self.store.written}
         out = {"items": rows, "failed": rep.failed, "ops": self.store.ops, "thumbs": thumbs,
                "copies": {k: sorted(v) for k, v in run.copies.items()}, "pid": os.getpid()}
         return {"result": np.array([pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)], dtype=object)}
@@ -258,9 +244,6 @@ class EmbedWorker:
         out = {"items": [], "long": (rel, new[0] if new else "", rep.added, rep.unchanged, rep.audio_s),
                "failed": rep.failed, "ops": self.store.ops, "thumbs": {}, "copies": {}, "pid": os.getpid()}
         return {"result": np.array([pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)], dtype=object)}
-
-    def __del__(self) -> None:
-        shutil.rmtree(getattr(self, "scratch", ""), ignore_errors=True)
 
 
 def _snapshot(store: Any, library: str) -> dict:
@@ -347,11 +330,8 @@ def run_files(run: Any, files: Sequence[Path], long_files: Sequence[Path], batch
         clip_colls = [collection_name(library, e.name) for e in run.embs]
         existing = None if direct else [ray.put(_snapshot(store, library))]
         opts = asdict(run.opts)
-        scratch = tempfile.mkdtemp(prefix="audio-explorer-ray-")
-        closers.append(lambda: shutil.rmtree(scratch, ignore_errors=True))
         cfg = {"library": library, "root": str(run.root), "models": [e.name for e in run.embs],
-               "data_dir": str(run.ddir), "options": opts, "url": store.where if direct else None,
-               "scratch": scratch}
+               "data_dir": str(run.ddir), "options": opts, "url": store.where if direct else None}
         ctx = ray.data.DataContext.get_current()
         saved = (ctx.execution_options.preserve_order, ctx.enable_progress_bars, ctx.print_on_execution_start,
                  ctx.max_errored_blocks)
