@@ -28,16 +28,21 @@ def _vectors(n_per: int = 40, d: int = 48, seed: int = 0):
     return np.asarray(x, np.float32), y
 
 
-@pytest.fixture(params=["edge", "memory"])
-def store(request, tmp_path):
-    st = EdgeStore(tmp_path / "qdrant") if request.param == "edge" else ClientStore.in_memory()
-    x, y = _vectors()
+def _library_store(kind: str, path, x: np.ndarray, y: list[str], audio):
+    """A store of `kind` (edge / memory) holding library 'lib' with model 'm' = the vectors x, labels y."""
+    st = EdgeStore(path) if kind == "edge" else ClientStore.in_memory()
     coll = index.collection_name("lib", "m")
     st.create_collection(coll, x.shape[1], indexes={"label": "keyword", "path": "keyword"})
     ids = [index.point_id(f"{i:040x}") for i in range(len(x))]
     st.upsert(coll, ids, x, [{"path": f"{lab}/{i}.wav", "label": lab} for i, lab in enumerate(y)])
-    save_library(st, Library(name="lib", root=str(tmp_path / "audio"), models=["m"]))
+    save_library(st, Library(name="lib", root=str(audio), models=["m"]))
     st.ids, st.x, st.y = ids, x, y
+    return st
+
+
+@pytest.fixture(params=["edge", "memory"])
+def store(request, tmp_path):
+    st = _library_store(request.param, tmp_path / "qdrant", *_vectors(), tmp_path / "audio")
     yield st
     st.close()
 
@@ -158,14 +163,7 @@ def _chains(n_cls: int = 8, n: int = 30, d: int = 12, step: float = 0.4, noise: 
 
 
 def _chain_store(kind: str, path):
-    st = EdgeStore(path) if kind == "edge" else ClientStore.in_memory()
-    x, y = _chains()
-    coll = index.collection_name("lib", "m")
-    st.create_collection(coll, x.shape[1], indexes={"label": "keyword", "path": "keyword"})
-    ids = [index.point_id(f"{i:040x}") for i in range(len(x))]
-    st.upsert(coll, ids, x, [{"path": f"{lab}/{i}.wav", "label": lab} for i, lab in enumerate(y)])
-    save_library(st, Library(name="lib", root=str(path / "audio"), models=["m"]))
-    st.ids, st.x, st.y = ids, x, y
+    st = _library_store(kind, path, *_chains(), path / "audio")
     adapt.fit_adaptation(st, "lib", "m")
     return st
 
