@@ -196,6 +196,26 @@ def _bars(hit):
     return out
 
 
+def set_dials(page, values: dict[str, str]) -> None:
+    """Type each dial's value into its number box; retyped until all hold for a while (Gradio mounts an
+    accordion's children when it is first opened: a value typed into the first, still hidden, instance
+    is shown for a moment and then lost)."""
+    if not page.locator("#ae-dial-timbre input[type=number]").is_visible():
+        page.click("#ae-search-aspects button")  # open the accordion
+        page.wait_for_selector("#ae-dial-timbre input[type=number]", state="visible", timeout=10000)
+    want = ",".join(values.values())
+    read = ("(names) => names.map(n => document.querySelector(`#ae-dial-${n} input[type=range]`).value).join()")
+    for _ in range(5):
+        for name, value in values.items():
+            box = page.locator(f"#ae-dial-{name} input[type=number]")
+            box.fill(value)
+            box.press("Enter")
+        page.wait_for_timeout(700)
+        if page.evaluate(read, list(values)) == want:
+            return
+    raise AssertionError(f"the dials did not take {values}: {page.evaluate(read, list(values))}")
+
+
 def test_aspect_dials_steer_the_search_and_each_hit_shows_its_bars_and_why(page, served_app):
     _, _, folder = served_app
     tab(page, "Search")
@@ -207,15 +227,7 @@ def test_aspect_dials_steer_the_search_and_each_hit_shows_its_bars_and_why(page,
     page.click("#ae-search-go")
     page.wait_for_selector("#ae-search-results .ae-hit", timeout=60000)
     plain = [h.get_attribute("data-path") for h in page.locator("#ae-search-results .ae-hit").all()]
-    if not page.locator("#ae-dial-timbre input[type=number]").is_visible():
-        page.click("#ae-search-aspects button")  # open the accordion
-    for name, value in (("deep", "0"), ("timbre", "0.5"), ("envelope", "1")):
-        box = page.locator(f"#ae-dial-{name} input[type=number]")
-        box.fill(value)
-        box.press("Enter")
-    page.wait_for_function("() => ['deep', 'timbre', 'envelope'].map(n => document.querySelector("
-                           "`#ae-dial-${n} input[type=range]`).value).join() === '0,0.5,1'", timeout=10000)
-    page.wait_for_timeout(500)
+    set_dials(page, {"deep": "0", "timbre": "0.5", "envelope": "1"})
     before = page.inner_text("#ae-search-results")
     page.click("#ae-search-go")
     page.wait_for_function("(b) => document.querySelector('#ae-search-results').innerText !== b", arg=before,
@@ -234,11 +246,7 @@ def test_aspect_dials_steer_the_search_and_each_hit_shows_its_bars_and_why(page,
     steered = [h.get_attribute("data-path") for h in hits]
     assert steered != plain  # the dials changed the ranking
     shot(page, "3-search-steered")
-    for name, value in (("deep", "1"), ("timbre", "0"), ("envelope", "0")):  # back to the plain search
-        box = page.locator(f"#ae-dial-{name} input[type=number]")
-        box.fill(value)
-        box.press("Enter")
-    page.wait_for_timeout(500)
+    set_dials(page, {"deep": "1", "timbre": "0", "envelope": "0"})  # back to the plain search
     assert not page.js_errors
 
 
