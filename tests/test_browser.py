@@ -174,11 +174,22 @@ def test_playback_marker_follows_the_audio(page):
     shot(page, "2-playback")
 
 
+def upload_query(page, path) -> None:
+    """Put a file in the Search view's query box and wait until Gradio holds it (its player and Clear
+    button are shown once the upload finished)."""
+    clear = page.locator("#ae-search-audio button[aria-label='Clear']")
+    if clear.count():
+        clear.click()
+        page.wait_for_selector("#ae-search-audio input[type=file]", state="attached", timeout=10000)
+    page.set_input_files("#ae-search-audio input[type=file]", str(path))
+    page.wait_for_selector("#ae-search-audio button[aria-label='Clear']", timeout=30000)
+    page.wait_for_timeout(300)
+
+
 def test_search_with_an_upload_returns_itself_first(page, served_app):
     _, _, folder = served_app
     tab(page, "Search")
-    page.set_input_files("#ae-search-audio input[type=file]", str(folder / "voice" / "voice_02.wav"))
-    page.wait_for_timeout(1500)
+    upload_query(page, folder / "voice" / "voice_02.wav")
     page.click("#ae-search-go")
     page.wait_for_selector("#ae-search-results .ae-hit", timeout=60000)
     first = page.locator("#ae-search-results .ae-hit").first
@@ -219,11 +230,7 @@ def set_dials(page, values: dict[str, str]) -> None:
 def test_aspect_dials_steer_the_search_and_each_hit_shows_its_bars_and_why(page, served_app):
     _, _, folder = served_app
     tab(page, "Search")
-    clear = page.locator("#ae-search-audio button[aria-label='Clear']")
-    if clear.count():
-        clear.click()
-    page.set_input_files("#ae-search-audio input[type=file]", str(folder / "kick" / "kick_01.wav"))
-    page.wait_for_timeout(1500)
+    upload_query(page, folder / "kick" / "kick_01.wav")
     page.click("#ae-search-go")
     page.wait_for_selector("#ae-search-results .ae-hit", timeout=60000)
     plain = [h.get_attribute("data-path") for h in page.locator("#ae-search-results .ae-hit").all()]
@@ -254,10 +261,7 @@ def test_bad_upload_shows_a_readable_error(page, tmp_path):
     tab(page, "Search")
     bad = tmp_path / "not_audio.wav"
     bad.write_text("this is a text file, not audio\n" * 40)
-    page.locator("#ae-search-audio button[aria-label='Clear']").click() if page.locator(
-        "#ae-search-audio button[aria-label='Clear']").count() else None
-    page.set_input_files("#ae-search-audio input[type=file]", str(bad))
-    page.wait_for_timeout(1500)
+    upload_query(page, bad)
     page.click("#ae-search-go")
     page.wait_for_function("() => document.querySelector('#ae-search-results').innerText.includes('not an audio')",
                            timeout=30000)
