@@ -37,6 +37,9 @@ CSS = """
 .ae-review-queue ol { padding-left: 1.4em; } .ae-review-queue li { display: flex; gap: 10px; align-items: center; }
 .ae-review-queue audio { height: 30px; width: 260px; } .ae-review-keys { color: #666; font-size: 12px; }
 .ae-quality { color: #555; }
+/* a download box before anything was exported: one slim line, not a drop-zone-sized empty area */
+.ae-download .empty { min-height: 0 !important; height: 2.4em !important; }
+.ae-download .empty .icon { height: 1.4em; width: 1.4em; }
 """
 
 # the map component (Plotly WebGL inside gr.HTML): its template never depends on ${value}, so

@@ -48,8 +48,8 @@ def aspect_bars(aspects: dict[str, float] | None, weights: dict[str, float] | No
 
 
 def hit_row(library: str, rank: int, hit: Any, why: str = "", weights: dict[str, float] | None = None) -> str:
-    """One search result: rank, score, thumbnail, path/label (and segment), player; with per-aspect
-    bars and a "why similar" line when given."""
+    """One search result: rank, score (or the hit's own `score_text`), thumbnail, path/label (and
+    segment), player; with per-aspect bars and a "why similar" line when given."""
     p = hit.payload
     path, label = hit.path or "", hit.label
     start, end = p.get("start_s"), p.get("end_s")
@@ -61,7 +61,7 @@ def hit_row(library: str, rank: int, hit: Any, why: str = "", weights: dict[str,
     lbl = f'<span class="lbl">{html.escape(str(label))}</span>' if label else ""
     src = html.escape(audio_url(library, path, start if seg else None, end if seg else None))
     return (f'<div class="ae-hit" data-id="{hid}" data-path="{html.escape(path)}"><b>{rank}</b>'
-            f'<span class="score">{hit.score:.4f}</span>{thumb}'
+            f'<span class="score">{html.escape(getattr(hit, "score_text", None) or f"{hit.score:.4f}")}</span>{thumb}'
             f'<span><span class="path">{html.escape(path)}{where}</span> {lbl}'
             f'{aspect_bars(getattr(hit, "aspects", None), weights)}'
             + (f'<span class="ae-why">{html.escape(why)}</span>' if why else "") +

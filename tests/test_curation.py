@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import shutil
 import threading
 import zipfile
@@ -265,6 +266,8 @@ def test_curate_view_callbacks(lib):
     svc, _ = lib
     head, rows, pick, medoids = curate.clusters(svc, "demo", "dsp", 3, True)
     assert medoids.count("<audio") == len([r for r in rows if r[0] != -1])
+    shown = re.findall(r'<span class="score">(\d+) clips</span>', medoids)  # each medoid with its cluster's size
+    assert shown == [str(r[2]) for r in rows if r[0] != -1]
     assert head.startswith("**") and "clusters** of 18 clips" in head and rows and pick["value"] == rows[0][0]
     value, _ = svc.maps.value("demo", "dsp", "pca", 2)
     ids, msg, v = curate.select_cluster(svc, "demo", "dsp", rows[0][0], value)

@@ -21,6 +21,7 @@ class _Medoid:
 
     def __init__(self, row):
         self.id, self.path, self.label, self.score = row.medoid_id, row.medoid_path, row.name, float(row.size)
+        self.score_text = f"{row.size} clips"
         self.payload: dict = {}
 
 
@@ -44,7 +45,7 @@ def clusters(svc: Services, library: str | None, model: str | None, min_size: fl
     rows = [[r.cluster, r.name, r.size, r.medoid_path] for r in rep.rows]
     picks = [(f"{r.cluster}: {r.name} ({r.size})", r.cluster) for r in rep.rows]
     medoids = hits_html(library, [_Medoid(r) for r in found],
-                        "Each cluster's medoid (the clip nearest its mean); the score column is its size")
+                        "Each cluster's medoid (the clip nearest its mean) and the cluster's size")
     return head, rows, gr.update(choices=picks, value=picks[0][1] if picks else None), medoids
 
 
@@ -163,7 +164,7 @@ def build(svc: Services, library: gr.Dropdown, model: gr.Dropdown, selection: gr
     with gr.Row():
         tag = gr.Textbox(label="Tag", scale=3)
         tag_btn = gr.Button("Export ZIP", scale=1)
-    out_file = gr.File(label="Download", interactive=False, height=60)
+    out_file = gr.File(label="Download", interactive=False, height=60, elem_classes=["ae-download"])
     out_msg = gr.Markdown()
 
     go_btn.click(bind(clusters, svc), [library, model, min_size, pca], [head, table, pick, medoids], **PRIVATE)

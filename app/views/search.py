@@ -155,7 +155,7 @@ def build(svc: Services, library: gr.Dropdown, model: gr.Dropdown, selection: gr
     last = gr.State([])
     with gr.Row():
         export_btn = gr.Button("Export these results as ZIP", scale=1, elem_id="ae-search-export")
-        zip_file = gr.File(label="Download", interactive=False, scale=2, height=60)
+        zip_file = gr.File(label="Download", interactive=False, scale=2, height=60, elem_classes=["ae-download"])
     for comp in (library, model):
         comp.change(bind(label_choices, svc), [library, model], label, **PRIVATE)
         comp.change(bind(label_choices, svc), [library, model], pred, **PRIVATE)

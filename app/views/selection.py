@@ -179,7 +179,7 @@ def build(svc: Services, library: gr.Dropdown, model: gr.Dropdown, view: gr.HTML
             neg_btn = gr.Button("Use as negatives", elem_id="ae-negatives", scale=1)
             clear_btn = gr.Button("Clear selection", elem_id="ae-clear", scale=1)
             export_btn = gr.Button("Export ZIP", elem_id="ae-export", scale=1)
-        zip_file = gr.File(label="Download", interactive=False, elem_id="ae-zip", height=60)
+        zip_file = gr.File(label="Download", interactive=False, elem_id="ae-zip", height=60, elem_classes=["ae-download"])
         more = gr.HTML(elem_id="ae-more-results")
 
     def on_select(library_, model_, evt: gr.EventData):
