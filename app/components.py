@@ -85,9 +85,11 @@ def choices(values: list[str], value: str | None = None, **kw: Any) -> dict:
     return gr.update(choices=values, value=value if value in values else (values[0] if values else None), **kw)
 
 
-def map_view(**kwargs: Any) -> gr.HTML:
-    """A map component; its value is a map value from `app.services.maps` (or {"message": ...})."""
-    return gr.HTML(value=None, html_template=assets.MAP_TEMPLATE, css_template=assets.MAP_CSS,
+def map_view(empty: str | None = None, **kwargs: Any) -> gr.HTML:
+    """A map component; its value is a map value from `app.services.maps` (or {"message": ...}).
+    `empty`: what it says before its first map (default: "Nothing to show yet.")."""
+    value = {"message": html.escape(empty)} if empty is not None else None
+    return gr.HTML(value=value, html_template=assets.MAP_TEMPLATE, css_template=assets.MAP_CSS,
                    js_on_load=assets.mapview_js(), **kwargs)
 
 

@@ -153,6 +153,7 @@ def test_a_new_page_answers_a_click_before_its_load_events_ran(page):
 
 def test_playback_marker_follows_the_audio(page):
     tab(page, "Playback")
+    assert "press Play" in page.inner_text("#ae-map-playback .ae-empty")  # before a first map: what to do
     page.locator("#ae-playback-file input").click()
     page.get_by_role("option", name="pad/sweep_long.wav").click()
     page.get_by_role("button", name="Play", exact=True).click()

@@ -55,6 +55,7 @@ def build(svc: Services, library: gr.Dropdown) -> None:
         go_btn = gr.Button("Compare", variant="primary")
     status = gr.Markdown()
     with gr.Row():
-        views = [map_view(elem_id=f"ae-map-compare-{i}") for i in range(PANELS)]
+        views = [map_view(elem_id=f"ae-map-compare-{i}", empty="" if i else "Press Compare to draw the same clips in "
+                              "each chosen model's map, side by side.") for i in range(PANELS)]
     library.change(bind(options, svc), library, [models, clip], **PRIVATE)
     go_btn.click(bind(run, svc), [library, models, method, dims, clip], [status] + views, **PRIVATE)

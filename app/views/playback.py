@@ -76,7 +76,8 @@ def build(svc: Services, library: gr.Dropdown, model: gr.Dropdown) -> PlaybackHa
         rotate = gr.Checkbox(value=False, label="Rotate camera (3D)")
         play_btn = gr.Button("Play", variant="primary")
     status = gr.Markdown()
-    view = map_view(elem_id="ae-map-playback")
+    view = map_view(elem_id="ae-map-playback", empty="Pick a file and press Play: its frames are placed on the map, "
+                                                              "and a marker follows the audio as it plays.")
     with gr.Accordion("Search with a part of this file", open=False, elem_id="ae-playback-search"):
         with gr.Row():
             part_start = gr.Number(value=None, label="from (s)", elem_id="ae-part-start")
