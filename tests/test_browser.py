@@ -307,5 +307,8 @@ def test_library_and_compare_tabs(page):
     page.get_by_role("button", name="Compare", exact=True).click()
     page.wait_for_selector("#ae-map-compare-1 .ae-map[data-rendered]", timeout=60000)
     assert "trustworthiness" in page.inner_text("body")
+    # narrow panels keep their width for the points: the legend is in rows below them (beside, on the Map)
+    legend = "(s) => document.querySelector(s + ' .ae-plot')._fullLayout.legend.orientation"
+    assert page.evaluate(legend, "#ae-map-compare-1") == "h" and page.evaluate(legend, "#ae-map-main") == "v"
     shot(page, "6-compare")
     assert not page.js_errors, page.js_errors

@@ -545,7 +545,7 @@ class MapService:
             fit = self.fit(library, m, method, dims)
             hl = [fit.ids[i] for i, p in enumerate(fit.payloads) if highlight_path and p.get("path") == highlight_path]
             v = self.points_value(library, m, method, dims, fit, highlight_ids=hl)
-            v["height"] = 420
+            v["height"], v["legend"] = 520, "below"  # three panels side by side: the legend under the points
             q = fit.projection.quality or {}
             v["title"] = compare_title(m, q)
             values.append(v)

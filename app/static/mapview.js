@@ -242,7 +242,9 @@
     }
     const layout = {
       margin: { l: 10, r: 10, t: 10, b: 10 }, height: v.height || 560, showlegend: true,
-      legend: { itemsizing: 'constant', orientation: 'v' }, uirevision: v.key || 'map',
+      // a narrow panel (Compare) keeps its width for the points: the legend goes below, in rows
+      legend: v.legend === 'below' ? { itemsizing: 'constant', orientation: 'h', x: 0, y: -0.02, yanchor: 'top',
+        font: { size: 11 } } : { itemsizing: 'constant', orientation: 'v' }, uirevision: v.key || 'map',
       hovermode: 'closest', dragmode: is3d ? 'orbit' : 'pan', paper_bgcolor: 'rgba(0,0,0,0)',
     };
     if (is3d) {
