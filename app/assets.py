@@ -37,6 +37,8 @@ CSS = """
 .ae-review-queue ol { padding-left: 1.4em; } .ae-review-queue li { display: flex; gap: 10px; align-items: center; }
 .ae-review-queue audio { height: 30px; width: 260px; } .ae-review-keys { color: #666; font-size: 12px; }
 .ae-quality { color: #555; }
+.ae-class { margin: 2px 0; } .ae-class summary { cursor: pointer; padding: 4px 2px; font-weight: 600; }
+.ae-class[open] summary { border-bottom: 1px solid #eee; }
 /* a download box before anything was exported: one slim line, not a drop-zone-sized empty area */
 .ae-download .empty { min-height: 0 !important; height: 2.4em !important; }
 .ae-download .empty .icon { height: 1.4em; width: 1.4em; }

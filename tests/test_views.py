@@ -158,6 +158,9 @@ def test_classes_compute_counts_agreement_heatmap_and_typical_clips(lib):
     assert [r[0] for r in rows] == ["hihat", "kick", "pad", "voice"] and [r[1] for r in rows] == [4, 4, 5, 4]
     assert fig.data[0].type == "heatmap" and len(fig.data[0].z) == 4
     assert "'kick': most typical clips" in html_ and html_.count("<audio") >= 8
+    # one fold per class, in the table's order, the first one open
+    assert re.findall(r'<details class="ae-class"( open)?><summary>(\w+): ', html_) == [
+        (" open" if i == 0 else "", r[0]) for i, r in enumerate(rows)]
     assert classes.compute(svc, None, None)[0] == EMPTY
     assert classes.compute(svc, "nope", "dsp")[0].startswith("**Error:** unknown library 'nope'")
 

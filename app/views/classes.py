@@ -3,6 +3,8 @@ centroid cosine-similarity heatmap, each class's most typical clips and its near
 other classes (recommend, average-vector strategy)."""
 from __future__ import annotations
 
+import html
+
 import gradio as gr
 import plotly.graph_objects as go
 
@@ -55,10 +57,14 @@ def compute(svc: Services, library: str | None, model: str | None, k: float = 5,
     rows = [[lb, st["counts"][lb], number(st["agreement"][lb])]
             + ([number(x["per_label"].get(lb, float("nan")))] if x else []) for lb in st["labels"]]
     parts = []
-    for lb in st["labels"]:
+    for i, lb in enumerate(st["labels"]):  # one fold per class (the first open): 17 classes are 170 rows
+        summary_ = f"{lb}: {st['counts'][lb]} clips, agreement@{st['k']} {number(st['agreement'][lb])}"
+        parts.append(f'<details class="ae-class"{" open" if i == 0 else ""}>'
+                     f"<summary>{html.escape(summary_, quote=False)}</summary>")
         parts.append(hits_html(library, st["typical"][lb], f"'{lb}': most typical clips (nearest the centroid)"))
         parts.append(hits_html(library, st["nearest"][lb],
                                f"'{lb}': nearest clips from other classes (recommend, average vector)"))
+        parts.append("</details>")
     head = summary(st, model)
     if x:
         head += (f"\n\n**Agreement@{st['k']} with neighbours of another {x['field']} only: {number(x['overall'])}** "
