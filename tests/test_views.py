@@ -248,3 +248,18 @@ def test_the_api_is_exactly_the_documented_endpoints(lib):
     info = build_app(svc).get_api_info()
     assert sorted(n.lstrip("/") for n in info["named_endpoints"]) == readme_endpoints() == sorted(api.ENDPOINTS)
     assert not info["unnamed_endpoints"]
+
+
+
+def test_review_on_a_fully_labelled_library_says_why_its_queue_is_empty(demo_folder, tmp_path):
+    from app.views import review
+
+    folder = tmp_path / "lib"
+    shutil.copytree(demo_folder, folder)
+    for p in folder.glob("*.wav"):  # only clips in class folders: every clip has a label
+        p.unlink()
+    svc = Services(tmp_path / "data")
+    assert svc.libs.index("all", folder=str(folder), models=["dsp"]).added > 0
+    counts, card, rest, queue, pos, _fix, _cls, status = review.suggest(svc, "all", "dsp", "uncertain", None)
+    assert queue == [] and 'data-unlabelled="0"' in counts
+    assert "every clip has a label" in card and "press" not in card  # not "press Suggest labels" once more

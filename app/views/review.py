@@ -49,9 +49,9 @@ class ReviewHandles:
     changed: list  # events after which the library's payloads changed (suggestions written)
 
 
-def counts_html(svc: Services, library: str, model: str, note: str = "") -> str:
-    """Labelled / suggested counts (data attributes for tests and scripts)."""
-    c = svc.labels.counts(library, model)
+def counts_html(svc: Services, library: str, model: str, note: str = "", counts: dict | None = None) -> str:
+    """Labelled / suggested counts (data attributes for tests and scripts); `counts`: already read."""
+    c = counts if counts is not None else svc.labels.counts(library, model)
     by = ", ".join(f"{html.escape(k)} {v}" for k, v in list(c["by_label"].items())[:12]) or "none yet"
     return (f'<div class="ae-review-counts" data-labelled="{c["labelled"]}" data-suggested="{c["suggested"]}" '
             f'data-unlabelled="{c["unlabelled"]}"><b>{c["labelled"]}</b> labelled · <b>{c["suggested"]}</b> of '
@@ -59,9 +59,13 @@ def counts_html(svc: Services, library: str, model: str, note: str = "") -> str:
             + (f'<br>{html.escape(note)}' if note else "") + "</div>")
 
 
-def card_html(library: str, item: dict | None, pos: int, total: int) -> str:
-    """The clip under review: thumbnail, player, path and suggestion."""
+def card_html(library: str, item: dict | None, pos: int, total: int, unlabelled: int | None = None) -> str:
+    """The clip under review: thumbnail, player, path and suggestion (`unlabelled`: how many clips
+    have no label, when known)."""
     if not item:
+        if total == 0 and unlabelled == 0:
+            return ('<p class="ae-review-empty">Nothing to review: every clip has a label (labels are suggested '
+                    'for unlabelled clips only).</p>')
         return '<p class="ae-review-empty">Nothing to review: press “Suggest labels”.</p>' if total == 0 else \
             '<p class="ae-review-empty">End of the queue: press “Suggest labels” to rank again.</p>'
     p = item.get("payload") or {}
@@ -100,7 +104,8 @@ def _queue(svc: Services, library: str, model: str, mode: str, cls: str | None) 
 
 def _show(svc: Services, library: str, model: str, queue: list[dict], pos: int, note: str = "") -> tuple:
     item = queue[pos] if 0 <= pos < len(queue) else None
-    return (counts_html(svc, library, model, note), card_html(library, item, pos, len(queue)),
+    c = svc.labels.counts(library, model)
+    return (counts_html(svc, library, model, note, c), card_html(library, item, pos, len(queue), c["unlabelled"]),
             queue_html(library, queue, pos), queue, pos,
             gr.update(value=item["suggestion"] if item else None))
 
