@@ -263,3 +263,39 @@ def test_review_on_a_fully_labelled_library_says_why_its_queue_is_empty(demo_fol
     counts, card, rest, queue, pos, _fix, _cls, status = review.suggest(svc, "all", "dsp", "uncertain", None)
     assert queue == [] and 'data-unlabelled="0"' in counts
     assert "every clip has a label" in card and "press" not in card  # not "press Suggest labels" once more
+
+
+def test_a_map_draw_overtaken_by_a_newer_one_of_its_page_shows_nothing(lib):
+    """UMAP picked, then 3D at once: the slow first draw must not land on top of the second."""
+    import threading
+    import types
+
+    import gradio as gr
+
+    svc, _ = lib
+    page, other = types.SimpleNamespace(session_hash="page-1"), types.SimpleNamespace(session_hash="page-2")
+    real, entered, release = svc.maps.value, threading.Event(), threading.Event()
+
+    def slow_first(library, model, method, dims, **kw):
+        if dims == 2 and method == "umap":  # the first request: held until the second has answered
+            entered.set()
+            release.wait(30)
+        return real(library, model, method, dims, **kw)
+
+    svc.maps.value = slow_first
+    try:
+        first: list = []
+        t = threading.Thread(target=lambda: first.append(maps.draw(svc, "demo", "dsp", "umap", "2D", "label",
+                                                                   request=page)))
+        t.start()
+        assert entered.wait(30)
+        second = maps.draw(svc, "demo", "dsp", "umap", "3D", "label", request=page)
+        elsewhere = maps.draw(svc, "demo", "dsp", "pca", "2D", "label", request=other)  # another page: no effect
+        release.set()
+        t.join(60)
+    finally:
+        svc.maps.value = real
+    assert second[0]["dims"] == 3 and elsewhere[0]["dims"] == 2
+    assert first == [(gr.skip(), gr.skip())]  # dropped: the page keeps the 3D map
+    alone = maps.draw(svc, "demo", "dsp", "umap", "2D", "label", request=page)  # nothing newer: shown
+    assert alone[0]["dims"] == 2

@@ -2,6 +2,8 @@
 hear it and list its nearest neighbours (a Qdrant query)."""
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import gradio as gr
@@ -30,11 +32,53 @@ def method_params(method: str, n_neighbors: float, min_dist: float, perplexity: 
             "tsne": {"perplexity": float(perplexity)}}.get(method, {})
 
 
+class _Latest:
+    """The newest map request of each page (Gradio session): a draw that finishes after a newer one
+    of its page began is dropped, so picking UMAP then 3D at once never ends on the slow UMAP 2D."""
+
+    def __init__(self, keep: int = 2000):
+        self._gen: OrderedDict[str, int] = OrderedDict()
+        self._lock, self._keep, self._n = threading.Lock(), keep, 0
+
+    def begin(self, request: gr.Request | None) -> tuple[str, int] | None:
+        """Record a new request of this page; its ticket (None without a session)."""
+        sid = getattr(request, "session_hash", None)
+        if not sid:
+            return None
+        with self._lock:
+            self._n += 1
+            self._gen[sid] = self._n
+            self._gen.move_to_end(sid)
+            while len(self._gen) > self._keep:
+                self._gen.popitem(last=False)
+            return sid, self._n
+
+    def superseded(self, ticket: tuple[str, int] | None) -> bool:
+        """Whether a newer request of the ticket's page began since."""
+        if ticket is None:
+            return False
+        with self._lock:
+            return self._gen.get(ticket[0], ticket[1]) != ticket[1]
+
+
+LATEST = _Latest()
+
+
 def draw(svc: Services, library: str | None, model: str | None, method: str, dims: str, color_by: str,
          n_neighbors: float = 15, min_dist: float = 0.1, perplexity: float = 30, seed: float = 0,
-         selected: list[str] | None = None, progress=gr.Progress()) -> tuple[dict, str]:
+         selected: list[str] | None = None, progress=gr.Progress(),
+         request: gr.Request | None = None) -> tuple[dict, str] | tuple:
     """(map value, status line): the map first, the selection marked; its quality numbers come
-    from `quality`."""
+    from `quality`. Nothing is shown when a newer draw of the same page began meanwhile."""
+    ticket = LATEST.begin(request)
+    out = _draw(svc, library, model, method, dims, color_by, n_neighbors, min_dist, perplexity, seed, selected,
+                progress)
+    return (gr.skip(), gr.skip()) if LATEST.superseded(ticket) else out
+
+
+def _draw(svc: Services, library: str | None, model: str | None, method: str, dims: str, color_by: str,
+          n_neighbors: float, min_dist: float, perplexity: float, seed: float, selected: list[str] | None,
+          progress) -> tuple[dict, str]:
     if not library or not model:
         return {"message": EMPTY}, ""
     progress(0.05, desc=f"{METHOD_LABELS.get(method, method)} map of {library} · {model} (fitted once, then cached)")
