@@ -2,6 +2,9 @@
 exported map's page template."""
 from __future__ import annotations
 
+import functools
+import json
+import os
 from pathlib import Path
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -95,27 +98,22 @@ def early_mode() -> str:
     `draw` (default): fetched from the page's first bytes and drawn off-screen before Gradio mounts;
     `fetch`: fetched from the first bytes, drawn when the map component mounts; `off`: fetched once
     Gradio's head is in, drawn when the component mounts (before this mode existed)."""
-    import os
-
     mode = os.environ.get("AUDIO_EXPLORER_MAP_EARLY", "draw").strip().lower() or "draw"
     return mode if mode in EARLY_MODES else "draw"
 
 
 def head(mode: str | None = None) -> str:
     """The page head: plotly.js preloaded and the early map script (see `early_mode`)."""
-    import json
-
     mode = mode or early_mode()
     early = (STATIC / "mapearly.js").read_text().replace("__AE_TEMPLATE__", json.dumps(MAP_TEMPLATE))
     early = early.replace("__AE_EARLY_DRAW__", "true" if mode == "draw" else "false")
     return f'<link rel="preload" href="/static/plotly.min.js" as="script"><script>{early}</script>'
 
 
-
-
-
+@functools.cache
 def mapview_js() -> str:
-    """The map component's js_on_load code."""
+    """The map component's js_on_load code (read once: the page head's early draw, served from
+    /static/mapview.js, runs the same code as the components built with it)."""
     return (STATIC / "mapview.js").read_text()
 
 
